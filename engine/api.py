@@ -1,0 +1,98 @@
+"""`upscale()`: the one function the CLI, the server and scripts call."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.backends.base import FlowBackend
+from engine.backends.loader import load_backend
+from engine.errors import DeviceError, InvalidInput
+from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
+from engine.pipeline import plan, run_stages
+from engine.pixels import conventional_resize, from_image, to_image
+from engine.progress import CancelToken, ProgressCallback
+from engine.settings import ModelSpec, UpscaleSettings
+from engine.stages import output_size
+
+_cache_lock = threading.Lock()
+_cached: tuple[ModelSpec, FlowBackend] | None = None
+
+
+def get_backend(spec: ModelSpec) -> FlowBackend:
+    """Load a model, keeping the last one loaded: switching models frees the previous one first."""
+    global _cached
+    with _cache_lock:
+        if _cached is not None and _cached[0] == spec:
+            return _cached[1]
+        _cached = None  # drop the old model before loading the next, or both would sit in memory
+        backend = load_backend(spec.source, device=spec.device, dtype=spec.dtype, offload=spec.offload,
+                               base=spec.base)
+        _cached = (spec, backend)
+        return backend
+
+
+def _check_fits(backend: FlowBackend, size: tuple[int, int], max_memory: int | None) -> None:
+    need = estimate_peak_bytes(size[0] * size[1], backend.vae_width, backend.dtype)
+    have = max_memory if max_memory is not None else available_bytes(backend.device)
+    if have is not None and need > have:
+        raise DeviceError(
+            f"a {size[0]}x{size[1]} output needs about {format_bytes(need)} on {backend.device}, "
+            f"but only {format_bytes(have)} is available; use a smaller scale or a smaller region, "
+            "or a device with more memory"
+        )
+
+
+def upscale(
+    image: Image.Image | np.ndarray,
+    settings: UpscaleSettings | None = None,
+    *,
+    backend: FlowBackend | None = None,
+    model: ModelSpec | str | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    max_memory: int | None = None,
+    **overrides: Any,
+) -> Image.Image | np.ndarray:
+    """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
+
+    `overrides` are `UpscaleSettings` fields (`upscale(img, scale=4, seed=1, model="path")`). Colour
+    goes through the model; alpha is resized conventionally and re-attached. Raises `Cancelled` when
+    `cancel` fires: the caller gets nothing, and the job's tensors are released.
+    """
+    settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
+    pixels = from_image(image)
+    width, height = pixels.size
+    out_size = output_size(width, height, settings.scale)
+    alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
+    if settings.strength == 0.0:
+        # No noise means no change: the model would only add a VAE round trip's blur.
+        return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
+
+    if backend is None:
+        if model is None:
+            raise InvalidInput("no model given: pass model= (a diffusers folder, repo id or .safetensors file)")
+        backend = get_backend(ModelSpec(model) if isinstance(model, str) else model)
+    _check_fits(backend, out_size, max_memory)
+    steps = settings.steps or backend.default_steps
+    stages = plan(width, height, settings.scale, settings.strength, steps, backend)
+    cond = backend.encode_prompt(
+        settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
+    )
+    try:
+        rgb = run_stages(pixels.rgb, stages, strength=settings.strength, seed=settings.seed, backend=backend,
+                         cond=cond, on_progress=on_progress, cancel=cancel)
+    except torch.OutOfMemoryError as exc:
+        raise DeviceError(
+            f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale or "
+            "region, --offload, or a device with more memory"
+        ) from exc
+    finally:
+        if backend.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return to_image(rgb, alpha, pixels)

@@ -1,0 +1,167 @@
+"""The `uprez` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine import __version__
+
+EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+
+
+def _positive_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uprez", description="AI upscaling with flow-matching models.")
+    parser.add_argument("--version", action="version", version=f"uprez {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("upscale", help="upscale an image file, or every image in a folder")
+    up.add_argument("input", type=Path, help="an image (PNG, JPEG, WebP, TIFF) or a folder of images")
+    up.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder for a folder)")
+    up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
+    up.add_argument("-m", "--model", required=True,
+                    help="diffusers folder, Hugging Face repo id, or transformer .safetensors file")
+    up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
+    up.add_argument("--strength", type=float, default=0.35,
+                    help="noise level each stage starts from: 0 = plain Lanczos, higher = more invented "
+                         "detail (default 0.35)")
+    up.add_argument("--steps", type=int, help="length of the model's full schedule (default: the model's)")
+    up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--prompt", default="", help="optional description of the image")
+    up.add_argument("--high-detail", action="store_true", help="add a short 'high detail' prompt")
+    up.add_argument("--negative-prompt", default="")
+    up.add_argument("--cfg-scale", type=float, help="classifier-free guidance (SD3, Qwen-Image, Z-Image)")
+    up.add_argument("--guidance", type=float, help="FLUX-dev distilled guidance (default 3.5)")
+    up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    up.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    up.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
+    up.add_argument("--max-memory", type=float, metavar="GIB",
+                    help="refuse jobs estimated to need more than this (default: what is free)")
+    up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _jobs(source: Path, output: Path) -> Iterator[tuple[Path, Path]]:
+    from engine.imagefile import READABLE
+
+    if source.is_dir():
+        for path in sorted(source.iterdir()):
+            if path.is_file() and path.suffix.lower() in READABLE:
+                yield path, output / path.name
+    else:
+        yield source, output
+
+
+def _plan_outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    from engine.errors import InvalidInput
+
+    if not args.input.exists():
+        raise InvalidInput(f"input not found: {args.input}")
+    if args.input.is_dir() and args.output.exists() and not args.output.is_dir():
+        raise InvalidInput(f"the input is a folder, so the output must be a folder; {args.output} is a file")
+    jobs = list(_jobs(args.input, args.output))
+    if not jobs:
+        raise InvalidInput(f"no images found in {args.input}")
+    for source, target in jobs:
+        if target.resolve() == source.resolve():
+            raise InvalidInput(f"refusing to write the result over its own input {source}; choose another -o")
+        if target.exists() and not args.overwrite:
+            raise InvalidInput(f"{target} exists; choose another -o or pass --overwrite")
+    return jobs
+
+
+def _run_upscale(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.api import get_backend, upscale
+    from engine.errors import InvalidInput
+    from engine.imagefile import read_image, write_image
+    from engine.progress import CancelToken, ProgressEvent
+    from engine.settings import HIGH_DETAIL_PROMPT, ModelSpec, UpscaleSettings
+
+    prompt = ", ".join(p for p in (args.prompt, HIGH_DETAIL_PROMPT if args.high_detail else "") if p)
+    settings = UpscaleSettings(
+        scale=args.scale, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
+        negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
+    )
+    jobs = _plan_outputs(args)
+    first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
+    backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                                    base=args.base))
+    max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
+    cancel = CancelToken()
+
+    def on_interrupt(_signum: int, _frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling after this step (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    failed = 0
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        for index, (source, target) in enumerate(jobs, 1):
+            label = f"[{index}/{len(jobs)}] {source.name}" if len(jobs) > 1 else source.name
+            try:
+                pixels = first if index == 1 else read_image(source)
+            except InvalidInput as exc:
+                failed += 1  # one bad file in a folder should not stop the batch
+                print(f"uprez: skipped: {exc}", file=sys.stderr)
+                continue
+            with tqdm(total=1.0, desc=label, disable=args.quiet, file=sys.stderr,
+                      bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") as bar:
+
+                def on_progress(event: ProgressEvent, bar: tqdm = bar, label: str = label) -> None:
+                    bar.set_description_str(
+                        f"{label} stage {event.stage}/{event.stages} step {event.step}/{event.steps}", refresh=False
+                    )
+                    bar.update(event.fraction - bar.n)
+
+                result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
+                                 max_memory=max_memory)
+            write_image(target, result)
+            print(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if failed:
+        print(f"uprez: {failed} of {len(jobs)} images could not be read", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.errors import InvalidInput, UprezError
+    from engine.progress import Cancelled
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "upscale":
+            return _run_upscale(args)
+    except Cancelled:
+        print("uprez: cancelled; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("uprez: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except InvalidInput as exc:
+        print(f"uprez: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UprezError as exc:
+        print(f"uprez: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

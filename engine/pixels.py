@@ -1,0 +1,142 @@
+"""Pixel buffers in and out: bit depth, alpha, conventional resizing, padding to the latent multiple."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+MAX_INPUT_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """An image as float32 colour in [0, 1] plus optional alpha, remembering the caller's format."""
+
+    rgb: np.ndarray  # (H, W, 3) float32
+    alpha: np.ndarray | None  # (H, W) float32 or None
+    dtype: np.dtype  # the caller's sample type: uint8, uint16 or a float type
+    grey: bool  # the caller gave one colour channel
+    as_pil: bool  # the caller gave a PIL image
+    flat: bool = False  # the caller's array had no channel axis: (H, W)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode == "I":
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    return np.asarray(image)
+
+
+def from_image(image: Image.Image | np.ndarray) -> Pixels:
+    """Read a PIL image or an (H, W[, C]) array of uint8, uint16 or float in [0, 1], C in 1..4."""
+    as_pil = isinstance(image, Image.Image)
+    array = pil_to_array(image) if as_pil else np.asarray(image)
+    if not isinstance(array, np.ndarray) or array.dtype == object:
+        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    flat = array.ndim == 2
+    if flat:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an image of shape (H, W) or (H, W, 1..4), got {array.shape}")
+    height, width, channels = array.shape
+    if width < 1 or height < 1:
+        raise ValueError(f"the image is empty ({width}x{height})")
+    if max(width, height) > MAX_INPUT_SIDE:
+        raise ValueError(f"the image is {width}x{height}; sides above {MAX_INPUT_SIDE} px are not supported")
+    if array.dtype == np.uint8:
+        values = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating):
+        values = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0).clip(0.0, 1.0)
+    else:
+        raise ValueError(f"unsupported sample type {array.dtype}; use 8-bit, 16-bit or float images")
+    grey = channels in (1, 2)
+    colour = np.repeat(values[:, :, :1], 3, axis=2) if grey else values[:, :, :3]
+    alpha = values[:, :, -1] if channels in (2, 4) else None
+    return Pixels(np.ascontiguousarray(colour), alpha, array.dtype, grey, as_pil, flat)
+
+
+def to_image(rgb: np.ndarray, alpha: np.ndarray | None, like: Pixels) -> Image.Image | np.ndarray:
+    """Pack float colour (and alpha) back into the format the caller gave us."""
+    channels = [rgb.mean(axis=2, keepdims=True) if like.grey else rgb]
+    if alpha is not None:
+        channels.append(alpha[:, :, None])
+    values = np.concatenate(channels, axis=2).clip(0.0, 1.0)
+    if like.dtype == np.uint8:
+        out = np.round(values * 255.0).astype(np.uint8)
+    elif like.dtype == np.uint16:
+        out = np.round(values * 65535.0).astype(np.uint16)
+    else:
+        out = values.astype(like.dtype)
+    if out.shape[2] == 1 and (like.flat or like.as_pil):
+        out = out[:, :, 0]
+    if not like.as_pil:
+        return out
+    if out.dtype == np.uint16 and out.ndim == 2:
+        return Image.fromarray(out, mode="I;16")
+    if out.dtype != np.uint8:
+        raise ValueError("PIL cannot hold 16-bit or float colour images; pass a numpy array instead")
+    return Image.fromarray(out)
+
+
+def conventional_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Lanczos resize of float (H, W) or (H, W, C) samples, clipped to [0, 1]; the non-AI baseline."""
+    planes = values[:, :, None] if values.ndim == 2 else values
+    out = np.stack(
+        [np.asarray(Image.fromarray(planes[:, :, c], mode="F").resize(size, Image.Resampling.LANCZOS))
+         for c in range(planes.shape[2])],
+        axis=2,
+    ).clip(0.0, 1.0)
+    return out[:, :, 0] if values.ndim == 2 else out
+
+
+def _grow(x: torch.Tensor, axis: int, target: int) -> torch.Tensor:
+    """Extend the last (axis=-1) or second-last (axis=-2) dimension to `target` by reflection."""
+    while x.shape[axis] < target:
+        length = x.shape[axis]
+        amount = min(target - length, length - 1)
+        mode = "reflect" if amount > 0 else "replicate"  # a 1-pixel side has nothing to reflect
+        amount = amount if amount > 0 else target - length
+        x = F.pad(x, (0, amount, 0, 0) if axis == -1 else (0, 0, 0, amount), mode=mode)
+    return x
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (B, C, H, W) on the right and bottom to a multiple; returns the tensor and the old size.
+
+    Reflection keeps edge statistics natural for the model, and cropping the pad off afterwards means
+    no size is ever distorted to fit the model.
+    """
+    height, width = x.shape[-2:]
+    x = _grow(x, -2, -(-height // multiple) * multiple)
+    x = _grow(x, -1, -(-width // multiple) * multiple)
+    return x, (height, width)
+
+
+def crop_to(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Undo `pad_to_multiple`."""
+    return x[..., : size_hw[0], : size_hw[1]]
+
+
+def to_model_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) in [0, 1] -> (1, 3, H, W) in [-1, 1], the range every diffusers VAE expects."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).mul(2.0).sub(1.0)
+
+
+def from_model_tensor(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]."""
+    return x[0].float().add(1.0).mul(0.5).clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()

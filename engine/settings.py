@@ -1,0 +1,68 @@
+"""The request types that cross the API -> job -> pipeline boundary, validated where they are made."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.stages import check_scale
+
+HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    """What to do to one image. Defaults favour faithfulness: strength 0.35 keeps the input's structure."""
+
+    scale: float = 2.0
+    strength: float = 0.35  # sigma_start of every stage: 0 = conventional upscale, 1 = ignore the input
+    steps: int | None = None  # length of the model's full schedule; None = the model's default
+    seed: int = 0
+    prompt: str = ""
+    negative_prompt: str = ""
+    cfg_scale: float | None = None  # real CFG for SD3/Qwen/Z-Image; None = the model's default
+    guidance: float | None = None  # FLUX-dev distilled guidance; None = the model's default
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "scale", check_scale(self.scale))
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        if not isinstance(self.strength, (int, float)) or not 0.0 <= self.strength <= 1.0:
+            raise InvalidInput(f"strength must be between 0 and 1 (try 0.2-0.5), got {self.strength!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or not 1 <= self.steps <= 200):
+            raise InvalidInput(f"steps must be a whole number from 1 to 200, got {self.steps!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise InvalidInput(f"seed must be a whole number from 0 to 2^63-1, got {self.seed!r}")
+        for name in ("cfg_scale", "guidance"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)
+                                      or not 0.0 <= value <= 30.0):
+                raise InvalidInput(f"{name} must be between 0 and 30, got {value!r}")
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UpscaleSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and where: a repo id, a diffusers folder or a .safetensors checkpoint."""
+
+    source: str
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False  # keep components in CPU RAM and move each to the GPU only while it runs
+    base: str | None = None  # VAE + text encoders for a transformer-only checkpoint

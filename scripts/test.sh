@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite plus the linter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+VENV=${UPREZ_VENV:-.venv}
+"$VENV/bin/ruff" check .
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
