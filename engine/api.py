@@ -15,7 +15,7 @@ from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan, run_stages
-from engine.pixels import conventional_resize, from_image, to_image
+from engine.pixels import conventional_resize, from_image, read_mask, to_image
 from engine.progress import CancelToken, ProgressCallback
 from engine.settings import ModelSpec, UpscaleSettings
 from engine.stages import output_size
@@ -57,22 +57,33 @@ def upscale(
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     max_memory: int | None = None,
+    mask: Image.Image | np.ndarray | None = None,
+    region_only: bool = False,
     **overrides: Any,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
 
     `overrides` are `UpscaleSettings` fields (`upscale(img, scale=4, seed=1, model="path")`). Colour
-    goes through the model; alpha is resized conventionally and re-attached. Raises `Cancelled` when
-    `cancel` fires: the caller gets nothing, and the job's tensors are released.
+    goes through the model; alpha is resized conventionally and re-attached. With a soft `mask` (same
+    size as the image, 0 = keep) the model's pixels are blended in with the upscaled mask, so where it
+    is 0 the result equals the conventional upscale exactly; `region_only` returns RGBA whose alpha is
+    that mask. Raises `Cancelled` when `cancel` fires: the caller gets nothing, and the job's tensors
+    are released.
     """
     settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
     pixels = from_image(image)
     width, height = pixels.size
     out_size = output_size(width, height, settings.scale)
+    weight = None if mask is None else conventional_resize(read_mask(mask, pixels.size), out_size)
     alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
-    if settings.strength == 0.0:
-        # No noise means no change: the model would only add a VAE round trip's blur.
-        return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
+    if region_only:
+        if weight is None:
+            raise InvalidInput("region_only needs a mask: the region is what the mask selects")
+        alpha = weight if alpha is None else alpha * weight
+    conventional = conventional_resize(pixels.rgb, out_size)
+    if settings.strength == 0.0 or (weight is not None and not weight.any()):
+        # No noise (or nothing selected) means no change: the model would only add a VAE round trip.
+        return to_image(conventional, alpha, pixels)
 
     if backend is None:
         if model is None:
@@ -95,4 +106,7 @@ def upscale(
     finally:
         if backend.device.type == "cuda":
             torch.cuda.empty_cache()
+    if weight is not None:
+        # Pixel-space composite: outside the mask nothing takes the VAE round trip.
+        rgb = weight[:, :, None] * rgb + (1.0 - weight[:, :, None]) * conventional
     return to_image(rgb, alpha, pixels)

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
     up.add_argument("--max-memory", type=float, metavar="GIB",
                     help="refuse jobs estimated to need more than this (default: what is free)")
+    up.add_argument("--mask", type=Path, help="grey image, same size as the input: white = upscale with the "
+                    "model, black = plain Lanczos; soft edges blend")
+    up.add_argument("--region-only", action="store_true", help="with --mask: output RGBA with the mask as alpha")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -96,6 +99,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
     )
     jobs = _plan_outputs(args)
+    if args.region_only and args.mask is None:
+        raise InvalidInput("--region-only needs --mask")
+    mask = read_image(args.mask) if args.mask is not None else None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
     backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                     base=args.base))
@@ -129,7 +135,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
                     bar.update(event.fraction - bar.n)
 
                 result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
-                                 max_memory=max_memory)
+                                 max_memory=max_memory, mask=mask, region_only=args.region_only)
             write_image(target, result)
             print(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", file=sys.stderr)
     finally:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from engine.errors import InvalidInput
+
 MAX_INPUT_SIDE = 16384
 
 
@@ -45,17 +47,17 @@ def from_image(image: Image.Image | np.ndarray) -> Pixels:
     as_pil = isinstance(image, Image.Image)
     array = pil_to_array(image) if as_pil else np.asarray(image)
     if not isinstance(array, np.ndarray) or array.dtype == object:
-        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+        raise InvalidInput(f"expected a PIL image or a numpy array, got {type(image).__name__}")
     flat = array.ndim == 2
     if flat:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an image of shape (H, W) or (H, W, 1..4), got {array.shape}")
+        raise InvalidInput(f"expected an image of shape (H, W) or (H, W, 1..4), got {array.shape}")
     height, width, channels = array.shape
     if width < 1 or height < 1:
-        raise ValueError(f"the image is empty ({width}x{height})")
+        raise InvalidInput(f"the image is empty ({width}x{height})")
     if max(width, height) > MAX_INPUT_SIDE:
-        raise ValueError(f"the image is {width}x{height}; sides above {MAX_INPUT_SIDE} px are not supported")
+        raise InvalidInput(f"the image is {width}x{height}; sides above {MAX_INPUT_SIDE} px are not supported")
     if array.dtype == np.uint8:
         values = array.astype(np.float32) / 255.0
     elif array.dtype == np.uint16:
@@ -63,11 +65,37 @@ def from_image(image: Image.Image | np.ndarray) -> Pixels:
     elif np.issubdtype(array.dtype, np.floating):
         values = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0).clip(0.0, 1.0)
     else:
-        raise ValueError(f"unsupported sample type {array.dtype}; use 8-bit, 16-bit or float images")
+        raise InvalidInput(f"unsupported sample type {array.dtype}; use 8-bit, 16-bit or float images")
     grey = channels in (1, 2)
     colour = np.repeat(values[:, :, :1], 3, axis=2) if grey else values[:, :, :3]
     alpha = values[:, :, -1] if channels in (2, 4) else None
     return Pixels(np.ascontiguousarray(colour), alpha, array.dtype, grey, as_pil, flat)
+
+
+def read_mask(mask: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A soft selection mask as float (H, W) in [0, 1] from 8/16-bit, float, bool or PIL; must match `size`.
+
+    A mask saved in colour counts by its grey level (the mean of R, G, B), so a painted RGB mask works.
+    """
+    array = pil_to_array(mask) if isinstance(mask, Image.Image) else np.asarray(mask)
+    if array.dtype == np.uint8:
+        values = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_:
+        values = np.nan_to_num(array.astype(np.float32)).clip(0.0, 1.0)
+    else:
+        raise InvalidInput(f"unsupported mask sample type {array.dtype}; use 8-bit, 16-bit, float or bool")
+    if values.ndim == 3 and values.shape[2] in (1, 2):
+        values = values[:, :, 0]
+    elif values.ndim == 3 and values.shape[2] in (3, 4):
+        values = values[:, :, :3].mean(axis=2)
+    if values.ndim != 2:
+        raise InvalidInput(f"a mask is a grey image of shape (H, W); got {array.shape}")
+    if (values.shape[1], values.shape[0]) != size:
+        raise InvalidInput(f"the mask is {values.shape[1]}x{values.shape[0]} but the image is {size[0]}x{size[1]}; "
+                           "they must be the same size")
+    return values
 
 
 def to_image(rgb: np.ndarray, alpha: np.ndarray | None, like: Pixels) -> Image.Image | np.ndarray:
@@ -89,7 +117,7 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None, like: Pixels) -> Image.I
     if out.dtype == np.uint16 and out.ndim == 2:
         return Image.fromarray(out, mode="I;16")
     if out.dtype != np.uint8:
-        raise ValueError("PIL cannot hold 16-bit or float colour images; pass a numpy array instead")
+        raise InvalidInput("PIL cannot hold 16-bit or float colour images; pass a numpy array instead")
     return Image.fromarray(out)
 
 
