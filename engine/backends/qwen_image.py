@@ -1,0 +1,67 @@
+"""Qwen-Image: 3-D VAE latents normalised per channel, packed 2x2 tokens, true CFG with norm rescale."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.packing import pack_latents, unpack_latents
+
+
+class QwenImageBackend(FlowBackend):
+    family: ClassVar[str] = "qwen-image"
+    default_cfg_scale: ClassVar[float] = 4.0  # the pipeline's true_cfg_scale default; runs only with a prompt
+
+    @property
+    def default_steps(self) -> int:
+        return 50
+
+    def _channel_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.pipe.vae.config
+        shape = (1, config.z_dim, 1, 1)
+        mean = torch.tensor(config.latents_mean, dtype=like.dtype, device=like.device).view(shape)
+        std = torch.tensor(config.latents_std, dtype=like.dtype, device=like.device).view(shape)
+        return mean, std
+
+    # The VAE is a video VAE: images are one-frame clips, (B, C, 1, H, W).
+    def _vae_encode(self, vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+        return vae.encode(pixels.unsqueeze(2)).latent_dist.mode()[:, :, 0]
+
+    def _vae_decode(self, vae: Any, latent: torch.Tensor) -> torch.Tensor:
+        return vae.decode(latent.unsqueeze(2), return_dict=False)[0][:, :, 0]
+
+    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        mean, std = self._channel_stats(raw)
+        return (raw - mean) / std
+
+    def _denormalise(self, latent: torch.Tensor) -> torch.Tensor:
+        mean, std = self._channel_stats(latent)
+        return latent * std + mean
+
+    def _encode_text(self, prompt: str) -> dict[str, Any]:
+        embeds, mask = self.pipe.encode_prompt(prompt=prompt, device=self.device)
+        return {"encoder_hidden_states": embeds, "encoder_hidden_states_mask": mask}
+
+    def _predict(self, x: torch.Tensor, sigma: float, text: dict[str, Any], cond: Conditioning) -> torch.Tensor:
+        transformer = self.pipe.transformer
+        b, _, h, w = x.shape
+        mask = text["encoder_hidden_states_mask"]
+        out = transformer(
+            hidden_states=pack_latents(x).to(self.device, transformer.dtype),
+            timestep=torch.full((b,), sigma, device=self.device, dtype=transformer.dtype),
+            encoder_hidden_states=text["encoder_hidden_states"].expand(b, -1, -1),
+            encoder_hidden_states_mask=None if mask is None else mask.expand(b, -1),
+            img_shapes=[[(1, h // 2, w // 2)]] * b,
+            return_dict=False,
+        )[0]
+        return unpack_latents(out.float(), h, w)
+
+    def _combine_cfg(self, v: torch.Tensor, v_neg: torch.Tensor, scale: float) -> torch.Tensor:
+        """Qwen-Image's true CFG: combine, then rescale each token to the conditional prediction's norm."""
+        h, w = v.shape[-2:]
+        pos, neg = pack_latents(v), pack_latents(v_neg)
+        combined = neg + scale * (pos - neg)
+        combined = combined * (pos.norm(dim=-1, keepdim=True) / combined.norm(dim=-1, keepdim=True))
+        return unpack_latents(combined, h, w)

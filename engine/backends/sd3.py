@@ -1,0 +1,44 @@
+"""SD3 / SD3.5: unpacked latents (patching happens inside), timestep = sigma·1000, real CFG."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from engine.backends.base import Conditioning, FlowBackend
+from engine.errors import InvalidInput
+
+
+class SD3Backend(FlowBackend):
+    family: ClassVar[str] = "sd3"
+    default_cfg_scale: ClassVar[float] = 4.5  # SD3.5's recommended range is 3.5-4.5; CFG runs only with a prompt
+
+    def _encode_text(self, prompt: str) -> dict[str, Any]:
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, do_classifier_free_guidance=False
+        )
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def _check_size(self, latent_h: int, latent_w: int) -> None:
+        # The learned position table covers pos_embed_max_size patches a side; beyond it SD3 cannot attend.
+        limit = self.pipe.transformer.config.pos_embed_max_size
+        if limit and max(latent_h, latent_w) // self.patch_size > limit:
+            most = limit * self.patch_size * self.vae_scale
+            raise InvalidInput(
+                f"SD3 takes at most {most}x{most} pixels in one pass; this stage needs "
+                f"{latent_w * self.vae_scale}x{latent_h * self.vae_scale}. Use a smaller scale or region"
+            )
+
+    def _predict(self, x: torch.Tensor, sigma: float, text: dict[str, Any], cond: Conditioning) -> torch.Tensor:
+        transformer = self.pipe.transformer
+        b, _, h, w = x.shape
+        self._check_size(h, w)
+        out = transformer(
+            hidden_states=x.to(self.device, transformer.dtype),
+            timestep=torch.full((b,), sigma * 1000.0, device=self.device, dtype=transformer.dtype),
+            encoder_hidden_states=text["encoder_hidden_states"].expand(b, -1, -1),
+            pooled_projections=text["pooled_projections"].expand(b, -1),
+            return_dict=False,
+        )[0]
+        return out.float()
