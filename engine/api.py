@@ -80,10 +80,9 @@ def upscale(
         if weight is None:
             raise InvalidInput("region_only needs a mask: the region is what the mask selects")
         alpha = weight if alpha is None else alpha * weight
-    conventional = conventional_resize(pixels.rgb, out_size)
     if settings.strength == 0.0 or (weight is not None and not weight.any()):
         # No noise (or nothing selected) means no change: the model would only add a VAE round trip.
-        return to_image(conventional, alpha, pixels)
+        return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
 
     if backend is None:
         if model is None:
@@ -108,5 +107,6 @@ def upscale(
             torch.cuda.empty_cache()
     if weight is not None:
         # Pixel-space composite: outside the mask nothing takes the VAE round trip.
+        conventional = conventional_resize(pixels.rgb, out_size)
         rgb = weight[:, :, None] * rgb + (1.0 - weight[:, :, None]) * conventional
     return to_image(rgb, alpha, pixels)

@@ -235,6 +235,9 @@ def main() -> None:
     parser.add_argument("--family", default="flux-dev", choices=sorted(FAMILIES))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from engine.backends.loader import quiet_libraries
+
+    quiet_libraries()
     print(save_tiny_model(args.family, args.folder, args.seed))
 
 
