@@ -59,6 +59,7 @@ def upscale(
     max_memory: int | None = None,
     mask: Image.Image | np.ndarray | None = None,
     region_only: bool = False,
+    preview_every: int = 0,
     **overrides: Any,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
@@ -67,8 +68,8 @@ def upscale(
     goes through the model; alpha is resized conventionally and re-attached. With a soft `mask` (same
     size as the image, 0 = keep) the model's pixels are blended in with the upscaled mask, so where it
     is 0 the result equals the conventional upscale exactly; `region_only` returns RGBA whose alpha is
-    that mask. Raises `Cancelled` when `cancel` fires: the caller gets nothing, and the job's tensors
-    are released.
+    that mask. `preview_every` = N puts a small preview image on every Nth progress event. Raises
+    `Cancelled` when `cancel` fires: the caller gets nothing, and the job's tensors are released.
     """
     settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
     pixels = from_image(image)
@@ -96,7 +97,7 @@ def upscale(
     )
     try:
         rgb = run_stages(pixels.rgb, stages, strength=settings.strength, seed=settings.seed, backend=backend,
-                         cond=cond, on_progress=on_progress, cancel=cancel)
+                         cond=cond, on_progress=on_progress, cancel=cancel, preview_every=preview_every)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale or "

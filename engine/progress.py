@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class Cancelled(Exception):
     """Raised inside a job when its cancel token fires; the job returns nothing."""
@@ -21,6 +23,7 @@ class ProgressEvent:
     steps: int
     fraction: float  # overall, monotone, exactly 1.0 on the last event
     sigma: float  # noise level reached by this step
+    preview: np.ndarray | None = None  # small (h, w, 3) uint8 look at the predicted result, when asked for
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

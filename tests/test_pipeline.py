@@ -178,3 +178,17 @@ def test_an_empty_mask_never_calls_the_model(flux, monkeypatch):
 def test_a_mask_of_another_size_is_refused(flux):
     with pytest.raises(InvalidInput, match="mask is 8x8 but the image is 16x16"):
         upscale(np.zeros((16, 16, 3), np.uint8), backend=flux, mask=np.zeros((8, 8), np.uint8))
+
+
+def test_previews_come_every_nth_step_small_and_in_the_image_aspect(flux, sample_image):
+    events = []
+    upscale(sample_image, backend=flux, scale=4, on_progress=events.append, preview_every=2)
+    with_preview = [e for e in events if e.preview is not None]
+    assert {(e.stage, e.step) for e in with_preview} == {
+        (e.stage, e.step) for e in events if e.step % 2 == 0 or e.step == e.steps
+    }
+    for event in with_preview:
+        h, w, c = event.preview.shape
+        assert c == 3 and event.preview.dtype == np.uint8 and max(h, w) <= 256
+        assert abs(w / h - 64 / 75) < 0.2  # the sample's aspect, padding cropped off
+    assert len(with_preview) < len(events)
