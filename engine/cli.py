@@ -52,7 +52,62 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--region-only", action="store_true", help="with --mask: output RGBA with the mask as alpha")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_serve(commands)
     return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from engine.server.config import DEFAULT_HOST, DEFAULT_PORT
+
+    serve = commands.add_parser("serve", help="run the local engine server the editor bridges talk to",
+                                description="Run the local engine server (protocol: docs/protocol.md). Limits "
+                                "default to the environment (UPREZ_MAX_UPLOAD_MB, UPREZ_MAX_PIXELS, "
+                                "UPREZ_MAX_OUTPUT_PIXELS, UPREZ_MODEL_DIRS), then to built-in values.")
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help=f"address to listen on (default {DEFAULT_HOST}: this machine only); 0.0.0.0 exposes "
+                            "the engine to the network, token still required")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 = any free port "
+                       "(clients find it in engine.json in the config folder)")
+    serve.add_argument("-m", "--model", help="model for jobs that name none, loaded at start")
+    serve.add_argument("--base", help="VAE and text encoders for a .safetensors checkpoint")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    serve.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    serve.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
+    serve.add_argument("--max-memory", type=float, metavar="GIB", help="refuse jobs estimated to need more")
+    serve.add_argument("--model-dir", action="append", type=Path, default=[], metavar="DIR",
+                       help="folder whose model folders and .safetensors files GET /v1/models lists (repeatable)")
+    serve.add_argument("--queue-size", type=int, default=8, help="jobs that may wait behind the running one "
+                       "(default 8); more are refused with 429")
+    serve.add_argument("--result-ttl", type=float, default=600.0, metavar="SECONDS",
+                       help="how long a finished job's result is kept (default 600)")
+    serve.add_argument("--max-upload-mb", type=float, help="largest request body (default 512)")
+    serve.add_argument("--max-pixels", type=int, help="largest input, width x height (default 67108864)")
+    serve.add_argument("--max-output-pixels", type=int, help="largest output, width x height (default 268435456)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also accept this Host header name (for a server reached by name, e.g. via a proxy)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from engine.server import Limits, ServerConfig, serve
+
+    config = ServerConfig.from_env(
+        host=args.host, port=args.port, model=args.model, base=args.base, device=args.device, dtype=args.dtype,
+        offload=args.offload, max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
+        model_dirs=tuple(args.model_dir), queue_size=args.queue_size, result_ttl=args.result_ttl,
+        allowed_hosts=tuple(args.allow_host),
+    )
+    given = {"max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
+             "max_pixels": args.max_pixels, "max_output_pixels": args.max_output_pixels}
+    limits: Limits = replace(config.limits, **{k: v for k, v in given.items() if v is not None})
+    try:
+        serve(replace(config, limits=limits))
+    except OSError as exc:  # the port is taken, or the address is not one of this machine's
+        print(f"uprez: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); is another engine "
+              "running? choose another --port", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
 
 
 def _jobs(source: Path, output: Path) -> Iterator[tuple[Path, Path]]:
@@ -154,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "upscale":
             return _run_upscale(args)
+        if args.command == "serve":
+            return _run_serve(args)
     except Cancelled:
         print("uprez: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED

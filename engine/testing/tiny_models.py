@@ -1,57 +1,67 @@
-"""Tiny random models of every family, saved as real diffusers folders (tests and the demo; no downloads)."""
+"""Tiny random models of every family, saved as real diffusers folders (tests and the demo; no downloads).
+
+Each family is the real architecture with a few dozen channels: the stock diffusers pipeline class, the real
+scheduler config, a VAE with the real x8 spatial factor and tokenizers built in memory. Widths that real
+checkpoints keep apart (CLIP vs T5, text vs transformer) differ here too, so that mixing them up fails loudly.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-# A few hundred characters and words: enough for any short English prompt, empty included.
-_WORDS = ["high", "detail", "sharp", "focus", "fine", "texture", "photo", "of", "a", "the", "cat", "portrait"]
-_CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+T = TypeVar("T")
+
+# Whole-word merges: the prompt words tests use, and every word of the Qwen-Image prompt template so that its
+# system prefix is 34 tokens, as with the real tokenizer (the pipeline drops exactly 34 hidden states).
+_WORDS = [
+    "a", "an", "and", "by", "cat", "detail", "fine", "focus", "high", "in", "low", "noise", "of", "photo",
+    "portrait", "quality", "sharp", "texture", "the", "with", "system", "user", "assistant", "Describe", "image",
+    "detailing", "color", "shape", "size", "quantity", "text", "spatial", "relationships", "objects", "background",
+]
+_QWEN_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+]
+# Qwen's chat format, with Qwen3's empty think block when thinking is switched off (Z-Image leaves it on).
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
 
 
-def _clip_tokenizer():
-    from transformers import CLIPTokenizer
+@dataclass(frozen=True)
+class TinyFamily:
+    """How to build one family, and the diffusers classes its saved folder names."""
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for piece in [*_CHARS, *(c + "</w>" for c in _CHARS), *(w + "</w>" for w in _WORDS)]:
-        vocab.setdefault(piece, len(vocab))
-    # 77 tokens: without it the length defaults to 1e30 and the pipelines pad to that.
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def _clip_encoder(hidden: int = 32, seed: int = 0):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(vocab_size=128, hidden_size=hidden, intermediate_size=37, num_attention_heads=4,
-                            num_hidden_layers=1, projection_dim=hidden, max_position_embeddings=77,
-                            bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    return CLIPTextModel(config)
+    pipeline_class: str
+    transformer_class: str
+    build: Callable[[int], DiffusionPipeline]
 
 
-def _t5_tokenizer():
-    from transformers import T5Tokenizer
-
-    # In-memory vocab: `T5Tokenizer(vocab_file=...)` would silently build a broken tokenizer.
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [("▁" + w, -1.0) for w in _WORDS] + [(c, -3.0) for c in _CHARS]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
+def _seeded(seed: int, make: Callable[[], T]) -> T:
+    """`make()` under its own seed, leaving the caller's RNG alone: each component's weights depend only on it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
 
 
-def _t5_encoder(d_model: int = 32, seed: int = 0):
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(seed)
-    return T5EncoderModel(T5Config(vocab_size=128, d_model=d_model, d_ff=37, d_kv=8, num_layers=1, num_heads=4))
+# ---- tokenizers, built from in-memory data -------------------------------------------------------------
 
 
-def _byte_level_vocab(specials: list[str]) -> dict[str, int]:
-    """All 256 byte-level BPE symbols (GPT-2's byte-to-unicode map): with no merges, any text tokenizes."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+def _byte_symbols() -> list[str]:
+    """The 256 symbols byte-level BPE maps bytes to (GPT-2's table): with all of them nothing is ever unknown."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
     symbols, extra = [], 0
     for byte in range(256):
         if byte in printable:
@@ -59,30 +69,137 @@ def _byte_level_vocab(specials: list[str]) -> dict[str, int]:
         else:
             symbols.append(chr(256 + extra))
             extra += 1
-    return {piece: i for i, piece in enumerate([*specials, *symbols])}
+    return symbols
 
 
-_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+def _segment(symbols: Sequence[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """What BPE makes of `symbols`: repeatedly join the adjacent pair with the lowest merge rank."""
+    parts = list(symbols)
+    while len(parts) > 1:
+        rank, i = min((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(parts, parts[1:])))
+        if rank == len(ranks):
+            break
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+def _bpe(base: list[str], words: Sequence[Sequence[str]]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges that turn each symbol sequence in `words` into one token.
+
+    Each word's merges join what the earlier merges already make of it, and rank after them: chaining raw
+    characters instead lets a shorter word's merges cut into a longer one ("Ġthe" would end as "Ġ", "the").
+    """
+    pieces, ranks = list(base), {}
+    for symbols in words:
+        parts = _segment(symbols, ranks)
+        joined = parts[0]
+        for part in parts[1:]:
+            ranks[(joined, part)] = len(ranks)
+            joined += part
+            pieces.append(joined)
+    return {piece: i for i, piece in enumerate(dict.fromkeys(pieces))}, list(ranks)
+
+
+def _clip_tokenizer():
+    from transformers import CLIPTokenizer
+
+    symbols = _byte_symbols()
+    words = [[*w.lower()[:-1], w.lower()[-1] + "</w>"] for w in _WORDS]
+    vocab, merges = _bpe(["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)], words)
+    # 77 tokens: without it the length defaults to 1e30 and the pipelines pad to that.
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _t5_tokenizer():
+    from transformers import T5Tokenizer
+
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?'\"-()"
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [("▁" + w, -1.0) for w in _WORDS] + [(c, -3.0) for c in chars]
+    # An in-memory vocab: `T5Tokenizer(vocab_file=...)` would silently build a broken tokenizer.
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)  # as FLUX.1 and SD3 ship it
 
 
 def _qwen_tokenizer():
+    from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    vocab = _byte_level_vocab(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>", pad_token="<|endoftext|>",
-                               bos_token=None, eos_token="<|im_end|>", model_max_length=1024)
+    space = _byte_symbols()[ord(" ")]  # "Ġ"
+    words = [list(w) for w in _WORDS] + [[space, *w] for w in _WORDS]
+    vocab, merges = _bpe([*_QWEN_SPECIALS, "<think>", "</think>", *_byte_symbols()], words)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", model_max_length=131072)
+    # Control tokens must be matched whole before the regex splits "<|im_start|>" into punctuation.
+    tokenizer.add_tokens([AddedToken(t, special=True) for t in _QWEN_SPECIALS])
+    tokenizer.add_tokens([AddedToken(t, special=False) for t in ("<think>", "</think>")])
     tokenizer.chat_template = _CHAT_TEMPLATE
     return tokenizer
 
 
-def _autoencoder_kl(scaling: float, shift: float, seed: int = 0):
-    """Four levels, so latents have the real x8 shape (diffusers' own test VAEs have factor 1)."""
+# ---- text encoders ------------------------------------------------------------------------------------
+
+
+def _clip_encoder(tokenizer, hidden: int, projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    # Two layers, so SD3's penultimate hidden state differs from the last one.
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=2,
+        num_hidden_layers=2, projection_dim=hidden, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def _t5_encoder(tokenizer, d_model: int):
+    from transformers import T5Config, T5EncoderModel
+
+    # Relative position buckets: any length works, including FLUX's default 512 tokens.
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, d_kv=8,
+                                   num_layers=1, num_heads=2, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=tokenizer.eos_token_id))
+
+
+def _qwen_text_ids(tokenizer) -> dict[str, int]:
+    """Token ids a Qwen config names, so that they point into this vocabulary."""
+    ids = {"bos_token_id": "<|endoftext|>", "eos_token_id": "<|im_end|>", "pad_token_id": "<|endoftext|>"}
+    return {key: tokenizer.convert_tokens_to_ids(token) for key, token in ids.items()}
+
+
+def _qwen25_vl_encoder(tokenizer, hidden: int):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = _qwen_text_ids(tokenizer)
+    text_config = {
+        "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "vocab_size": len(tokenizer), **ids,
+        # Multimodal RoPE: the three sections must cover half a head (hidden / 2 heads / 2), as [16, 24, 24] does 64.
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [hidden // 12] * 3},
+    }
+    vision_config = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": hidden}
+    vision_ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(f"<|{name}|>")
+                  for name in ("vision_start", "vision_end", "image_pad", "video_pad")}
+    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config=text_config, vision_config=vision_config, vision_start_token_id=vision_ids["vision_start_token_id"],
+        vision_end_token_id=vision_ids["vision_end_token_id"], image_token_id=vision_ids["image_pad_token_id"],
+        video_token_id=vision_ids["video_pad_token_id"], **ids,
+    ))
+
+
+def _qwen3_encoder(tokenizer, hidden: int):
+    from transformers import Qwen3Config, Qwen3Model
+
+    return Qwen3Model(Qwen3Config(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                                  num_attention_heads=2, num_key_value_heads=1, head_dim=hidden // 2,
+                                  vocab_size=len(tokenizer), **_qwen_text_ids(tokenizer)))
+
+
+# ---- VAEs -----------------------------------------------------------------------------------------------
+
+
+def _autoencoder_kl(scaling: float, shift: float):
+    """FLUX/SD3-style VAE with four levels, so latents have the real x8 shape (diffusers' test VAEs are x1)."""
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(seed)
     return AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 8, 8], layers_per_block=1,
@@ -91,124 +208,118 @@ def _autoencoder_kl(scaling: float, shift: float, seed: int = 0):
     )
 
 
-def _flux_vae(seed: int = 0):
-    return _autoencoder_kl(0.3611, 0.1159, seed)
+def _qwen_vae():
+    from diffusers import AutoencoderKLQwenImage
+
+    # Four levels: three spatial halvings (x8); the pipeline reads the factor as 2 ** len(temperal_downsample).
+    # Non-trivial per-channel statistics, so a missing (de)normalisation shows up in comparisons.
+    return AutoencoderKLQwenImage(
+        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+        latents_mean=[round(-0.4 + 0.05 * i, 4) for i in range(16)],
+        latents_std=[round(1.0 + 0.1 * i, 4) for i in range(16)],
+    )
 
 
-def _flux(guided: bool, seed: int):
+# ---- pipelines --------------------------------------------------------------------------------------------
+
+
+def _eval(pipe: DiffusionPipeline) -> DiffusionPipeline:
+    """Inference mode for every module, as `from_pretrained` would leave them."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
+
+
+def _flux(seed: int, guided: bool) -> DiffusionPipeline:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(
+    clip_tok, t5_tok = _clip_tokenizer(), _t5_tokenizer()
+    # Pooled CLIP (16) and T5 tokens (32) have different widths, as 768 and 4096 do in FLUX.1.
+    transformer = _seeded(seed, lambda: FluxTransformer2DModel(
         patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=16, axes_dims_rope=[4, 6, 6],
         guidance_embeds=guided,
-    )
+    ))
     if guided:  # FLUX.1-dev's scheduler config
         scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                     base_image_seq_len=256, max_image_seq_len=4096, shift=3.0)
     else:  # FLUX.1-schnell's
         scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False, shift=1.0)
-    return FluxPipeline(scheduler=scheduler, vae=_flux_vae(seed), text_encoder=_clip_encoder(seed=seed),
-                        tokenizer=_clip_tokenizer(), text_encoder_2=_t5_encoder(seed=seed),
-                        tokenizer_2=_t5_tokenizer(), transformer=transformer)
-
-
-def _sd3(seed: int):
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    def clip(i: int):
-        torch.manual_seed(seed + i)
-        return CLIPTextModelWithProjection(CLIPTextConfig(
-            vocab_size=128, hidden_size=16, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            projection_dim=16, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-
-    torch.manual_seed(seed)
-    # Two CLIPs of 16 concatenate to the T5 width of 32; pooled projections concatenate to 32 as well.
-    transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
-        num_attention_heads=4, joint_attention_dim=32, caption_projection_dim=32, pooled_projection_dim=32,
-        pos_embed_max_size=96,
+    return FluxPipeline(
+        scheduler=scheduler, transformer=transformer, vae=_seeded(seed + 1, partial(_autoencoder_kl, 0.3611, 0.1159)),
+        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=False)), tokenizer=clip_tok,
+        text_encoder_2=_seeded(seed + 3, partial(_t5_encoder, t5_tok, 32)), tokenizer_2=t5_tok,
     )
+
+
+def _sd3(seed: int) -> DiffusionPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    clip_tok, t5_tok = _clip_tokenizer(), _t5_tokenizer()
+    # CLIP-L (16) and CLIP-G (24) concatenate to 40, which the pipeline zero-pads to the T5 width of 48, as
+    # 768 + 1280 is padded to 4096; the pooled projections concatenate to 40 (2048 in SD3).
+    transformer = _seeded(seed, lambda: SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=48, caption_projection_dim=32, pooled_projection_dim=40,
+        pos_embed_max_size=96,  # in patches: up to 96 * 2 * 8 = 1536 pixels a side
+    ))
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_autoencoder_kl(1.5305, 0.0609, seed), text_encoder=clip(1), tokenizer=_clip_tokenizer(),
-        text_encoder_2=clip(2), tokenizer_2=_clip_tokenizer(), text_encoder_3=_t5_encoder(seed=seed),
-        tokenizer_3=_t5_tokenizer(),
+        vae=_seeded(seed + 1, partial(_autoencoder_kl, 1.5305, 0.0609)),
+        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=True)), tokenizer=clip_tok,
+        text_encoder_2=_seeded(seed + 3, partial(_clip_encoder, clip_tok, 24, projection=True)), tokenizer_2=clip_tok,
+        text_encoder_3=_seeded(seed + 4, partial(_t5_encoder, t5_tok, 48)), tokenizer_3=t5_tok,
     )
 
 
-def _qwen_image(seed: int):
-    from diffusers import (
-        AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
-        QwenImagePipeline,
-        QwenImageTransformer2DModel,
-    )
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def _qwen_image(seed: int) -> DiffusionPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
 
     tokenizer = _qwen_tokenizer()
-    torch.manual_seed(seed)
-    text_config = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "num_key_value_heads": 2, "vocab_size": len(tokenizer) + 8, "rope_theta": 1000000.0,
-                   "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}}
-    vision_config = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16}
-    extra = len(tokenizer)
-    config = Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, vision_start_token_id=extra,
-                              vision_end_token_id=extra + 1, vision_token_id=extra + 2, image_token_id=extra + 3,
-                              video_token_id=extra + 4)
-    text_encoder = Qwen2_5_VLForConditionalGeneration(config)
-    torch.manual_seed(seed)
-    transformer = QwenImageTransformer2DModel(
+    transformer = _seeded(seed, lambda: QwenImageTransformer2DModel(
         patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4),
-    )
-    torch.manual_seed(seed)
-    # Three temporal-downsample flags make a spatial factor of 2**3 = 8, as in the real VAE.
-    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                                 temperal_downsample=[False, True, True], latents_mean=[0.05 * i for i in range(16)],
-                                 latents_std=[1.0 + 0.1 * i for i in range(16)])
+        joint_attention_dim=24, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
+    ))
     scheduler = FlowMatchEulerDiscreteScheduler(  # the real Qwen-Image config
         use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192,
         shift_terminal=0.02, time_shift_type="exponential", shift=1.0,
     )
-    return QwenImagePipeline(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                             scheduler=scheduler)
+    return QwenImagePipeline(
+        transformer=transformer, scheduler=scheduler, vae=_seeded(seed + 1, _qwen_vae),
+        text_encoder=_seeded(seed + 2, partial(_qwen25_vl_encoder, tokenizer, 24)), tokenizer=tokenizer,
+    )
 
 
-def _z_image(seed: int):
+def _z_image(seed: int) -> DiffusionPipeline:
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-    from transformers import Qwen3Config, Qwen3Model
 
     tokenizer = _qwen_tokenizer()
-    torch.manual_seed(seed)
-    text_encoder = Qwen3Model(Qwen3Config(hidden_size=16, intermediate_size=16, num_hidden_layers=2,
-                                          num_attention_heads=2, num_key_value_heads=2, head_dim=8,
-                                          vocab_size=len(tokenizer) + 8))
-    torch.manual_seed(seed)
-    transformer = ZImageTransformer2DModel(
+    transformer = _seeded(seed, lambda: ZImageTransformer2DModel(
         all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=1, n_refiner_layers=1,
-        n_heads=2, n_kv_heads=2, cap_feat_dim=16, axes_dims=[8, 4, 4], axes_lens=[256, 64, 64],
+        n_heads=2, n_kv_heads=2, cap_feat_dim=24, axes_dims=[4, 6, 6], axes_lens=[1024, 512, 512],
+    ))
+    return ZImagePipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # Z-Image-Turbo's
+        vae=_seeded(seed + 1, partial(_autoencoder_kl, 0.3611, 0.1159)),  # Z-Image uses the FLUX VAE
+        text_encoder=_seeded(seed + 2, partial(_qwen3_encoder, tokenizer, 24)), tokenizer=tokenizer,
     )
-    return ZImagePipeline(transformer=transformer, vae=_flux_vae(seed), text_encoder=text_encoder,
-                          tokenizer=tokenizer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
 
 
-FAMILIES: dict[str, Callable[[int], object]] = {
-    "flux-dev": lambda seed: _flux(True, seed),
-    "flux-schnell": lambda seed: _flux(False, seed),
-    "sd3": _sd3,
-    "qwen-image": _qwen_image,
-    "z-image": _z_image,
+FAMILIES: dict[str, TinyFamily] = {
+    "flux-dev": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=True)),
+    "flux-schnell": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=False)),
+    "sd3": TinyFamily("StableDiffusion3Pipeline", "SD3Transformer2DModel", _sd3),
+    "qwen-image": TinyFamily("QwenImagePipeline", "QwenImageTransformer2DModel", _qwen_image),
+    "z-image": TinyFamily("ZImagePipeline", "ZImageTransformer2DModel", _z_image),
 }
 
 
-def build_tiny_pipeline(family: str, seed: int = 0):
+def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
     """A diffusers pipeline of `family` with tiny random weights, the same for the same seed."""
     if family not in FAMILIES:
         raise ValueError(f"unknown tiny family {family!r}; choose from {', '.join(FAMILIES)}")
-    return FAMILIES[family](seed)
+    return _eval(FAMILIES[family].build(seed))
 
 
 def save_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
@@ -219,22 +330,26 @@ def save_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
 
 
 def save_single_file_transformer(folder: Path, out_file: Path) -> Path:
-    """The transformer's weights from a saved model as one .safetensors file (diffusers key names)."""
+    """The transformer of a saved model as one .safetensors file (diffusers key names), like a single-file download."""
     from safetensors.torch import load_file, save_file
 
-    state = {}
-    for shard in sorted((Path(folder) / "transformer").glob("*.safetensors")):
+    shards = sorted((Path(folder) / "transformer").glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"no transformer weights under {folder}")
+    state: dict[str, Any] = {}
+    for shard in shards:
         state.update(load_file(shard))
-    save_file(state, str(out_file))
+    save_file(state, str(out_file), metadata={"format": "pt"})
     return Path(out_file)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m engine.testing.tiny_models OUT_DIR --family flux-dev`: save one tiny model and print its path."""
     parser = argparse.ArgumentParser(description="Save a tiny random model of one family as a diffusers folder.")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--family", default="flux-dev", choices=sorted(FAMILIES))
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from engine.backends.loader import quiet_libraries
 
     quiet_libraries()

@@ -1,0 +1,250 @@
+"""The HTTP API (docs/protocol.md): routes that validate, queue, stream and return; no model work here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from engine import __version__
+from engine.errors import InvalidInput
+from engine.server import models
+from engine.server.codec import MEDIA_TYPES, decode_image, decode_mask, image_size, sniff
+from engine.server.config import ServerConfig
+from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, Runner
+from engine.server.request import JobRequest, parse_params
+from engine.server.runner import EngineRunner
+from engine.server.security import BodyTooLarge, Guard, HostPolicy, load_or_create_token, token_matches
+from engine.stages import output_size
+
+log = logging.getLogger("uprez.server")
+EVENT_POLL_S = 0.05  # how often an event stream looks for news; cheap, and well under one model step
+KEEPALIVE_S = 10.0  # an SSE comment this often keeps proxies from closing an idle stream
+PARTS = ("params", "image", "mask")
+
+
+class ApiError(Exception):
+    """An error with its HTTP status; `extra` fields go into the JSON body, `headers` into the response."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, /, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.headers, self.extra = status, headers, extra
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, /, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status, **extra}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is `{"error": message, "status": code}`: one shape for the client to read."""
+
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, str(exc), exc.headers, **exc.extra)
+
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "invalid request")
+
+    async def invalid_input(_request: Request, exc: InvalidInput) -> JSONResponse:
+        return _error(422, str(exc))
+
+    async def too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _error(413, str(exc), {"Connection": "close"})
+
+    async def not_found(_request: Request, exc: JobNotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    async def queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
+        return _error(429, str(exc), {"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, f"internal error ({type(exc).__name__}); the engine's log has the details")
+
+    for kind, handler in ((ApiError, api_error), (HTTPException, http_error), (RequestValidationError,
+                          validation_error), (InvalidInput, invalid_input), (BodyTooLarge, too_large),
+                          (JobNotFound, not_found), (QueueFull, queue_full), (Exception, unexpected)):
+        app.add_exception_handler(kind, handler)  # type: ignore[arg-type]
+
+
+def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_data: bytes | None,
+             ) -> tuple[JobRequest, np.ndarray, np.ndarray | None]:
+    """Validate and decode one submission; runs in a thread pool because decoding is CPU work."""
+    request = JobRequest.from_params(parse_params(params_text), sniffed=sniff(data), has_mask=mask_data is not None)
+    width, height = image_size(data, request.image)
+    if width < 1 or height < 1:
+        raise InvalidInput(f"the image is empty ({width}x{height})")
+    limits = config.limits
+    if width * height > limits.max_pixels:
+        raise ApiError(413, f"the image is {width}x{height} = {width * height} pixels, over this engine's limit of "
+                            f"{limits.max_pixels}; send a region, or start the engine with a larger --max-pixels")
+    out_w, out_h = output_size(width, height, request.settings.scale)
+    if out_w * out_h > limits.max_output_pixels:
+        raise ApiError(413, f"the result would be {out_w}x{out_h} = {out_w * out_h} pixels, over this engine's "
+                            f"limit of {limits.max_output_pixels}; use a smaller scale or region, or start the "
+                            "engine with a larger --max-output-pixels")
+    request = replace(request, model=models.resolve(request.model, config.model))
+    image = decode_image(data, request.image)
+    if image.shape[:2] != (height, width):
+        raise InvalidInput(f"the file says {width}x{height} but decodes to {image.shape[1]}x{image.shape[0]}")
+    mask = None if mask_data is None else decode_mask(mask_data, request.mask_format or "raw", (width, height))
+    return request, image, mask
+
+
+async def _read_parts(request: Request, max_params: int) -> tuple[str | bytes, bytes, bytes | None]:
+    """The params, image and mask parts of a multipart/form-data body."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise ApiError(415, "POST /v1/jobs takes multipart/form-data with parts params (JSON), image and "
+                            "optionally mask; see docs/protocol.md")
+    form = await request.form(max_files=len(PARTS), max_fields=len(PARTS), max_part_size=max_params)
+    try:
+        unknown = sorted(set(form.keys()) - set(PARTS))
+        if unknown:
+            raise ApiError(400, f"unknown part(s) {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+        repeated = [name for name in PARTS if len(form.getlist(name)) > 1]
+        if repeated:
+            raise ApiError(400, f"part(s) {', '.join(repeated)} given more than once; send each once")
+        values: dict[str, bytes | str | None] = {}
+        for name in PARTS:
+            part = form.get(name)
+            values[name] = await part.read() if isinstance(part, UploadFile) else part
+        image, mask = values["image"], values["mask"]
+        if image is None:
+            raise ApiError(400, "the image part is missing; send it as a file part named image")
+        if isinstance(image, str) or isinstance(mask, str):
+            raise ApiError(400, "image and mask must be file parts (with a filename in Content-Disposition), "
+                                "so their bytes arrive unchanged")
+        return values["params"] or "{}", image, mask
+    finally:
+        await form.close()
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"id: {event['seq']}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n"
+
+
+def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str | None = None) -> FastAPI:
+    """The engine's ASGI app; `runner` replaces the real model runner in tests."""
+    from engine.backends.loader import resolve_device
+
+    if config.model is not None:
+        config = replace(config, model=models.resolve(config.model, None))  # a bad --model fails at start
+    device = str(resolve_device(config.device))
+    token = token or load_or_create_token(config.config_dir)
+    runner = runner or EngineRunner(config)
+    queue = JobQueue(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        queue.start(warmup=getattr(runner, "warmup", None))
+        yield
+        await run_in_threadpool(queue.stop)
+
+    app = FastAPI(title="Uprez engine", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)  # nothing is served without the token
+    app.state.config, app.state.queue, app.state.runner = config, queue, runner
+    app.add_middleware(Guard, policy=HostPolicy(config.host, config.allowed_hosts),
+                       max_body=config.limits.max_upload_bytes)
+    _install_error_handlers(app)
+
+    def require_token(request: Request) -> None:
+        if not token_matches(request.headers.get("authorization"), token):
+            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the token from "
+                                f"the file 'token' in the engine's config folder ({config.config_dir})",
+                           {"WWW-Authenticate": "Bearer"})
+
+    public = APIRouter(prefix="/v1")
+    api = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
+
+    @public.get("/health")
+    def health() -> dict[str, Any]:
+        running = queue.running
+        return {"status": "ok", "version": __version__, "device": device,
+                "model": getattr(runner, "loaded", None), "default_model": config.model,
+                "queue": queue.waiting, "running": running.id if running else None}
+
+    @api.get("/models")
+    def list_models() -> dict[str, Any]:
+        return models.catalogue(config.model, getattr(runner, "loaded", None), config.model_dirs)
+
+    @api.post("/jobs", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        params, data, mask_data = await _read_parts(request, max_params=64 * 1024)
+        job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data)
+        job = queue.submit(job_request, image, mask)
+        return JSONResponse(queue.summary(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @api.get("/jobs")
+    def list_jobs() -> dict[str, Any]:
+        running = queue.running
+        return {"jobs": queue.summaries(), "waiting": queue.waiting, "running": running.id if running else None}
+
+    @api.get("/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        return queue.summary(queue.get(job_id))
+
+    @api.delete("/jobs/{job_id}")
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        return queue.summary(queue.cancel(job_id))
+
+    @api.get("/jobs/{job_id}/result")
+    def result(job_id: str) -> Response:
+        job = queue.get(job_id)
+        data, meta = job.result, job.result_meta  # read once: the sweeper may free them at any moment
+        if job.state is not JobState.DONE or data is None or meta is None:
+            hint = {"queued": "wait for its done event", "running": "wait for its done event",
+                    "failed": job.message, "cancelled": "it was cancelled"}.get(job.state.value, "")
+            raise ApiError(409, f"job {job_id} has no result: it is {job.state.value}; {hint}",
+                           state=job.state.value, message=job.message)
+        headers = {f"X-Uprez-{key.capitalize()}": str(value) for key, value in meta.items()}
+        return Response(data, media_type=MEDIA_TYPES[str(meta["format"])], headers=headers)
+
+    @api.get("/jobs/{job_id}/events")
+    def events(job_id: str, cancel_on_disconnect: bool = True) -> StreamingResponse:
+        job = queue.get(job_id)
+        return StreamingResponse(_stream(queue, job, cancel_on_disconnect), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    app.include_router(public)
+    app.include_router(api)
+    return app
+
+
+async def _stream(queue: JobQueue, job: Job, cancel_on_disconnect: bool) -> AsyncIterator[str]:
+    """Replay the job's events, then follow it until it ends; a client that leaves may cancel its job."""
+    seq, last_write = 0, time.monotonic()
+    try:
+        while True:
+            ended = job.terminal  # read before fetching, so the final event is in this batch
+            for event in queue.events_after(job, seq):
+                seq = event["seq"]
+                last_write = time.monotonic()
+                yield _sse(event)
+            if ended:
+                return
+            if time.monotonic() - last_write > KEEPALIVE_S:
+                last_write = time.monotonic()
+                yield ": keepalive\n\n"
+            await asyncio.sleep(EVENT_POLL_S)
+    finally:
+        # Reached on a normal end too; only a stream that left before its job ended cancels it. GIMP
+        # kills a plug-in on cancel, and this is the only way the engine hears about it.
+        if cancel_on_disconnect and not job.terminal:
+            with suppress(JobNotFound):
+                queue.cancel(job.id)

@@ -1,0 +1,122 @@
+"""Server settings, their environment defaults, and the files the server shares with the bridges."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidInput
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8742  # unassigned by IANA, below Linux's ephemeral range, clear of Gradio (7860) and Jupyter (8888)
+ENGINE_FILE = "engine.json"
+ENV_CONFIG_DIR = "UPREZ_CONFIG_DIR"
+
+
+def uprez_config_dir() -> Path:
+    """The user's Uprez config folder: $UPREZ_CONFIG_DIR, else platformdirs' user config dir for "uprez"."""
+    override = os.environ.get(ENV_CONFIG_DIR, "").strip()
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_config_dir
+
+    # roaming + no author: %APPDATA%\uprez on Windows, the same folder the stdlib client computes.
+    return Path(user_config_dir("uprez", appauthor=False, roaming=True))
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"environment variable {name} must be a number, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may bring: refused with 413 before any decoding or model work."""
+
+    max_upload_bytes: int = 512 * 2**20  # an 8K x 8K RGBA 16-bit raw buffer is exactly this
+    max_pixels: int = 64 * 2**20  # input width x height (an 8192 x 8192 layer)
+    max_output_pixels: int = 256 * 2**20  # output width x height (16384 x 16384)
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Defaults overridden by UPREZ_MAX_UPLOAD_MB, UPREZ_MAX_PIXELS and UPREZ_MAX_OUTPUT_PIXELS."""
+        return cls(
+            max_upload_bytes=int(_env_number("UPREZ_MAX_UPLOAD_MB", cls.max_upload_bytes / 2**20) * 2**20),
+            max_pixels=int(_env_number("UPREZ_MAX_PIXELS", cls.max_pixels)),
+            max_output_pixels=int(_env_number("UPREZ_MAX_OUTPUT_PIXELS", cls.max_output_pixels)),
+        )
+
+
+def _env_model_dirs() -> tuple[Path, ...]:
+    text = os.environ.get("UPREZ_MODEL_DIRS", "")
+    return tuple(Path(part).expanduser() for part in text.split(os.pathsep) if part.strip())
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `uprez serve` was told; one object handed to the app, the job queue and the runner."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT  # 0 = any free port (the chosen one is written to engine.json)
+    model: str | None = None  # used by jobs that name no model, and loaded at start
+    base: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False
+    max_memory: int | None = None  # bytes; None = what the device has free
+    model_dirs: tuple[Path, ...] = ()  # folders scanned for models to list in GET /v1/models
+    queue_size: int = 8  # jobs waiting behind the running one; more get 429
+    result_ttl: float = 600.0  # seconds a finished job (and its result) is kept
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names accepted, for a server reached by name
+    limits: Limits = field(default_factory=Limits)
+    config_dir: Path = field(default_factory=uprez_config_dir)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"port must be from 0 to 65535, got {self.port}")
+        if self.queue_size < 0:
+            raise InvalidInput(f"queue size must be 0 or more, got {self.queue_size}")
+        if self.result_ttl <= 0:
+            raise InvalidInput(f"result TTL must be more than 0 seconds, got {self.result_ttl}")
+
+    @classmethod
+    def from_env(cls, **given: Any) -> ServerConfig:
+        """A config from explicit values (None = not given), the environment, then the defaults."""
+        values = {key: value for key, value in given.items() if value is not None}
+        values.setdefault("limits", Limits.from_env())
+        values.setdefault("config_dir", uprez_config_dir())
+        dirs = tuple(values.pop("model_dirs", ()))
+        values["model_dirs"] = (*dirs, *_env_model_dirs(), values["config_dir"] / "models")
+        return cls(**values)
+
+
+def write_engine_file(directory: Path, url: str, pid: int) -> Path:
+    """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set)."""
+    from engine import __version__
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / ENGINE_FILE
+    fd, temp = tempfile.mkstemp(prefix=".engine-", suffix=".json", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "pid": pid, "version": __version__}, f)
+    os.replace(temp, path)  # atomic: a client never reads half a file
+    return path
+
+
+def remove_engine_file(directory: Path, pid: int) -> None:
+    """Remove `engine.json` if it still names this process (a newer server may have replaced it)."""
+    path = directory / ENGINE_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass

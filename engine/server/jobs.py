@@ -1,0 +1,308 @@
+"""The job queue: one worker thread owns the model; jobs wait in a bounded queue and record their events."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.errors import DeviceError, UprezError
+from engine.progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent
+from engine.server.codec import preview_jpeg
+from engine.server.request import JobRequest
+
+log = logging.getLogger("uprez.server")
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+COALESCED = frozenset({"progress", "preview"})  # only the latest matters: a slow reader gets no backlog
+
+
+class QueueFull(Exception):
+    """The queue holds as many waiting jobs as it may; try again after `retry_after` seconds."""
+
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        super().__init__(f"the engine's queue is full ({waiting} jobs waiting); try again in about "
+                         f"{retry_after} s, or cancel a queued job")
+        self.retry_after = retry_after
+
+
+class JobNotFound(LookupError):
+    """No job with this id: never submitted, or finished and expired."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One upscale: its request and buffers, its state, and the events a client can replay."""
+
+    id: str
+    request: JobRequest
+    image: np.ndarray | None  # freed as soon as the job ends, whatever the outcome
+    mask: np.ndarray | None = None
+    state: JobState = JobState.QUEUED
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    message: str = ""
+    progress: dict[str, Any] | None = None
+    result: bytes | None = None
+    result_meta: dict[str, Any] | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    seq: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+# The runner turns a job into (result bytes, result metadata); the queue adds retries, events and state.
+Runner = Callable[[Job, ProgressCallback], tuple[bytes, dict[str, Any]]]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Out of device or host memory, as torch raises it or as the engine's pre-flight check words it."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, DeviceError) and "memory" in str(exc).lower()
+    )
+
+
+def free_memory() -> None:
+    """Give cached allocator blocks back, so a retry starts from the emptiest device we can make."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    return (f"out of memory, also after freeing caches and retrying once ({exc or type(exc).__name__}); "
+            "use a smaller scale, upscale a selected region instead of the whole image, or restart the engine "
+            "with `uprez serve --offload`")
+
+
+class JobQueue:
+    """A bounded FIFO of jobs run one at a time by a single worker thread, which owns the model and device."""
+
+    def __init__(self, runner: Runner, *, queue_size: int = 8, result_ttl: float = 600.0, keep_finished: int = 256,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.runner = runner
+        self.queue_size = queue_size
+        self.result_ttl = result_ttl
+        self.keep_finished = keep_finished
+        self.clock = clock
+        self._lock = threading.Condition()
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._durations: deque[float] = deque(maxlen=10)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self, warmup: Callable[[], None] | None = None) -> None:
+        """Start the worker; `warmup` (e.g. loading the default model) runs on it before the first job."""
+        self._thread = threading.Thread(target=self._work, args=(warmup,), name="uprez-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel everything and end the worker; the running job stops at its next step."""
+        with self._lock:
+            self._stopping = True
+            while self._waiting:
+                self._finish(self._waiting.popleft(), JobState.CANCELLED, "the engine is shutting down")
+            if self._running is not None:
+                self._running.cancel.cancel()
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- what the HTTP layer calls ------------------------------------------------------------------
+    def submit(self, request: JobRequest, image: np.ndarray, mask: np.ndarray | None = None) -> Job:
+        """Queue a job; raises QueueFull when `queue_size` jobs are already waiting."""
+        with self._lock:
+            if self._stopping:
+                raise QueueFull(len(self._waiting), 5)
+            if len(self._waiting) >= self.queue_size:
+                raise QueueFull(len(self._waiting), self._retry_after())
+            job = Job(uuid.uuid4().hex, request, image, mask, created=self.clock())
+            self._jobs[job.id] = job
+            self._waiting.append(job)
+            self._emit(job, "queued", position=len(self._waiting))
+            self._lock.notify_all()
+            return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            self._sweep()
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}: it was never submitted, or it finished more than "
+                              f"{self.result_ttl:g} s ago and was forgotten")
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job; a finished one is forgotten and its result freed."""
+        job = self.get(job_id)
+        with self._lock:
+            if job.state is JobState.QUEUED:
+                self._waiting.remove(job)
+                self._finish(job, JobState.CANCELLED, "cancelled before it started")
+            elif job.state is JobState.RUNNING:
+                job.cancel.cancel()  # the worker sees it within one step and finishes the job
+            else:
+                self._jobs.pop(job.id, None)
+                job.result = job.result_meta = None
+            return job
+
+    def summary(self, job: Job) -> dict[str, Any]:
+        """The JSON a client sees for one job."""
+        with self._lock:
+            position = self._waiting.index(job) + 1 if job.state is JobState.QUEUED else None
+            return {
+                "id": job.id, "state": job.state.value, "message": job.message, "position": position,
+                "created": job.created, "started": job.started, "finished": job.finished,
+                "progress": job.progress, "cancelling": job.cancel.cancelled and not job.terminal,
+                "result": dict(job.result_meta or {}, bytes=len(job.result)) if job.result is not None else None,
+                "params": job.request.to_params(),
+            }
+
+    def summaries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self._sweep()
+            jobs = list(self._jobs.values())
+        return [self.summary(job) for job in jobs]
+
+    def events_after(self, job: Job, seq: int) -> list[dict[str, Any]]:
+        """Events of `job` newer than `seq` (progress is coalesced: a slow reader gets the latest)."""
+        with self._lock:
+            return [event for event in job.events if event["seq"] > seq]
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def running(self) -> Job | None:
+        with self._lock:
+            return self._running
+
+    # -- the worker ---------------------------------------------------------------------------------
+    def _work(self, warmup: Callable[[], None] | None) -> None:
+        if warmup is not None:
+            try:
+                warmup()
+            except Exception as exc:  # a bad default model must not kill the worker; its jobs will say why
+                log.warning("could not load the default model: %s", exc)
+        while True:
+            with self._lock:
+                while not self._waiting and not self._stopping:
+                    self._sweep()
+                    self._lock.wait(timeout=1.0)
+                if self._stopping:
+                    return
+                job = self._waiting.popleft()
+                job.state, job.started, self._running = JobState.RUNNING, self.clock(), job
+                self._emit(job, "started", model=job.request.model)
+            self._run(job)
+            with self._lock:
+                self._running = None
+                self._sweep()
+
+    def _run(self, job: Job) -> None:
+        for attempt in (1, 2):
+            began = time.monotonic()
+            try:
+                data, meta = self.runner(job, partial(self._on_progress, job, began=began))
+            except Cancelled:
+                outcome = (JobState.CANCELLED, "cancelled", None, None)
+            except Exception as exc:
+                if is_out_of_memory(exc) and attempt == 1:
+                    free_memory()
+                    with self._lock:
+                        self._emit(job, "retrying", message=f"out of memory ({exc}); freed caches, retrying once")
+                    continue
+                outcome = (JobState.FAILED, self._failure_message(exc), None, None)
+            else:
+                self._durations.append(time.monotonic() - began)
+                outcome = (JobState.DONE, "", data, meta)
+            with self._lock:
+                self._finish(job, *outcome)
+            return
+
+    @staticmethod
+    def _failure_message(exc: Exception) -> str:
+        if is_out_of_memory(exc):
+            return out_of_memory_message(exc)
+        if isinstance(exc, UprezError):
+            return str(exc)
+        log.exception("job failed unexpectedly")
+        return f"internal error ({type(exc).__name__}: {exc}); the engine's log has the details"
+
+    def _on_progress(self, job: Job, event: ProgressEvent, began: float) -> None:
+        elapsed = time.monotonic() - began
+        eta = elapsed * (1.0 - event.fraction) / event.fraction if event.fraction > 0 else None
+        progress = {"stage": event.stage, "stages": event.stages, "step": event.step, "steps": event.steps,
+                    "fraction": event.fraction, "sigma": event.sigma, "elapsed_s": round(elapsed, 3),
+                    "eta_s": None if eta is None else round(eta, 3)}
+        preview = None
+        if event.preview is not None:  # encoded here, on the worker, outside the lock
+            preview = {"stage": event.stage, "step": event.step, "width": event.preview.shape[1],
+                       "height": event.preview.shape[0], "format": "jpeg", "image": preview_jpeg(event.preview)}
+        with self._lock:
+            job.progress = progress
+            self._emit(job, "progress", **progress)
+            if preview is not None:
+                self._emit(job, "preview", **preview)
+
+    # -- helpers (lock held) ------------------------------------------------------------------------
+    def _emit(self, job: Job, name: str, **data: Any) -> None:
+        job.seq += 1
+        if name in COALESCED:  # keeps a 200-step job's history a handful of events long
+            job.events = [event for event in job.events if event["event"] != name]
+        job.events.append({"event": name, "job": job.id, "seq": job.seq, **data})
+
+    def _finish(self, job: Job, state: JobState, message: str = "", result: bytes | None = None,
+                meta: dict[str, Any] | None = None) -> None:
+        job.state, job.message, job.finished = state, message, self.clock()
+        job.image = job.mask = None  # the input buffers are not needed any more, whatever happened
+        job.result, job.result_meta = result, meta
+        extra = dict(meta or {}, bytes=len(result)) if result is not None else {}
+        self._emit(job, state.value, message=message, **extra)
+        self._lock.notify_all()
+
+    def _sweep(self) -> None:
+        """Forget finished jobs older than the TTL (and the oldest beyond `keep_finished`), freeing results."""
+        now = self.clock()
+        finished = [job for job in self._jobs.values() if job.terminal]
+        excess = len(finished) - self.keep_finished
+        for index, job in enumerate(finished):
+            if index < excess or (job.finished is not None and now - job.finished > self.result_ttl):
+                del self._jobs[job.id]
+                job.result = job.result_meta = None
+
+    def _retry_after(self) -> int:
+        """Seconds until a queue slot is likely free: recent job durations times the jobs ahead."""
+        typical = sum(self._durations) / len(self._durations) if self._durations else 5.0
+        return int(min(3600, max(1, round(typical * max(1, len(self._waiting))))))

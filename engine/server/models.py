@@ -1,0 +1,83 @@
+"""Which models a job may name: the default, folders found in the model directories, local paths, cached repos."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidInput
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _model_kind(path: Path) -> str | None:
+    """`diffusers` for a folder with model_index.json, `safetensors` for a checkpoint file, else None."""
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return "diffusers"
+    if path.is_file() and path.suffix == ".safetensors":
+        return "safetensors"
+    return None
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """True when a diffusers repo is already in the local Hugging Face cache (the server never downloads)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except Exception:  # a malformed id or an unreadable cache both mean: not usable offline
+        return False
+
+
+def scan(model_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
+    """Models directly inside each model folder: diffusers folders and .safetensors checkpoints."""
+    found = []
+    for folder in model_dirs:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue  # a configured folder that does not exist (yet) lists nothing
+        for entry in entries:
+            kind = _model_kind(entry)
+            if kind is not None:
+                found.append({"id": str(entry.resolve()), "name": entry.name, "kind": kind, "installed": True})
+    return found
+
+
+def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, ...]) -> dict[str, Any]:
+    """The body of GET /v1/models: the default and loaded model, and every model found on disk."""
+    models = scan(model_dirs)
+    known = {m["id"] for m in models}
+    for source in (default, loaded):
+        if source and source not in known:
+            known.add(source)
+            kind = _model_kind(Path(source)) or "repo"
+            models.insert(0, {"id": source, "name": Path(source).name or source, "kind": kind, "installed": True})
+    for model in models:
+        model["default"] = model["id"] == default
+        model["loaded"] = model["id"] == loaded
+    return {"default": default, "loaded": loaded, "model_dirs": [str(d) for d in model_dirs], "models": models}
+
+
+def resolve(name: str | None, default: str | None) -> str:
+    """The model source a job will load, checked now so a typo fails at submit and not after the queue."""
+    if name is None or name == default:
+        if default is None:
+            raise InvalidInput("this engine has no default model, so the job must name one (params.model); "
+                               "GET /v1/models lists what is installed, or start it with `uprez serve --model M`")
+        return default
+    try:
+        path = Path(name).expanduser()
+        kind, exists = _model_kind(path), path.exists()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user: not a path
+        kind, exists = None, False
+    if kind:
+        return str(path.resolve())
+    if exists:
+        raise InvalidInput(f"model {name!r} exists but is neither a diffusers folder (with model_index.json) "
+                           "nor a .safetensors file")
+    if _REPO_ID.match(name) and _in_hub_cache(name):
+        return name
+    raise InvalidInput(f"model {name!r} was not found: it is not a local folder or .safetensors file, nor a "
+                       "downloaded Hugging Face repo id; GET /v1/models lists what this engine has")

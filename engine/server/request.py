@@ -1,0 +1,117 @@
+"""`JobRequest`: the one request type that crosses HTTP -> job queue -> pipeline, parsed from the `params` JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.server.codec import ImageFormat
+from engine.settings import UpscaleSettings
+
+_SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
+_NUMBERS = ("scale", "strength", "cfg_scale", "guidance")
+_WHOLE = ("steps", "seed")
+_FORMAT = ("format", "width", "height", "channels", "depth")
+_OWN = ("model", "region_only", "mask_format", "preview_every")
+MAX_PREVIEW_EVERY = 1000
+KNOWN_PARAMS = frozenset(_SETTINGS + _FORMAT + _OWN)
+
+
+def parse_params(text: str | bytes) -> dict[str, Any]:
+    """The `params` part as a JSON object; NaN and Infinity are refused like any other malformed JSON."""
+
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        data = json.loads(text, parse_constant=no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"params is not valid JSON ({exc}); send an object such as {{\"scale\": 2}}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"params must be a JSON object such as {{\"scale\": 2}}, got {type(data).__name__}")
+    return data
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """JSON types the dataclasses would otherwise coerce (true as 1, 1e400 as an overflow) are refused here."""
+    for name in _NUMBERS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"{name} must be a number, got {value!r}")
+        try:
+            if not math.isfinite(float(value)):
+                raise OverflowError
+        except OverflowError:
+            raise InvalidInput(f"{name} must be a finite number, got {value!r}") from None
+    for name in (*_WHOLE, "width", "height", "depth", "preview_every"):
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidInput(f"{name} must be a whole number, got {value!r}")
+    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{name} must be text, got {value!r}")
+    if not isinstance(data.get("region_only", False), bool):
+        raise InvalidInput(f"region_only must be true or false, got {data['region_only']!r}")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a client asked for: the upscale settings, the model, and how its image (and mask) travel."""
+
+    settings: UpscaleSettings = field(default_factory=UpscaleSettings)
+    image: ImageFormat = field(default_factory=ImageFormat)
+    model: str | None = None  # None = the server's default model
+    region_only: bool = False
+    mask_format: str | None = None  # raw / png when a mask comes with the image
+    preview_every: int = 0  # a small JPEG preview on every Nth denoising step; 0 = none (each costs a VAE decode)
+
+    @classmethod
+    def from_params(cls, data: dict[str, Any], *, sniffed: str | None = None, has_mask: bool = False) -> JobRequest:
+        """Validate a params object; `sniffed` is the image's file type when its bytes have a signature."""
+        unknown = sorted(set(data) - KNOWN_PARAMS)
+        if unknown:
+            raise InvalidInput(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_PARAMS))}")
+        _check_types(data)
+        settings = UpscaleSettings.from_dict({k: v for k, v in data.items() if k in _SETTINGS and v is not None})
+        kind = data.get("format") or ("raw" if "width" in data or "height" in data else sniffed)
+        if kind is None:
+            raise InvalidInput("cannot tell the image format: give format (raw, png or tiff), and for raw "
+                               "also width, height, channels and depth")
+        if kind == "raw":
+            image = ImageFormat("raw", data.get("width", 0), data.get("height", 0), data.get("channels", "RGBA"),
+                                data.get("depth", 8))
+        else:
+            stray = sorted(k for k in ("width", "height", "channels", "depth") if k in data)
+            if stray:
+                raise InvalidInput(f"{', '.join(stray)} only apply to raw images; a {kind} file carries its own")
+            image = ImageFormat(kind)
+        mask_format = (data.get("mask_format") or ("raw" if kind == "raw" else "png")) if has_mask else None
+        if mask_format not in (None, "raw", "png"):
+            raise InvalidInput(f"mask_format must be raw or png, got {mask_format!r}")
+        region_only = data.get("region_only", False)
+        if region_only and not has_mask:
+            raise InvalidInput("region_only needs a mask part: the region is what the mask selects")
+        model = data.get("model") or None
+        preview_every = data.get("preview_every") or 0
+        if not 0 <= preview_every <= MAX_PREVIEW_EVERY:
+            raise InvalidInput(f"preview_every must be from 0 (no previews) to {MAX_PREVIEW_EVERY} steps, "
+                               f"got {preview_every}")
+        return cls(settings, image, model, region_only, mask_format, preview_every)
+
+    def to_params(self) -> dict[str, Any]:
+        """The params object that `from_params` reads back into an equal request."""
+        params: dict[str, Any] = dict(self.settings.to_dict())
+        params.update(format=self.image.kind, model=self.model, region_only=self.region_only,
+                      preview_every=self.preview_every)
+        if self.image.kind == "raw":
+            params.update(width=self.image.width, height=self.image.height, channels=self.image.channels,
+                          depth=self.image.depth)
+        if self.mask_format is not None:
+            params["mask_format"] = self.mask_format
+        return params

@@ -1,0 +1,105 @@
+"""Starting the server: in the foreground for `uprez serve`, or on a thread for tests and the desktop window."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from engine.server.app import create_app
+from engine.server.config import ServerConfig, remove_engine_file, write_engine_file
+from engine.server.security import WILDCARD_HOSTS, is_loopback
+
+GRACEFUL_SHUTDOWN_S = 3  # open event streams would otherwise hold a stopping server forever
+
+
+def url_for(host: str, port: int) -> str:
+    """The URL a local client uses: a wildcard bind is reached through loopback."""
+    if host in WILDCARD_HOSTS:
+        host = "::1" if host == "::" else "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind(config: ServerConfig) -> socket.socket:
+    """Bind before starting uvicorn, so port 0 resolves to a real port we can publish."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if sys.platform != "win32":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError:
+        sock.close()
+        raise
+    # Listen now: a client that reads engine.json before uvicorn is up waits in the backlog, not refused.
+    sock.listen(2048)
+    return sock
+
+
+def _uvicorn(app: Any) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    return uvicorn.Server(config)
+
+
+@dataclass
+class RunningServer:
+    """A server on a background thread; `stop()` shuts it down and waits."""
+
+    url: str
+    app: Any
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def start_in_thread(config: ServerConfig, **app_options: Any) -> RunningServer:
+    """Run the engine on a daemon thread of this process (port 0 = any free port); returns once it listens."""
+    app = create_app(config, **app_options)
+    sock = _bind(config)
+    server = _uvicorn(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uprez-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the engine server stopped while starting; see the log above")
+        threading.Event().wait(0.02)
+    return RunningServer(url_for(config.host, sock.getsockname()[1]), app, server, thread)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(config: ServerConfig) -> None:
+    """`uprez serve`: run in the foreground until Ctrl-C, publishing the URL in engine.json meanwhile."""
+    app = create_app(config)
+    sock = _bind(config)
+    url = url_for(config.host, sock.getsockname()[1])
+    if not is_loopback(config.host):
+        print(f"uprez: warning: listening on {config.host}, reachable from other machines. Every request still "
+              "needs the token; put TLS in front (a reverse proxy) before crossing a network you do not trust.",
+              file=sys.stderr)
+    pid = os.getpid()
+    write_engine_file(config.config_dir, url, pid)
+    print(f"uprez engine {url} (token: {config.config_dir / 'token'}); Ctrl-C stops it", file=sys.stderr)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found: make
+    # SIGTERM's an exception too, so the finally below still removes engine.json.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _uvicorn(app).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # the re-raised Ctrl-C (or SIGTERM): for a server, a normal stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        remove_engine_file(config.config_dir, pid)
+    print("uprez engine stopped", file=sys.stderr)

@@ -1,0 +1,45 @@
+"""From a queued job to an engine call: load (or reuse) its model, upscale, encode in the caller's format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.api import get_backend, upscale
+from engine.progress import ProgressCallback
+from engine.server.codec import encode_result
+from engine.server.config import ServerConfig
+from engine.server.jobs import Job
+from engine.settings import ModelSpec
+
+
+class EngineRunner:
+    """Runs jobs on the worker thread; the model stays loaded between jobs (engine.api caches the last one)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.loaded: str | None = None  # the model the last job (or the warm-up) ran on
+
+    def spec(self, source: str) -> ModelSpec:
+        return ModelSpec(source, device=self.config.device, dtype=self.config.dtype, offload=self.config.offload,
+                         base=self.config.base)
+
+    def warmup(self) -> None:
+        """Load the default model before the first job, so that job does not pay for it."""
+        if self.config.model is not None:
+            get_backend(self.spec(self.config.model))
+            self.loaded = self.config.model
+
+    def __call__(self, job: Job, on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:
+        request = job.request
+        if request.model is None:
+            raise ValueError("the server resolves every job's model before queueing it")
+        job.cancel.raise_if_cancelled()
+        backend = get_backend(self.spec(request.model))  # switching models frees the previous one first
+        self.loaded = request.model
+        job.cancel.raise_if_cancelled()  # loading can take a while; a cancel meanwhile should not run the job
+        result = upscale(job.image, request.settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
+                         max_memory=self.config.max_memory, mask=job.mask, region_only=request.region_only,
+                         preview_every=request.preview_every)
+        return encode_result(np.asarray(result), request.image)

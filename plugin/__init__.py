@@ -1,0 +1,1 @@
+"""Uprez editor bridges and the shared client they ship with (standard library only)."""

@@ -1,0 +1,20 @@
+"""Client for the local Uprez engine, shared by the Krita and GIMP bridges: standard library only, Python 3.8+."""
+
+from .client import Client, EventStream
+from .discovery import DEFAULT_PORT, DEFAULT_URL, config_dir, engine_url, read_token
+from .errors import (
+    EngineError,
+    EngineNotRunning,
+    JobCancelled,
+    JobFailed,
+    QueueFull,
+    RejectedInput,
+    Unauthorized,
+    UprezClientError,
+)
+
+__all__ = [
+    "DEFAULT_PORT", "DEFAULT_URL", "Client", "EngineError", "EngineNotRunning", "EventStream", "JobCancelled",
+    "JobFailed", "QueueFull", "RejectedInput", "Unauthorized", "UprezClientError", "config_dir", "engine_url",
+    "read_token",
+]

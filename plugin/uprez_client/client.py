@@ -1,0 +1,344 @@
+"""The engine's client for the editor bridges: standard library only, Python 3.8+ (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import threading
+from typing import Any, Callable, Dict
+from urllib.parse import quote, urlsplit
+
+from . import multipart
+from .discovery import config_dir, engine_url, read_token
+from .errors import (
+    EngineError,
+    EngineNotRunning,
+    JobCancelled,
+    JobFailed,
+    QueueFull,
+    RejectedInput,
+    Unauthorized,
+)
+
+EventCallback = Callable[[Dict[str, Any]], None]
+TERMINAL_EVENTS = ("done", "failed", "cancelled")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+STREAM_TIMEOUT_S = 60.0  # the engine sends a keep-alive every 10 s, so a silent minute means it is gone
+TRANSFER_TIMEOUT_S = 300.0  # uploads and result downloads of large buffers
+FALLBACK_MESSAGES = {413: "the request is over the engine's size limits (see `uprez serve --help`)"}
+
+
+def _file_kind(data: bytes) -> str | None:
+    if data[:8] == PNG_SIGNATURE:
+        return "png"
+    if data[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    return None
+
+
+class Client:
+    """Talks to one engine. Finds it (UPREZ_URL, engine.json, the default port) and its token by itself."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = (url or engine_url()).rstrip("/")
+        self.token = token if token is not None else read_token()
+        self.timeout = timeout
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the engine URL must look like http://127.0.0.1:8742, got {self.url!r}")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+
+    # -- plain requests -------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Version, device, loaded model and queue length; needs no token."""
+        return self._json("GET", "/v1/health")
+
+    def models(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/models")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job the engine remembers, oldest first (for a queue panel)."""
+        return self._json("GET", "/v1/jobs")["jobs"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job; for a finished job, forget it and free its result."""
+        return self._json("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+
+    # -- submitting -----------------------------------------------------------------------------------
+    def submit_raw(self, pixels: Any, width: int, height: int, channel_order: str = "BGRA", depth: int = 8,
+                   mask: bytes | None = None, **params: Any) -> str:
+        """Queue raw pixels (bytes-like, little-endian samples); returns the job id.
+
+        `mask`: one byte per pixel (0 = keep, 255 = upscale with the model), or an 8-bit PNG. `params`:
+        scale, strength, steps, seed, prompt, negative_prompt, cfg_scale, guidance, model, region_only,
+        preview_every (then `preview` events carry a base64 JPEG).
+        """
+        params.update(format="raw", width=width, height=height, channels=channel_order, depth=depth)
+        return self._submit(params, ("image", "image.raw", "application/octet-stream", pixels), mask)
+
+    def submit_file(self, image: Any, mask: bytes | None = None, **params: Any) -> str:
+        """Queue a PNG or TIFF given as a path or as bytes; the result comes back in the same format."""
+        if isinstance(image, (str, os.PathLike)):
+            with open(image, "rb") as f:
+                image = f.read()
+        data = bytes(image)
+        kind = _file_kind(data)
+        if kind is None:
+            raise ValueError("only PNG and TIFF files can be sent as files; send other images as raw pixels")
+        params["format"] = kind
+        return self._submit(params, ("image", f"image.{kind}", f"image/{kind}", data), mask)
+
+    def _submit(self, params: dict[str, Any], image: tuple[str, str, str, Any], mask: bytes | None) -> str:
+        files = [image]
+        if mask is not None:
+            is_png = bytes(mask[:8]) == PNG_SIGNATURE
+            params.setdefault("mask_format", "png" if is_png else "raw")
+            files.append(("mask", "mask.png" if is_png else "mask.raw",
+                          "image/png" if is_png else "application/octet-stream", mask))
+        content_type, chunks, length = multipart.encode(params, files)
+        headers = {"Content-Type": content_type, "Content-Length": str(length)}
+        return self._json("POST", "/v1/jobs", chunks, headers, TRANSFER_TIMEOUT_S)["id"]
+
+    # -- following and collecting ---------------------------------------------------------------------
+    def events(self, job_id: str, callback: EventCallback | None = None,
+               cancel_on_disconnect: bool = True) -> dict[str, Any]:
+        """Read the job's events until it ends, calling `callback` for each; returns the final event."""
+        return EventStream(self, job_id, callback, cancel_on_disconnect).run()
+
+    def listen(self, job_id: str, callback: EventCallback | None = None,
+               cancel_on_disconnect: bool = True) -> EventStream:
+        """`events()` on a background thread; `close()` on the stream hangs up (and so cancels the job)."""
+        return EventStream(self, job_id, callback, cancel_on_disconnect).start()
+
+    def wait(self, job_id: str, on_event: EventCallback | None = None,
+             cancel_on_disconnect: bool = True) -> dict[str, Any]:
+        """Block until the job ends; returns its final state, or raises JobFailed / JobCancelled."""
+        final = self.events(job_id, on_event, cancel_on_disconnect)
+        if final["event"] == "failed":
+            raise JobFailed(final.get("message") or "the job failed")
+        if final["event"] == "cancelled":
+            raise JobCancelled(final.get("message") or "the job was cancelled")
+        return self.job(job_id)
+
+    def result(self, job_id: str) -> tuple[bytes, dict[str, Any]]:
+        """The output bytes and their format: raw (width, height, channels, depth), png or tiff."""
+        status, headers, data = self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}/result",
+                                              timeout=TRANSFER_TIMEOUT_S)
+        if status == 409:
+            body = _error_body(data)
+            state = body.get("state")
+            if state == "failed":
+                raise JobFailed(body.get("message") or body.get("error") or "the job failed", status)
+            if state == "cancelled":
+                raise JobCancelled(body.get("error") or "the job was cancelled", status)
+        self._raise_for(status, headers, data)
+        meta: dict[str, Any] = {}
+        for key, value in headers.items():
+            if key.lower().startswith("x-uprez-"):
+                name = key[len("x-uprez-"):].lower()
+                meta[name] = int(value) if value.isdigit() else value
+        return data, meta
+
+    def upscale_raw(self, pixels: Any, width: int, height: int, channel_order: str = "BGRA", depth: int = 8,
+                    mask: bytes | None = None, on_event: EventCallback | None = None,
+                    **params: Any) -> tuple[bytes, dict[str, Any]]:
+        """Submit, follow and fetch in one blocking call: what a bridge's worker thread runs."""
+        job_id = self.submit_raw(pixels, width, height, channel_order, depth, mask, **params)
+        self.wait(job_id, on_event)
+        return self.result(job_id)
+
+    # -- HTTP -----------------------------------------------------------------------------------------
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "uprez-client"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        headers.update(extra or {})
+        return headers
+
+    def _not_running(self, exc: BaseException) -> EngineNotRunning:
+        if isinstance(exc, socket.timeout):
+            return EngineNotRunning(f"the Uprez engine at {self.url} did not answer in time; it may be busy "
+                                    "loading a model or stuck (restart it with `uprez serve`)")
+        return EngineNotRunning(f"no Uprez engine answers at {self.url} ({exc}); start it with `uprez serve`, "
+                                "or set UPREZ_URL to where it runs")
+
+    def open(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+             timeout: float | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send one request and return the open connection and response (for streaming)."""
+        conn = self._connect(timeout or self.timeout)
+        hung_up: OSError | None = None
+        try:
+            conn.request(method, self._prefix + path, body=body, headers=self._headers(headers))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            hung_up = exc  # the engine may refuse a large upload (413) before reading it; try to read why
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._not_running(exc) from None
+        try:
+            return conn, conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if hung_up is not None:
+                raise RejectedInput(f"the engine hung up during the upload ({hung_up}); the image is probably "
+                                    "over its upload limit (see `uprez serve --max-upload-mb`)", 413) from None
+            raise self._not_running(exc) from None
+
+    def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                 timeout: float | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn, response = self.open(method, path, body, headers, timeout)
+        try:
+            try:
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                if response.status < 400:
+                    raise self._not_running(exc) from None
+                # A refusal sent before the upload ended (413) may lose its body when the engine hangs up.
+                data = getattr(exc, "partial", b"")
+            return response.status, dict(response.getheaders()), data
+        finally:
+            conn.close()
+
+    def _json(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+              timeout: float | None = None) -> Any:
+        status, response_headers, data = self._request(method, path, body, headers, timeout)
+        self._raise_for(status, response_headers, data)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except ValueError:
+            raise EngineError(f"the engine answered {method} {path} with something that is not JSON", status) \
+                from None
+
+    def _raise_for(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        if status < 400:
+            return
+        message = _error_body(data).get("error") or FALLBACK_MESSAGES.get(status, f"the engine answered HTTP {status}")
+        if status in (401, 421):
+            hint = "" if self.token else f" (no token found in {config_dir()}; is the engine set up?)"
+            raise Unauthorized(message + hint, status)
+        if status == 429:
+            retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), "5")
+            raise QueueFull(message, status, float(retry) if retry.replace(".", "", 1).isdigit() else 5.0)
+        if status < 500:
+            raise RejectedInput(message, status)
+        raise EngineError(message, status)
+
+
+def _error_body(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return {"error": data[:500].decode("utf-8", "replace").strip()}
+    return body if isinstance(body, dict) else {"error": str(body)}
+
+
+class EventStream:
+    """A job's Server-Sent Events: `run()` blocks; `start()` runs it on a thread that `close()` can end."""
+
+    def __init__(self, client: Client, job_id: str, callback: EventCallback | None = None,
+                 cancel_on_disconnect: bool = True) -> None:
+        self.client, self.job_id, self.callback = client, job_id, callback
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self.final: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self._conn: http.client.HTTPConnection | None = None
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> dict[str, Any]:
+        """Follow the job until it ends; returns the final event (done, failed, cancelled; closed after close())."""
+        flag = "1" if self.cancel_on_disconnect else "0"
+        path = f"/v1/jobs/{quote(self.job_id, safe='')}/events?cancel_on_disconnect={flag}"
+        conn, response = self.client.open("GET", path, headers={"Accept": "text/event-stream"},
+                                          timeout=STREAM_TIMEOUT_S)
+        self._conn = conn  # set before checking _closed, while close() sets _closed before reading _conn
+        try:
+            if self._closed.is_set():
+                return self._hung_up()
+            if response.status >= 400:
+                self.client._raise_for(response.status, dict(response.getheaders()), response.read())
+            for event in _parse_sse(response):
+                if self.callback is not None:
+                    self.callback(event)
+                if event.get("event") in TERMINAL_EVENTS:
+                    self.final = event
+                    return event
+        except (OSError, http.client.HTTPException) as exc:
+            if self._closed.is_set():
+                return self._hung_up()
+            raise self.client._not_running(exc) from None
+        finally:
+            conn.close()
+        if self._closed.is_set():
+            return self._hung_up()
+        raise EngineNotRunning(f"the engine at {self.client.url} ended the event stream before job "
+                               f"{self.job_id} finished; it may have stopped")
+
+    def _hung_up(self) -> dict[str, Any]:
+        """The final "event" of a stream this client closed itself (the job may go on, or be cancelled)."""
+        self.final = {"event": "closed", "job": self.job_id}
+        return self.final
+
+    def start(self) -> EventStream:
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # kept for join(); a thread has nobody else to tell
+                self.error = exc
+
+        self._thread = threading.Thread(target=target, name=f"uprez-events-{self.job_id[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Hang up. The engine cancels the job if the stream was opened with cancel_on_disconnect."""
+        self._closed.set()
+        conn = self._conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread at once
+
+    def join(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Wait for the thread; returns the final event, or raises what the stream raised."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.final
+
+
+def _parse_sse(response: Any) -> Any:
+    """Yield each Server-Sent Event's JSON data as a dict (comments and keep-alives skipped)."""
+    data_lines: list[str] = []
+    while True:
+        raw = response.readline()
+        if not raw:
+            return
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line == "":
+            if data_lines:
+                try:
+                    event = json.loads("\n".join(data_lines))
+                except ValueError:
+                    event = None
+                data_lines = []
+                if isinstance(event, dict):
+                    yield event
+        elif line.startswith("data:"):
+            data_lines.append(line[5:].lstrip(" "))
+        # event:, id:, retry: and ":" comments carry nothing the JSON data does not
