@@ -25,8 +25,9 @@ T = TypeVar("T")
 # system prefix is 34 tokens, as with the real tokenizer (the pipeline drops exactly 34 hidden states).
 _WORDS = [
     "a", "an", "and", "by", "cat", "detail", "fine", "focus", "high", "in", "low", "noise", "of", "photo",
-    "portrait", "quality", "sharp", "texture", "the", "with", "system", "user", "assistant", "Describe", "image",
-    "detailing", "color", "shape", "size", "quantity", "text", "spatial", "relationships", "objects", "background",
+    "portrait", "quality", "sharp", "texture", "the", "with", "system", "user", "assistant", "Describe",
+    "image", "detailing", "color", "shape", "size", "quantity", "text", "spatial", "relationships", "objects",
+    "background",
 ]
 _QWEN_SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -36,7 +37,8 @@ _QWEN_SPECIALS = [
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
 )
 
 
@@ -50,7 +52,7 @@ class TinyFamily:
 
 
 def _seeded(seed: int, make: Callable[[], T]) -> T:
-    """`make()` under its own seed, leaving the caller's RNG alone: each component's weights depend only on it."""
+    """`make()` under its own seed, leaving the caller's RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
@@ -60,8 +62,8 @@ def _seeded(seed: int, make: Callable[[], T]) -> T:
 
 
 def _byte_symbols() -> list[str]:
-    """The 256 symbols byte-level BPE maps bytes to (GPT-2's table): with all of them nothing is ever unknown."""
-    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    """The 256 symbols byte-level BPE maps bytes to (GPT-2's table): with all of them nothing is unknown."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)}
     symbols, extra = [], 0
     for byte in range(256):
         if byte in printable:
@@ -76,7 +78,8 @@ def _segment(symbols: Sequence[str], ranks: dict[tuple[str, str], int]) -> list[
     """What BPE makes of `symbols`: repeatedly join the adjacent pair with the lowest merge rank."""
     parts = list(symbols)
     while len(parts) > 1:
-        rank, i = min((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(parts, parts[1:])))
+        pairs = zip(parts, parts[1:], strict=False)
+        rank, i = min((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(pairs))
         if rank == len(ranks):
             break
         parts[i : i + 2] = [parts[i] + parts[i + 1]]
@@ -105,7 +108,8 @@ def _clip_tokenizer():
 
     symbols = _byte_symbols()
     words = [[*w.lower()[:-1], w.lower()[-1] + "</w>"] for w in _WORDS]
-    vocab, merges = _bpe(["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)], words)
+    base = ["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)]
+    vocab, merges = _bpe(base, words)
     # 77 tokens: without it the length defaults to 1e30 and the pipelines pad to that.
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
@@ -142,10 +146,12 @@ def _clip_encoder(tokenizer, hidden: int, projection: bool):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     # Two layers, so SD3's penultimate hidden state differs from the last one.
+    # The pooled output is read at the first eos id, so the config's ids must be the tokenizer's.
     config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=2,
-        num_hidden_layers=2, projection_dim=hidden, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        num_hidden_layers=2, projection_dim=hidden, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
@@ -154,9 +160,10 @@ def _t5_encoder(tokenizer, d_model: int):
     from transformers import T5Config, T5EncoderModel
 
     # Relative position buckets: any length works, including FLUX's default 512 tokens.
-    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, d_kv=8,
-                                   num_layers=1, num_heads=2, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=tokenizer.eos_token_id))
+    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, d_kv=8, num_layers=1,
+                      num_heads=2, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    return T5EncoderModel(config)
 
 
 def _qwen_text_ids(tokenizer) -> dict[str, int]:
@@ -169,20 +176,20 @@ def _qwen25_vl_encoder(tokenizer, hidden: int):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = _qwen_text_ids(tokenizer)
-    text_config = {
-        "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "vocab_size": len(tokenizer), **ids,
-        # Multimodal RoPE: the three sections must cover half a head (hidden / 2 heads / 2), as [16, 24, 24] does 64.
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [hidden // 12] * 3},
-    }
-    vision_config = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": hidden}
-    vision_ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(f"<|{name}|>")
-                  for name in ("vision_start", "vision_end", "image_pad", "video_pad")}
-    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
-        text_config=text_config, vision_config=vision_config, vision_start_token_id=vision_ids["vision_start_token_id"],
-        vision_end_token_id=vision_ids["vision_end_token_id"], image_token_id=vision_ids["image_pad_token_id"],
-        video_token_id=vision_ids["video_pad_token_id"], **ids,
-    ))
+    # Multimodal RoPE: the three sections cover half a head (hidden / 2 heads / 2), as [16, 24, 24] covers 64.
+    rope = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [hidden // 12] * 3}
+    text_config = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
+                   "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tokenizer),
+                   "rope_parameters": rope, **ids}
+    vision_config = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                     "out_hidden_size": hidden}
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config=text_config, vision_config=vision_config, image_token_id=token("<|image_pad|>"),
+        video_token_id=token("<|video_pad|>"), vision_start_token_id=token("<|vision_start|>"),
+        vision_end_token_id=token("<|vision_end|>"), **ids,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config)
 
 
 def _qwen3_encoder(tokenizer, hidden: int):
@@ -197,7 +204,7 @@ def _qwen3_encoder(tokenizer, hidden: int):
 
 
 def _autoencoder_kl(scaling: float, shift: float):
-    """FLUX/SD3-style VAE with four levels, so latents have the real x8 shape (diffusers' test VAEs are x1)."""
+    """FLUX/SD3-style VAE with four levels: latents get the real x8 shape (diffusers' test VAEs are x1)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -208,13 +215,18 @@ def _autoencoder_kl(scaling: float, shift: float):
     )
 
 
+def _flux_vae():
+    return _autoencoder_kl(scaling=0.3611, shift=0.1159)
+
+
 def _qwen_vae():
     from diffusers import AutoencoderKLQwenImage
 
-    # Four levels: three spatial halvings (x8); the pipeline reads the factor as 2 ** len(temperal_downsample).
+    # Four levels, three spatial halvings (x8): the pipeline reads 2 ** len(temperal_downsample).
     # Non-trivial per-channel statistics, so a missing (de)normalisation shows up in comparisons.
     return AutoencoderKLQwenImage(
-        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True],
         latents_mean=[round(-0.4 + 0.05 * i, 4) for i in range(16)],
         latents_std=[round(1.0 + 0.1 * i, 4) for i in range(16)],
     )
@@ -247,9 +259,10 @@ def _flux(seed: int, guided: bool) -> DiffusionPipeline:
     else:  # FLUX.1-schnell's
         scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False, shift=1.0)
     return FluxPipeline(
-        scheduler=scheduler, transformer=transformer, vae=_seeded(seed + 1, partial(_autoencoder_kl, 0.3611, 0.1159)),
-        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=False)), tokenizer=clip_tok,
-        text_encoder_2=_seeded(seed + 3, partial(_t5_encoder, t5_tok, 32)), tokenizer_2=t5_tok,
+        scheduler=scheduler, transformer=transformer, vae=_seeded(seed + 1, _flux_vae),
+        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=False)),
+        text_encoder_2=_seeded(seed + 3, partial(_t5_encoder, t5_tok, 32)),
+        tokenizer=clip_tok, tokenizer_2=t5_tok,
     )
 
 
@@ -266,10 +279,11 @@ def _sd3(seed: int) -> DiffusionPipeline:
     ))
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_seeded(seed + 1, partial(_autoencoder_kl, 1.5305, 0.0609)),
-        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=True)), tokenizer=clip_tok,
-        text_encoder_2=_seeded(seed + 3, partial(_clip_encoder, clip_tok, 24, projection=True)), tokenizer_2=clip_tok,
-        text_encoder_3=_seeded(seed + 4, partial(_t5_encoder, t5_tok, 48)), tokenizer_3=t5_tok,
+        vae=_seeded(seed + 1, partial(_autoencoder_kl, scaling=1.5305, shift=0.0609)),
+        text_encoder=_seeded(seed + 2, partial(_clip_encoder, clip_tok, 16, projection=True)),
+        text_encoder_2=_seeded(seed + 3, partial(_clip_encoder, clip_tok, 24, projection=True)),
+        text_encoder_3=_seeded(seed + 4, partial(_t5_encoder, t5_tok, 48)),
+        tokenizer=clip_tok, tokenizer_2=clip_tok, tokenizer_3=t5_tok,
     )
 
 
@@ -278,12 +292,12 @@ def _qwen_image(seed: int) -> DiffusionPipeline:
 
     tokenizer = _qwen_tokenizer()
     transformer = _seeded(seed, lambda: QwenImageTransformer2DModel(
-        patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=24, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
+        patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=24, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
     ))
     scheduler = FlowMatchEulerDiscreteScheduler(  # the real Qwen-Image config
-        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192,
-        shift_terminal=0.02, time_shift_type="exponential", shift=1.0,
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
+        max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential", shift=1.0,
     )
     return QwenImagePipeline(
         transformer=transformer, scheduler=scheduler, vae=_seeded(seed + 1, _qwen_vae),
@@ -301,7 +315,7 @@ def _z_image(seed: int) -> DiffusionPipeline:
     ))
     return ZImagePipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # Z-Image-Turbo's
-        vae=_seeded(seed + 1, partial(_autoencoder_kl, 0.3611, 0.1159)),  # Z-Image uses the FLUX VAE
+        vae=_seeded(seed + 1, _flux_vae),  # Z-Image decodes with the FLUX VAE
         text_encoder=_seeded(seed + 2, partial(_qwen3_encoder, tokenizer, 24)), tokenizer=tokenizer,
     )
 
@@ -330,7 +344,7 @@ def save_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
 
 
 def save_single_file_transformer(folder: Path, out_file: Path) -> Path:
-    """The transformer of a saved model as one .safetensors file (diffusers key names), like a single-file download."""
+    """A saved model's transformer as one .safetensors file with diffusers key names (a single-file model)."""
     from safetensors.torch import load_file, save_file
 
     shards = sorted((Path(folder) / "transformer").glob("*.safetensors"))
@@ -344,8 +358,8 @@ def save_single_file_transformer(folder: Path, out_file: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m engine.testing.tiny_models OUT_DIR --family flux-dev`: save one tiny model and print its path."""
-    parser = argparse.ArgumentParser(description="Save a tiny random model of one family as a diffusers folder.")
+    """`python -m engine.testing.tiny_models OUT_DIR --family flux-dev`: save one model, print its path."""
+    parser = argparse.ArgumentParser(description="Save a tiny random model as a diffusers folder")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--family", default="flux-dev", choices=sorted(FAMILIES))
     parser.add_argument("--seed", type=int, default=0)
