@@ -91,12 +91,13 @@ def upscale(
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model)
     _check_fits(backend, out_size, max_memory)
     steps = settings.steps or backend.default_steps
-    stages = plan(width, height, settings.scale, settings.strength, steps, backend)
+    strength = backend.default_strength if settings.strength is None else settings.strength
+    stages = plan(width, height, settings.scale, strength, steps, backend)
     cond = backend.encode_prompt(
         settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
     )
     try:
-        rgb = run_stages(pixels.rgb, stages, strength=settings.strength, seed=settings.seed, backend=backend,
+        rgb = run_stages(pixels.rgb, stages, strength=strength, seed=settings.seed, backend=backend,
                          cond=cond, on_progress=on_progress, cancel=cancel, preview_every=preview_every)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(

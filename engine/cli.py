@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-m", "--model", required=True,
                     help="diffusers folder, Hugging Face repo id, or transformer .safetensors file")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
-    up.add_argument("--strength", type=float, default=0.35,
+    up.add_argument("--strength", type=float,
                     help="noise level each stage starts from: 0 = plain Lanczos, higher = more invented "
-                         "detail (default 0.35)")
+                         "detail (default: the model's; 0.35 for FLUX, SD3, Qwen-Image, Z-Image)")
     up.add_argument("--steps", type=int, help="length of the model's full schedule (default: the model's)")
     up.add_argument("--seed", type=int, default=0)
     up.add_argument("--prompt", default="", help="optional description of the image")

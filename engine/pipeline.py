@@ -138,9 +138,11 @@ def run_stages(
         latent = backend.encode(padded)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
         x = renoise(latent, noise, strength)
+        stage_cond = backend.condition_stage(cond, latent)
         del latent, padded
-        x = _denoise_stage(x, stage, index, size_hw, backend=backend, cond=cond, progress=progress, cancel=cancel,
-                           preview_every=preview_every, preview_side=preview_side)
+        x = _denoise_stage(x, stage, index, size_hw, backend=backend, cond=stage_cond, progress=progress,
+                           cancel=cancel, preview_every=preview_every, preview_side=preview_side)
+        del stage_cond
         if cancel is not None:
             cancel.raise_if_cancelled()
         current = from_model_tensor(crop_to(backend.decode(x), size_hw))

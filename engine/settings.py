@@ -14,10 +14,10 @@ HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 
 @dataclass(frozen=True)
 class UpscaleSettings:
-    """What to do to one image. Defaults favour faithfulness: strength 0.35 keeps the input's structure."""
+    """What to do to one image. None means the model's own default (for the big models: strength 0.35)."""
 
     scale: float = 2.0
-    strength: float = 0.35  # sigma_start of every stage: 0 = conventional upscale, 1 = ignore the input
+    strength: float | None = None  # sigma_start of every stage: 0 = conventional upscale, 1 = all new noise
     steps: int | None = None  # length of the model's full schedule; None = the model's default
     seed: int = 0
     prompt: str = ""
@@ -30,7 +30,8 @@ class UpscaleSettings:
             object.__setattr__(self, "scale", check_scale(self.scale))
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
-        if not isinstance(self.strength, (int, float)) or not 0.0 <= self.strength <= 1.0:
+        if self.strength is not None and (isinstance(self.strength, bool) or not isinstance(self.strength, (int, float))
+                                          or not 0.0 <= self.strength <= 1.0):
             raise InvalidInput(f"strength must be between 0 and 1 (try 0.2-0.5), got {self.strength!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or not 1 <= self.steps <= 200):
             raise InvalidInput(f"steps must be a whole number from 1 to 200, got {self.steps!r}")

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.base import Conditioning
+from engine.backends.diffusers_base import DiffusersBackend
 from engine.backends.packing import pack_latents, unpack_latents
 
 
@@ -18,7 +19,7 @@ def image_ids(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch
     return ids.to(device)
 
 
-class FluxBackend(FlowBackend):
+class FluxBackend(DiffusersBackend):
     family: ClassVar[str] = "flux"
     default_guidance: ClassVar[float | None] = 3.5  # FLUX.1-dev's recommended distilled guidance
 

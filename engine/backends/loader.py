@@ -9,6 +9,7 @@ import torch
 
 from engine.backends.base import FlowBackend
 from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
+from engine.builtin.backend import BUILTIN, WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
 
 DTYPES = {
@@ -148,12 +149,15 @@ def load_backend(
     offload: bool = False,
     base: str | None = None,
 ) -> FlowBackend:
-    """Load any supported family and wrap it in its backend; `base` completes a single-file checkpoint."""
-    quiet_libraries()
+    """Load the built-in model or any supported family; `base` completes a single-file checkpoint."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     text = str(source)
     path = Path(text).expanduser()
+    if text == BUILTIN or (path.is_dir() and is_builtin_folder(path)):
+        folder = WEIGHTS if text == BUILTIN else path
+        return load_builtin(folder, source=text, device=torch_device, dtype=torch_dtype)
+    quiet_libraries()
     if path.is_file():
         if path.suffix == ".gguf":
             raise ModelNotFound(f"{path.name}: GGUF checkpoints are not supported yet; use a .safetensors file")

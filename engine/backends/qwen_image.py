@@ -6,11 +6,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.base import Conditioning
+from engine.backends.diffusers_base import DiffusersBackend
 from engine.backends.packing import pack_latents, unpack_latents
 
 
-class QwenImageBackend(FlowBackend):
+class QwenImageBackend(DiffusersBackend):
     family: ClassVar[str] = "qwen-image"
     default_cfg_scale: ClassVar[float] = 4.0  # the pipeline's true_cfg_scale default; runs only with a prompt
 

@@ -6,11 +6,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.base import Conditioning
+from engine.backends.diffusers_base import DiffusersBackend
 from engine.errors import InvalidInput
 
 
-class SD3Backend(FlowBackend):
+class SD3Backend(DiffusersBackend):
     family: ClassVar[str] = "sd3"
     default_cfg_scale: ClassVar[float] = 4.5  # SD3.5's recommended range is 3.5-4.5; CFG runs only with a prompt
 

@@ -6,10 +6,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.base import Conditioning
+from engine.backends.diffusers_base import DiffusersBackend
 
 
-class ZImageBackend(FlowBackend):
+class ZImageBackend(DiffusersBackend):
     """Our cfg_scale is the standard one; Z-Image's own `guidance_scale` g is cfg_scale - 1 (pos + g(pos - neg))."""
 
     family: ClassVar[str] = "z-image"

@@ -1,0 +1,116 @@
+"""Backends built on a diffusers pipeline: its VAE, text encoders and transformer, driven step by step."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from engine.backends.base import Conditioning, FlowBackend
+from engine.schedule import ShiftRule
+
+
+class DiffusersBackend(FlowBackend):
+    """A diffusers pipeline's components driven directly; family adapters fill in text and the model call."""
+
+    default_cfg_scale: ClassVar[float] = 1.0
+    default_guidance: ClassVar[float | None] = None
+
+    def __init__(self, pipe: Any, *, source: str, device: torch.device, dtype: torch.dtype) -> None:
+        vae_scale = int(pipe.vae_scale_factor)
+        super().__init__(
+            source=source, device=device, dtype=dtype, vae_scale=vae_scale,
+            native_size=int(getattr(pipe, "default_sample_size", 128) or 128) * vae_scale,
+            shift_rule=ShiftRule.from_scheduler_config(dict(pipe.scheduler.config)),
+        )
+        self.pipe = pipe
+
+    @property
+    def vae_width(self) -> int:
+        """Channels of the VAE's full-resolution layers, for memory estimates."""
+        channels = getattr(self.pipe.vae.config, "block_out_channels", None)
+        if channels:
+            return int(channels[0])
+        return int(getattr(self.pipe.vae.config, "base_dim", 96))
+
+    # -- pixels <-> latents -----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> normalised latent (B, C, H/f, W/f), float32; uses the posterior mean."""
+        vae = self.pipe.vae
+        raw = self._vae_encode(vae, pixels.to(self.device, self._vae_dtype))
+        return self._normalise(raw.float())
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalised latent -> (B, 3, H, W) in [-1, 1], float32."""
+        vae = self.pipe.vae
+        raw = self._denormalise(latent.float()).to(self.device, self._vae_dtype)
+        return self._vae_decode(vae, raw).float().clamp(-1.0, 1.0)
+
+    @property
+    def _vae_dtype(self) -> torch.dtype:
+        return self.pipe.vae.dtype
+
+    def _vae_encode(self, vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+        return vae.encode(pixels).latent_dist.mode()
+
+    def _vae_decode(self, vae: Any, latent: torch.Tensor) -> torch.Tensor:
+        return vae.decode(latent, return_dict=False)[0]
+
+    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        config = self.pipe.vae.config
+        shift = getattr(config, "shift_factor", None) or 0.0
+        return (raw - shift) * config.scaling_factor
+
+    def _denormalise(self, latent: torch.Tensor) -> torch.Tensor:
+        config = self.pipe.vae.config
+        shift = getattr(config, "shift_factor", None) or 0.0
+        return latent / config.scaling_factor + shift
+
+    # -- text -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str = "",
+        negative_prompt: str | None = None,
+        *,
+        cfg_scale: float | None = None,
+        guidance: float | None = None,
+    ) -> Conditioning:
+        """Encode the prompt once per job; the negative branch exists only when CFG will use it."""
+        cfg = self.default_cfg_scale if cfg_scale is None else float(cfg_scale)
+        use_cfg = cfg > 1.0 and (bool(prompt) or bool(negative_prompt))
+        positive = self._encode_text(prompt)
+        negative = self._encode_text(negative_prompt or "") if use_cfg else None
+        return Conditioning(
+            positive=positive,
+            negative=negative,
+            cfg_scale=cfg if use_cfg else 1.0,
+            guidance=self._guidance_value(guidance),
+        )
+
+    def _guidance_value(self, guidance: float | None) -> float | None:
+        return None
+
+    @abstractmethod
+    def _encode_text(self, prompt: str) -> dict[str, Any]:
+        """Family-specific text encoding into the keyword tensors its transformer takes."""
+
+    # -- the model --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
+        """Flow velocity v(x_sigma, sigma) ≈ eps - x0 for unpacked latents, with CFG where asked for."""
+        v = self._predict(x, sigma, cond.positive, cond)
+        if cond.negative is not None and cond.cfg_scale > 1.0:
+            v_neg = self._predict(x, sigma, cond.negative, cond)
+            v = self._combine_cfg(v, v_neg, cond.cfg_scale)
+        return v
+
+    def _combine_cfg(self, v: torch.Tensor, v_neg: torch.Tensor, scale: float) -> torch.Tensor:
+        return v_neg + scale * (v - v_neg)
+
+    @abstractmethod
+    def _predict(self, x: torch.Tensor, sigma: float, text: dict[str, Any], cond: Conditioning) -> torch.Tensor:
+        """One transformer call: unpacked float32 latent in, float32 velocity (eps - x0) out."""
