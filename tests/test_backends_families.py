@@ -1,21 +1,28 @@
 """Every family's adapter against diffusers itself: our Euler loop over `backend.velocity` must land
-where the stock pipeline's own denoising loop lands, from the same latents on the same sigmas."""
+where the stock pipeline's own denoising loop lands, from the same latents on the same sigmas, with
+and without CFG; and in bfloat16 the transformer must get exactly the inputs the pipeline gives it."""
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from engine.backends.flux import FluxBackend
+from engine.backends.loader import load_backend
 from engine.backends.packing import pack_latents, unpack_latents
 from engine.backends.qwen_image import QwenImageBackend
 from engine.backends.sd3 import SD3Backend
 from engine.backends.z_image import ZImageBackend
+from engine.errors import InvalidInput
 from engine.sampler import euler
 from engine.schedule import model_sigmas
 
 FAMILIES = ["flux-dev", "flux-schnell", "sd3", "qwen-image", "z-image"]
+CFG_FAMILIES = ["sd3", "qwen-image", "z-image"]
 BACKENDS = {"flux-dev": FluxBackend, "flux-schnell": FluxBackend, "sd3": SD3Backend,
             "qwen-image": QwenImageBackend, "z-image": ZImageBackend}
 PACKED = {"flux-dev", "flux-schnell", "qwen-image"}  # these pipelines take and return 2x2-packed latents
@@ -29,6 +36,37 @@ STOCK_OPTIONS = {
     "z-image": {"guidance_scale": 0.0},
 }
 PROMPT = "a photo of a cat, high detail"
+NEGATIVE = "blurry, low quality"
+CFG_SCALE = 3.0
+# The same guidance in each pipeline's own terms: Z-Image's g is pos + g·(pos - neg), i.e. our scale - 1.
+STOCK_CFG_OPTIONS = {
+    "sd3": {"guidance_scale": CFG_SCALE},
+    "qwen-image": {"true_cfg_scale": CFG_SCALE},
+    "z-image": {"guidance_scale": CFG_SCALE - 1.0},
+}
+LOOP_CASES = [(family, False) for family in FAMILIES] + [(family, True) for family in CFG_FAMILIES]
+LOOP_IDS = [f"{family}-{'cfg' if guided else 'plain'}" for family, guided in LOOP_CASES]
+
+
+@pytest.fixture(scope="module")
+def bf16_backend(tiny_model):
+    """`bf16_backend("sd3")`: the tiny model loaded in bfloat16, where the dtype conventions show."""
+    loaded = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = load_backend(tiny_model(family), device="cpu", dtype="bfloat16")
+        return loaded[family]
+
+    return get
+
+
+def _to_pipeline_layout(family: str, x: torch.Tensor) -> torch.Tensor:
+    return pack_latents(x) if family in PACKED else x.clone()
+
+
+def _from_pipeline_layout(family: str, x: torch.Tensor, latent_hw: int) -> torch.Tensor:
+    return unpack_latents(x, latent_hw, latent_hw) if family in PACKED else x
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -47,28 +85,85 @@ def test_encode_decode_shapes(family, tiny_backend):
     assert backend.decode(latent).shape == (1, 3, 64, 96)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_our_loop_reproduces_the_stock_pipeline(family, tiny_backend):
+@pytest.mark.parametrize(("family", "guided"), LOOP_CASES, ids=LOOP_IDS)
+def test_our_loop_reproduces_the_stock_pipeline(family, guided, tiny_backend):
     backend = tiny_backend(family)
-    pipe = backend.pipe
     steps, size = 3, 64
     latent_hw = size // backend.vae_scale
     x = torch.randn(1, 16, latent_hw, latent_hw, generator=torch.Generator().manual_seed(0))
-    base = list(np.linspace(1.0, 1.0 / steps, steps))
-    stock = pipe(prompt=PROMPT, height=size, width=size, num_inference_steps=steps, sigmas=base,
-                 latents=pack_latents(x) if family in PACKED else x.clone(), output_type="latent",
-                 **STOCK_OPTIONS[family]).images
-    if family in PACKED:
-        stock = unpack_latents(stock, latent_hw, latent_hw)
+    if guided:
+        options = {**STOCK_CFG_OPTIONS[family], "negative_prompt": NEGATIVE}
+        cond = backend.encode_prompt(PROMPT, NEGATIVE, cfg_scale=CFG_SCALE)
+        assert cond.negative is not None and cond.cfg_scale == CFG_SCALE
+    else:
+        options = STOCK_OPTIONS[family]
+        cond = backend.encode_prompt(PROMPT, cfg_scale=1.0)
+    stock = backend.pipe(prompt=PROMPT, height=size, width=size, num_inference_steps=steps,
+                         sigmas=list(np.linspace(1.0, 1.0 / steps, steps)), output_type="latent",
+                         latents=_to_pipeline_layout(family, x), **options).images
 
     # The stock pipelines shift with the actual token count; so do we, for this comparison only.
     sigmas = [*model_sigmas(steps, backend.shift_rule, backend.tokens_for(latent_hw, latent_hw)), 0.0]
-    cond = backend.encode_prompt(PROMPT, cfg_scale=1.0)
     ours = euler(lambda z, s: backend.velocity(z, s, cond), x, sigmas)
-    torch.testing.assert_close(ours, stock.float(), atol=1e-4, rtol=1e-4)
+    stock = _from_pipeline_layout(family, stock, latent_hw).float()
+    torch.testing.assert_close(ours, stock, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["sd3", "qwen-image", "z-image"])
+def _record_calls(module: torch.nn.Module) -> tuple[list[dict[str, Any]], Any]:
+    """Every forward call's arguments by parameter name, whether passed by position or keyword."""
+    signature = inspect.signature(module.forward)
+    calls: list[dict[str, Any]] = []
+
+    def hook(_module, args, kwargs):
+        calls.append(dict(signature.bind(*args, **kwargs).arguments))
+
+    return calls, module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _assert_same(ours: Any, stock: Any, name: str) -> None:
+    if isinstance(stock, torch.Tensor):
+        assert isinstance(ours, torch.Tensor), name
+        # Also checks the dtype: a timestep rounded to bfloat16 where the pipeline keeps float32 fails here.
+        torch.testing.assert_close(ours, stock, rtol=1e-6, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    elif isinstance(stock, (list, tuple)):
+        assert isinstance(ours, (list, tuple)) and len(ours) == len(stock), name
+        for i, (a, b) in enumerate(zip(ours, stock, strict=True)):
+            _assert_same(a, b, f"{name}[{i}]")
+    else:
+        assert ours == stock, name
+
+
+# FLUX's adapter passes bf16(sigma); FluxPipeline passes bf16(bf16(1000·sigma) / 1000): one bf16 step apart.
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transformer_gets_the_stock_pipelines_inputs_in_bfloat16(family, bf16_backend):
+    backend = bf16_backend(family)
+    pipe = backend.pipe
+    latent_hw = 8
+    x = torch.randn(1, 16, latent_hw, latent_hw, generator=torch.Generator().manual_seed(2))
+    calls, handle = _record_calls(pipe.transformer)
+    try:
+        # Step 2's shifted sigma is one bfloat16 cannot hold, and where Qwen's bf16(bf16(1000·sigma) / 1000)
+        # differs from bf16(sigma): any deviation from the pipeline's timestep arithmetic shows.
+        pipe(prompt=PROMPT, height=64, width=64, num_inference_steps=3, sigmas=[1.0, 0.75, 0.3],
+             output_type="latent", latents=_to_pipeline_layout(family, x).to(pipe.transformer.dtype),
+             **STOCK_OPTIONS[family])
+        stock = calls[1]
+        # Feed our adapter the very latent and sigma the pipeline's second step had.
+        sigma = float(pipe.scheduler.sigmas[1])
+        if family == "z-image":
+            x_step = torch.stack(stock["x"]).squeeze(2)
+        else:
+            x_step = _from_pipeline_layout(family, stock["hidden_states"], latent_hw)
+        calls.clear()
+        backend.velocity(x_step.float(), sigma, backend.encode_prompt(PROMPT, cfg_scale=1.0))
+    finally:
+        handle.remove()
+    ignored = {"attention_kwargs", "joint_attention_kwargs", "return_dict"}
+    for name in (calls[0].keys() | stock.keys()) - ignored:
+        _assert_same(calls[0].get(name), stock.get(name), name)
+
+
+@pytest.mark.parametrize("family", CFG_FAMILIES)
 def test_cfg_runs_only_when_there_is_text_to_guide_by(family, tiny_backend):
     backend = tiny_backend(family)
     x = torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(1))
@@ -87,11 +182,11 @@ def test_qwen_cfg_rescales_each_token_to_the_conditional_norm(tiny_backend):
 
 
 def test_sd3_refuses_a_pass_beyond_its_position_table(tiny_backend):
-    from engine.errors import InvalidInput
-
     backend = tiny_backend("sd3")
-    too_big = backend.pipe.transformer.config.pos_embed_max_size * backend.patch_size + 2
-    with pytest.raises(InvalidInput, match="SD3 takes at most"):
+    limit = backend.pipe.transformer.config.pos_embed_max_size
+    too_big = limit * backend.patch_size + 2
+    most = limit * backend.patch_size * backend.vae_scale
+    with pytest.raises(InvalidInput, match=f"SD3 takes at most {most}x{most} pixels"):
         backend.velocity(torch.zeros(1, 16, too_big, 8), 0.5, backend.encode_prompt(""))
 
 

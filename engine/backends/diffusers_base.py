@@ -108,6 +108,15 @@ class DiffusersBackend(FlowBackend):
             v = self._combine_cfg(v, v_neg, cond.cfg_scale)
         return v
 
+    def _scaled_timestep(self, batch: int, sigma: float) -> torch.Tensor:
+        """sigma as FLUX and Qwen-Image pipelines hand it over: t = 1000·sigma in the model dtype, then / 1000.
+
+        Rounding t before dividing is what the stock pipelines do; in bfloat16 it differs from rounding
+        sigma itself by a step for about a quarter of all sigmas, so we do it their way.
+        """
+        dtype = self.pipe.transformer.dtype
+        return torch.full((batch,), sigma * 1000.0, device=self.device, dtype=dtype) / 1000
+
     def _combine_cfg(self, v: torch.Tensor, v_neg: torch.Tensor, scale: float) -> torch.Tensor:
         return v_neg + scale * (v - v_neg)
 

@@ -50,7 +50,7 @@ class FluxBackend(DiffusersBackend):
         transformer = self.pipe.transformer
         b, _, h, w = x.shape
         dtype = transformer.dtype
-        timestep = torch.full((b,), sigma, device=self.device, dtype=dtype)  # FLUX scales by 1000 itself
+        timestep = self._scaled_timestep(b, sigma)  # FLUX multiplies by 1000 again inside
         guidance = None
         if cond.guidance is not None:
             guidance = torch.full((b,), cond.guidance, device=self.device, dtype=torch.float32)
