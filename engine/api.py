@@ -64,7 +64,8 @@ def upscale(
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
 
-    `overrides` are `UpscaleSettings` fields (`upscale(img, scale=4, seed=1, model="path")`). Colour
+    `overrides` are `UpscaleSettings` fields (`upscale(img, scale=4, seed=1)`); with no `backend` or `model`
+    the built-in model runs. Colour
     goes through the model; alpha is resized conventionally and re-attached. With a soft `mask` (same
     size as the image, 0 = keep) the model's pixels are blended in with the upscaled mask, so where it
     is 0 the result equals the conventional upscale exactly; `region_only` returns RGBA whose alpha is
@@ -86,9 +87,7 @@ def upscale(
         return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
 
     if backend is None:
-        if model is None:
-            raise InvalidInput("no model given: pass model= (a diffusers folder, repo id or .safetensors file)")
-        backend = get_backend(ModelSpec(model) if isinstance(model, str) else model)
+        backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
     _check_fits(backend, out_size, max_memory)
     steps = settings.steps or backend.default_steps
     strength = backend.default_strength if settings.strength is None else settings.strength

@@ -10,6 +10,7 @@ from engine.errors import InvalidInput
 from engine.stages import check_scale
 
 HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
+BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class UpscaleSettings:
 class ModelSpec:
     """Which model to load and where: a repo id, a diffusers folder or a .safetensors checkpoint."""
 
-    source: str
+    source: str = BUILTIN_MODEL
     device: str = "auto"
     dtype: str = "auto"
     offload: bool = False  # keep components in CPU RAM and move each to the GPU only while it runs

@@ -135,11 +135,6 @@ def test_settings_validation_names_the_value():
     assert UpscaleSettings.from_dict(UpscaleSettings(scale=3, seed=4).to_dict()) == UpscaleSettings(scale=3, seed=4)
 
 
-def test_no_model_given_is_a_clear_error(sample_image):
-    with pytest.raises(InvalidInput, match="no model given"):
-        upscale(sample_image, scale=2)
-
-
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(8, 40), st.integers(8, 40), st.sampled_from([1.5, 2.0, 3.0]), st.integers(0, 2**31))
 def test_outside_the_mask_the_output_is_the_conventional_upscale_exactly(flux, width, height, scale, seed):

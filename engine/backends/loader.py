@@ -9,8 +9,9 @@ import torch
 
 from engine.backends.base import FlowBackend
 from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
-from engine.builtin.backend import BUILTIN, WEIGHTS, is_builtin_folder, load_builtin
+from engine.builtin.backend import WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
+from engine.settings import BUILTIN_MODEL
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -154,8 +155,8 @@ def load_backend(
     torch_dtype = resolve_dtype(dtype, torch_device)
     text = str(source)
     path = Path(text).expanduser()
-    if text == BUILTIN or (path.is_dir() and is_builtin_folder(path)):
-        folder = WEIGHTS if text == BUILTIN else path
+    if text == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
+        folder = WEIGHTS if text == BUILTIN_MODEL else path
         return load_builtin(folder, source=text, device=torch_device, dtype=torch_dtype)
     quiet_libraries()
     if path.is_file():

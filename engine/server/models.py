@@ -6,13 +6,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from engine.builtin.backend import is_builtin_folder
 from engine.errors import InvalidInput
+from engine.settings import BUILTIN_MODEL
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _model_kind(path: Path) -> str | None:
-    """`diffusers` for a folder with model_index.json, `safetensors` for a checkpoint file, else None."""
+    """`builtin`, `diffusers` (a folder with model_index.json), `safetensors` (a checkpoint file), or None."""
+    if str(path) == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
+        return "builtin"
     if path.is_dir() and (path / "model_index.json").is_file():
         return "diffusers"
     if path.is_file() and path.suffix == ".safetensors":
@@ -49,7 +53,7 @@ def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, .
     """The body of GET /v1/models: the default and loaded model, and every model found on disk."""
     models = scan(model_dirs)
     known = {m["id"] for m in models}
-    for source in (default, loaded):
+    for source in (BUILTIN_MODEL, default, loaded):
         if source and source not in known:
             known.add(source)
             kind = _model_kind(Path(source)) or "repo"
@@ -72,6 +76,8 @@ def resolve(name: str | None, default: str | None) -> str:
         kind, exists = _model_kind(path), path.exists()
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user: not a path
         kind, exists = None, False
+    if kind == "builtin" and name == BUILTIN_MODEL:
+        return BUILTIN_MODEL
     if kind:
         return str(path.resolve())
     if exists:

@@ -1,0 +1,1 @@
+"""The built-in model: a small flow-matching super-resolver that ships with Uprez."""

@@ -1,0 +1,96 @@
+"""The built-in model behind the common backend interface: pixel space, conditioned on each stage's input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from engine.backends.base import Conditioning, FlowBackend
+from engine.builtin.model import FlowSRNet, NetConfig
+from engine.errors import ModelNotFound
+from engine.schedule import ShiftRule
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"  # the shipped weights
+CONFIG_FILE = "uprez-builtin.json"
+WEIGHTS_FILE = "model.safetensors"
+MIN_SIGMA = 1e-4  # velocities are (x - x0_hat) / sigma; the sampler never asks at sigma 0
+
+
+def is_builtin_folder(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file()
+
+
+class BuiltinBackend(FlowBackend):
+    """Latents are the pixels themselves in [-1, 1]; the stage's upsampled input conditions every step."""
+
+    family: ClassVar[str] = "builtin"
+    patch_size: ClassVar[int] = 2  # the network works on 2x2 pixel patches, so sides must be even
+    default_strength: ClassVar[float] = 1.0  # trained from pure noise; the condition carries the input
+
+    def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
+                 dtype: torch.dtype) -> None:
+        super().__init__(source=source, device=device, dtype=dtype, vae_scale=1,
+                         native_size=int(info.get("native_size", 512)), shift_rule=ShiftRule())
+        self.net = net.to(device=device, dtype=dtype).eval()
+        self.info = info
+
+    @property
+    def default_steps(self) -> int:
+        return int(self.info.get("default_steps", 1))
+
+    @property
+    def vae_width(self) -> int:
+        # Activations are `width` channels at half resolution: width / 4 floats per output pixel.
+        return max(1, self.net.config.width // 4)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float()
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.float().clamp(-1.0, 1.0)
+
+    def encode_prompt(self, prompt: str = "", negative_prompt: str | None = None, *, cfg_scale: float | None = None,
+                      guidance: float | None = None) -> Conditioning:
+        return Conditioning(positive={})  # the built-in model takes no text
+
+    def condition_stage(self, cond: Conditioning, latent: torch.Tensor) -> Conditioning:
+        return replace(cond, extra={**cond.extra, "image": latent})
+
+    @torch.no_grad()
+    def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
+        up = cond.extra["image"].to(self.device, self.dtype)
+        sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=self.dtype)
+        x0_hat = self.net(x.to(self.device, self.dtype), up, sigmas).float()
+        return (x.to(x0_hat.device) - x0_hat) / max(sigma, MIN_SIGMA)
+
+
+def save_builtin(net: FlowSRNet, folder: Path, info: dict[str, Any]) -> Path:
+    """Write weights (safetensors) and config (network sizes + defaults + provenance) into `folder`."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()},
+              str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps({**info, "net": net.config.to_dict()}, indent=2) + "\n")
+    return folder
+
+
+def load_builtin(folder: Path, *, source: str, device: torch.device, dtype: torch.dtype) -> BuiltinBackend:
+    """The built-in model (or a training run's export) from a folder with config and safetensors weights."""
+    from safetensors.torch import load_file
+
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ModelNotFound(f"the built-in model's files are missing from {folder} ({CONFIG_FILE}, {WEIGHTS_FILE}); "
+                            "reinstall Uprez, or train it with `python -m engine.builtin.train`")
+    info = json.loads(config_path.read_text())
+    net = FlowSRNet(NetConfig(**info.get("net", {})))
+    try:
+        net.load_state_dict(load_file(str(weights_path)))
+    except (RuntimeError, OSError) as exc:
+        raise ModelNotFound(f"{weights_path} does not fit the network in {config_path}: {exc}") from exc
+    return BuiltinBackend(net, info, source=source, device=device, dtype=dtype)
