@@ -15,10 +15,11 @@ from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan, run_stages
-from engine.pixels import conventional_resize, from_image, read_mask, to_image
+from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, read_mask, to_image
 from engine.progress import CancelToken, ProgressCallback
-from engine.settings import ModelSpec, UpscaleSettings
-from engine.stages import output_size
+from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
+from engine.stages import output_size, round_half_up
+from engine.tiled import TileGrid
 
 _cache_lock = threading.Lock()
 _cached: tuple[ModelSpec, FlowBackend] | None = None
@@ -37,8 +38,27 @@ def get_backend(spec: ModelSpec) -> FlowBackend:
         return backend
 
 
-def _check_fits(backend: FlowBackend, size: tuple[int, int], max_memory: int | None) -> None:
-    need = estimate_peak_bytes(size[0] * size[1], backend.vae_width, backend.dtype)
+# Input pixels around a mask's bounding box that go to the model with it: the context it composes from.
+MASK_CONTEXT = 64
+MAX_FEATHER = 256.0
+
+
+def tile_grid(backend: FlowBackend, settings: UpscaleSettings) -> TileGrid:
+    """The job's tiles: the settings' sizes where given, else the model's."""
+    tile = settings.tile_size or backend.default_tile_size
+    overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
+    return TileGrid.for_backend(backend, tile, min(overlap, tile // 2))
+
+
+def smaller_tiles(backend: FlowBackend, settings: UpscaleSettings) -> UpscaleSettings:
+    """The same job with tiles of half the side (a quarter of the memory), for a retry after running out."""
+    tile = max(MIN_TILE_SIZE, (settings.tile_size or backend.default_tile_size) // 2)
+    overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
+    return replace(settings, tile_size=tile, tile_overlap=min(overlap, tile // 4))
+
+
+def _check_fits(backend: FlowBackend, size: tuple[int, int], max_memory: int | None, tile: int) -> None:
+    need = estimate_peak_bytes(size[0] * size[1], backend.vae_width, backend.dtype, tile_pixels=tile * tile)
     have = max_memory if max_memory is not None else available_bytes(backend.device)
     if have is not None and need > have:
         raise DeviceError(
@@ -60,48 +80,62 @@ def upscale(
     mask: Image.Image | np.ndarray | None = None,
     region_only: bool = False,
     preview_every: int = 0,
+    feather: float = 0.0,
     **overrides: Any,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
 
     `overrides` are `UpscaleSettings` fields (`upscale(img, scale=4, seed=1)`); with no `backend` or `model`
-    the built-in model runs. Colour
-    goes through the model; alpha is resized conventionally and re-attached. With a soft `mask` (same
-    size as the image, 0 = keep) the model's pixels are blended in with the upscaled mask, so where it
-    is 0 the result equals the conventional upscale exactly; `region_only` returns RGBA whose alpha is
-    that mask. `preview_every` = N puts a small preview image on every Nth progress event. Raises
+    the built-in model runs. Colour goes through the model; alpha is resized conventionally and re-attached.
+    Outputs larger than a tile (`tile_size`) are denoised, encoded and decoded in blended tiles.
+
+    With a soft `mask` (same size as the image, 0 = keep) the model's pixels are blended in with the
+    upscaled mask, so where it is 0 the result equals the conventional upscale exactly. Only the mask's
+    bounding box plus `MASK_CONTEXT` pixels goes to the model, and inside it only the tiles near the mask.
+    `feather` blurs the mask first (Gaussian sigma in input pixels); `region_only` returns RGBA whose alpha
+    is that mask. `preview_every` = N puts a small preview image on every Nth progress event. Raises
     `Cancelled` when `cancel` fires: the caller gets nothing, and the job's tensors are released.
     """
     settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
+    if isinstance(feather, bool) or not isinstance(feather, (int, float)) or not 0.0 <= feather <= MAX_FEATHER:
+        raise InvalidInput(f"feather must be a radius in pixels from 0 to {MAX_FEATHER}, got {feather!r}")
     pixels = from_image(image)
     width, height = pixels.size
     out_size = output_size(width, height, settings.scale)
-    weight = None if mask is None else conventional_resize(read_mask(mask, pixels.size), out_size)
+    mask_in = None if mask is None else feather_mask(read_mask(mask, pixels.size), feather)
+    weight = None if mask_in is None else conventional_resize(mask_in, out_size)
     alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
     if region_only:
         if weight is None:
             raise InvalidInput("region_only needs a mask: the region is what the mask selects")
         alpha = weight if alpha is None else alpha * weight
-    if settings.strength == 0.0 or (weight is not None and not weight.any()):
+    box = None if mask_in is None else mask_box(mask_in, MASK_CONTEXT)
+    if settings.strength == 0.0 or (mask_in is not None and (box is None or not weight.any())):
         # No noise (or nothing selected) means no change: the model would only add a VAE round trip.
         return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
-    _check_fits(backend, out_size, max_memory)
+    grid = tile_grid(backend, settings)
+    _check_fits(backend, out_size, max_memory, grid.tile * backend.vae_scale)
     steps = settings.steps or backend.default_steps
     strength = backend.default_strength if settings.strength is None else settings.strength
-    stages = plan(width, height, settings.scale, strength, steps, backend)
+    top, left, bottom, right = box or (0, 0, height, width)
+    out_box = [round_half_up(side * settings.scale) for side in (top, left, bottom, right)]
+    stages = plan(right - left, bottom - top, settings.scale, strength, steps, backend,
+                  final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]))
     cond = backend.encode_prompt(
         settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
     )
     try:
-        rgb = run_stages(pixels.rgb, stages, strength=strength, seed=settings.seed, backend=backend,
-                         cond=cond, on_progress=on_progress, cancel=cancel, preview_every=preview_every)
+        rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
+                         backend=backend, cond=cond, grid=grid,
+                         mask=None if mask_in is None else mask_in[top:bottom, left:right],
+                         on_progress=on_progress, cancel=cancel, preview_every=preview_every)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
-            f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale or "
-            "region, --offload, or a device with more memory"
+            f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "
+            "or tile size, --offload, or a device with more memory"
         ) from exc
     finally:
         if backend.device.type == "cuda":
@@ -109,5 +143,8 @@ def upscale(
     if weight is not None:
         # Pixel-space composite: outside the mask nothing takes the VAE round trip.
         conventional = conventional_resize(pixels.rgb, out_size)
-        rgb = weight[:, :, None] * rgb + (1.0 - weight[:, :, None]) * conventional
+        region = conventional[out_box[0]:out_box[2], out_box[1]:out_box[3]]
+        region[...] = weight[out_box[0]:out_box[2], out_box[1]:out_box[3], None] * rgb \
+            + (1.0 - weight[out_box[0]:out_box[2], out_box[1]:out_box[3], None]) * region
+        rgb = conventional
     return to_image(rgb, alpha, pixels)

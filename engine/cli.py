@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refuse jobs estimated to need more than this (default: what is free)")
     up.add_argument("--mask", type=Path, help="grey image, same size as the input: white = upscale with the "
                     "model, black = plain Lanczos; soft edges blend")
+    up.add_argument("--feather", type=float, default=0.0, metavar="PX",
+                    help="with --mask: soften the mask's edge by a Gaussian of this many input pixels")
     up.add_argument("--region-only", action="store_true", help="with --mask: output RGBA with the mask as alpha")
+    up.add_argument("--tile-size", type=int, metavar="PX",
+                    help="side of denoising and VAE tiles (default: the model's native size; built-in 1024)")
+    up.add_argument("--tile-overlap", type=int, metavar="PX",
+                    help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
@@ -154,10 +160,13 @@ def _run_upscale(args: argparse.Namespace) -> int:
     settings = UpscaleSettings(
         scale=args.scale, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
         negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
+        tile_size=args.tile_size, tile_overlap=args.tile_overlap,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
         raise InvalidInput("--region-only needs --mask")
+    if args.feather and args.mask is None:
+        raise InvalidInput("--feather needs --mask")
     mask = read_image(args.mask) if args.mask is not None else None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
     backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
@@ -192,7 +201,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
                     bar.update(event.fraction - bar.n)
 
                 result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
-                                 max_memory=max_memory, mask=mask, region_only=args.region_only)
+                                 max_memory=max_memory, mask=mask, region_only=args.region_only,
+                                 feather=args.feather)
             write_image(target, result)
             print(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", file=sys.stderr)
     finally:

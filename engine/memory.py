@@ -12,10 +12,12 @@ _ENGINE_BYTES_PER_PIXEL = 4 * 3 * 4
 _VAE_LIVE_ACTIVATIONS = 4
 
 
-def estimate_peak_bytes(output_pixels: int, vae_width: int, dtype: torch.dtype) -> int:
-    """Peak working memory of a full-frame stage: dominated by the VAE decoder at the output size."""
+def estimate_peak_bytes(output_pixels: int, vae_width: int, dtype: torch.dtype, tile_pixels: int | None = None) -> int:
+    """Peak working memory of the last stage: the VAE decoder's activations over one tile (or the whole
+    output, untiled) plus the engine's own full-size buffers."""
     element = torch.finfo(dtype).bits // 8
-    return output_pixels * (vae_width * element * _VAE_LIVE_ACTIVATIONS + _ENGINE_BYTES_PER_PIXEL)
+    model_pixels = output_pixels if tile_pixels is None else min(output_pixels, tile_pixels)
+    return model_pixels * vae_width * element * _VAE_LIVE_ACTIVATIONS + output_pixels * _ENGINE_BYTES_PER_PIXEL
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -15,6 +15,8 @@ from engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from engine.sampler import euler, predicted_x0, renoise
 from engine.schedule import remaining_sigmas
 from engine.stages import stage_sizes
+from engine.tiled import TileGrid, tiled_decode, tiled_encode, tiled_velocity
+from engine.tiling import blend_weights, dilate, windows_touching
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,12 @@ class Stage:
         return len(self.sigmas) - 1
 
 
-def plan(width: int, height: int, scale: float, strength: float, steps: int, backend: FlowBackend) -> list[Stage]:
+def plan(width: int, height: int, scale: float, strength: float, steps: int, backend: FlowBackend,
+         final_size: tuple[int, int] | None = None) -> list[Stage]:
     """Every stage of an upscale, computed before any model call so progress can be weighted by cost."""
     multiple = backend.latent_multiple
     stages = []
-    for w, h in stage_sizes(width, height, scale):
+    for w, h in stage_sizes(width, height, scale, final_size):
         padded_w, padded_h = -(-w // multiple) * multiple, -(-h // multiple) * multiple
         latent_hw = (padded_h // backend.vae_scale, padded_w // backend.vae_scale)
         # mu stays at the native token count: extrapolating it with the output size makes the shift
@@ -76,6 +79,49 @@ def preview_image(backend: FlowBackend, x0_hat: torch.Tensor, size_hw: tuple[int
     return np.round(from_model_tensor(pixels[..., :keep_h, :keep_w]) * 255.0).astype(np.uint8)
 
 
+# Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
+# model output rather than on the reference's VAE round trip.
+HOLD_MARGIN = 1
+
+
+class StageField:
+    """The velocity one stage integrates: the model's, in tiles where the latent is large, held to the
+    re-noised reference (velocity eps - latent, exact along its straight path) outside a mask's region."""
+
+    def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor,
+                 noise: torch.Tensor, region: torch.Tensor | None) -> None:
+        self.backend, self.cond = backend, cond
+        height, width = latent.shape[-2:]
+        windows = grid.windows(height, width)
+        self.hold = None
+        if region is not None:
+            self.hold = dilate(region, HOLD_MARGIN).to(latent.device)
+            # Tiles touching the region plus the tile overlap of context: the rest is never computed.
+            windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
+            self.reference_velocity = noise - latent
+        self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
+            and windows[0].width == width
+        self.windows = windows
+        self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if self.whole:
+            return self.backend.velocity(x, sigma, self.cond)
+        outside = torch.zeros_like(x) if self.hold is None else self.reference_velocity.clone()
+        v = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside)
+        if self.hold is not None:
+            v = torch.where(self.hold, v, self.reference_velocity)
+        return v
+
+
+def latent_region(mask: np.ndarray, latent_hw: tuple[int, int], vae_scale: int) -> torch.Tensor:
+    """Boolean (h, w): latent positions whose pixels (mask at the stage size, zero-padded) have any weight."""
+    h, w = latent_hw
+    padded = torch.zeros(h * vae_scale, w * vae_scale)
+    padded[: mask.shape[0], : mask.shape[1]] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+    return F.max_pool2d(padded[None, None], vae_scale)[0, 0] > 0
+
+
 def _denoise_stage(
     x: torch.Tensor,
     stage: Stage,
@@ -83,7 +129,7 @@ def _denoise_stage(
     size_hw: tuple[int, int],
     *,
     backend: FlowBackend,
-    cond: Conditioning,
+    field: StageField,
     progress: _Progress,
     cancel: CancelToken | None,
     preview_every: int,
@@ -93,7 +139,7 @@ def _denoise_stage(
     last_v: list[torch.Tensor] = []  # the step's velocity, kept only for the preview's x0_hat
 
     def velocity(x_sigma: torch.Tensor, sigma: float) -> torch.Tensor:
-        v = backend.velocity(x_sigma, sigma, cond)
+        v = field(x_sigma, sigma)
         if preview_every:
             last_v[:] = [v]
         return v
@@ -116,6 +162,8 @@ def run_stages(
     seed: int,
     backend: FlowBackend,
     cond: Conditioning,
+    grid: TileGrid | None = None,
+    mask: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     preview_every: int = 0,
@@ -123,9 +171,13 @@ def run_stages(
 ) -> np.ndarray:
     """Run the planned stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
 
-    With `preview_every` = N > 0, every Nth step of a stage (and its last) carries a preview of at most
-    `preview_side` pixels a side; each costs one small VAE decode.
+    Latents larger than `grid`'s tile (default: the model's) are denoised, encoded and decoded in blended
+    tiles. With a soft `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent
+    elsewhere follows the re-noised reference, and each stage's pixels are blended by the mask with the
+    conventional upscale of `rgb`. With `preview_every` = N > 0, every Nth step of a stage (and its last)
+    carries a preview of at most `preview_side` pixels a side; each costs one small VAE decode.
     """
+    grid = grid or TileGrid.for_backend(backend, backend.default_tile_size, backend.default_tile_overlap)
     progress = _Progress(stages, on_progress)
     # One CPU generator for all noise: the same seed gives the same bytes on any device.
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -135,16 +187,22 @@ def run_stages(
             cancel.raise_if_cancelled()
         upsampled = conventional_resize(current, stage.size)
         padded, size_hw = pad_to_multiple(to_model_tensor(upsampled), backend.latent_multiple)
-        latent = backend.encode(padded)
+        latent = tiled_encode(backend, padded, grid)
+        del padded
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
         x = renoise(latent, noise, strength)
-        stage_cond = backend.condition_stage(cond, latent)
-        del latent, padded
-        x = _denoise_stage(x, stage, index, size_hw, backend=backend, cond=stage_cond, progress=progress,
+        stage_mask = None if mask is None else conventional_resize(mask, stage.size)
+        region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
+        field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, region)
+        del latent, noise
+        x = _denoise_stage(x, stage, index, size_hw, backend=backend, field=field, progress=progress,
                            cancel=cancel, preview_every=preview_every, preview_side=preview_side)
-        del stage_cond
+        del field
         if cancel is not None:
             cancel.raise_if_cancelled()
-        current = from_model_tensor(crop_to(backend.decode(x), size_hw))
+        current = from_model_tensor(crop_to(tiled_decode(backend, x, grid), size_hw))
         del x
+        if stage_mask is not None:
+            weight = stage_mask[:, :, None]
+            current = weight * current + (1.0 - weight) * conventional_resize(rgb, stage.size)
     return current

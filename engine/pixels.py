@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,37 @@ def read_mask(mask: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarr
         raise InvalidInput(f"the mask is {values.shape[1]}x{values.shape[0]} but the image is {size[0]}x{size[1]}; "
                            "they must be the same size")
     return values
+
+
+def feather_mask(mask: np.ndarray, radius: float) -> np.ndarray:
+    """The mask blurred by a Gaussian of standard deviation `radius` pixels (reflected at the borders)."""
+    if radius <= 0:
+        return mask
+    half = max(1, math.ceil(3 * radius))
+    taps = torch.exp(-0.5 * (torch.arange(-half, half + 1, dtype=torch.float64) / radius) ** 2)
+    taps = (taps / taps.sum()).float()
+    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    for kernel in (taps[None, None, :, None], taps[None, None, None, :]):  # rows, then columns
+        pad = (0, 0, half, half) if kernel.shape[2] > 1 else (half, half, 0, 0)
+        x = F.conv2d(_grow_reflect(x, pad), kernel)
+    return x[0, 0].numpy().clip(0.0, 1.0)
+
+
+def _grow_reflect(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """Reflect-pad even where the pad exceeds the side (reflect requires pad < side): replicate the rest."""
+    left, right, top, bottom = pad
+    fits = left < x.shape[-1] and right < x.shape[-1] and top < x.shape[-2] and bottom < x.shape[-2]
+    return F.pad(x, pad, mode="reflect" if fits else "replicate")
+
+
+def mask_box(mask: np.ndarray, context: int) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) of the mask's non-zero pixels grown by `context` pixels, or None if empty."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if not len(rows):
+        return None
+    height, width = mask.shape
+    return (max(0, int(rows[0]) - context), max(0, int(cols[0]) - context),
+            min(height, int(rows[-1]) + 1 + context), min(width, int(cols[-1]) + 1 + context))
 
 
 def to_image(rgb: np.ndarray, alpha: np.ndarray | None, like: Pixels) -> Image.Image | np.ndarray:

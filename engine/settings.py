@@ -11,6 +11,8 @@ from engine.stages import check_scale
 
 HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
+MIN_TILE_SIZE = 64  # below this a tile holds too little image for the model to recognise anything
+MAX_TILE_SIZE = 16384
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class UpscaleSettings:
     negative_prompt: str = ""
     cfg_scale: float | None = None  # real CFG for SD3/Qwen/Z-Image; None = the model's default
     guidance: float | None = None  # FLUX-dev distilled guidance; None = the model's default
+    tile_size: int | None = None  # pixel side of denoising and VAE tiles; None = the model's (its native size)
+    tile_overlap: int | None = None  # pixels neighbouring tiles share; None = the model's (a quarter tile)
 
     def __post_init__(self) -> None:
         try:
@@ -43,6 +47,15 @@ class UpscaleSettings:
             if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)
                                       or not 0.0 <= value <= 30.0):
                 raise InvalidInput(f"{name} must be between 0 and 30, got {value!r}")
+        for name, low in (("tile_size", MIN_TILE_SIZE), ("tile_overlap", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not low <= value <= MAX_TILE_SIZE):
+                raise InvalidInput(f"{name} must be a whole number of pixels from {low} to {MAX_TILE_SIZE}, "
+                                   f"got {value!r}")
+        if self.tile_size is not None and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile_size:
+            raise InvalidInput(f"tile_overlap ({self.tile_overlap}) must be at most half of tile_size "
+                               f"({self.tile_size})")
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")

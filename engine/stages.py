@@ -35,15 +35,19 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return round_half_up(width * scale), round_half_up(height * scale)
 
 
-def stage_sizes(width: int, height: int, scale: float) -> list[tuple[int, int]]:
-    """Pixel size after each stage; the last is exactly `output_size`, no stage grows a side beyond 2x."""
+def stage_sizes(width: int, height: int, scale: float, final: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Pixel size after each stage; the last is exactly `final` (default `output_size`), no stage beyond 2x.
+
+    `final` lets a crop of a bigger image land on the pixel box its upscale occupies there, which can be a
+    pixel off the crop's own rounded size.
+    """
     factors = stage_factors(scale)
     sizes: list[tuple[int, int]] = []
     w, h, total = width, height, 1.0
     for i, factor in enumerate(factors):
         total *= factor
         if i == len(factors) - 1:
-            nw, nh = output_size(width, height, scale)
+            nw, nh = final or output_size(width, height, scale)
         else:
             nw, nh = round_half_up(width * total), round_half_up(height * total)
         # Rounding small sides can overshoot 2x; clamping keeps every stage a gentle step.

@@ -85,6 +85,10 @@ BAD_CASES = {
     "too large": (lambda t, m, p: [p, "--model", m, "--scale", "8", "--max-memory", "0.0001"], "needs about"),
     "bad strength": (lambda t, m, p: [p, "--model", m, "--strength", "2"], "strength must be between 0 and 1"),
     "bad device": (lambda t, m, p: [p, "--model", m, "--device", "cuda"], "no CUDA GPU"),
+    "tiny tile": (lambda t, m, p: [p, "--model", m, "--tile-size", "10"], "tile_size must be a whole number"),
+    "overlap over half": (lambda t, m, p: [p, "--model", m, "--tile-size", "128", "--tile-overlap", "100"],
+                          "at most half of tile_size"),
+    "feather without mask": (lambda t, m, p: [p, "--model", m, "--feather", "2"], "--feather needs --mask"),
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
 
 from engine.schedule import ShiftRule
+from engine.tiling import Window
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class FlowBackend(ABC):
     family: ClassVar[str]
     patch_size: ClassVar[int] = 2
     default_strength: ClassVar[float] = 0.35  # faithful: the input's structure survives the re-noise
+    vae_tiling: ClassVar[bool] = True  # large images are encoded and decoded in tiles (False: the VAE is pointwise)
 
     def __init__(self, *, source: str, device: torch.device, dtype: torch.dtype, vae_scale: int, native_size: int,
                  shift_rule: ShiftRule) -> None:
@@ -59,9 +61,24 @@ class FlowBackend(ABC):
         return side * side
 
     @property
+    def default_tile_size(self) -> int:
+        """Pixel side of a denoising tile: the native size, where the model knows how to compose an image."""
+        return self.native_size
+
+    @property
+    def default_tile_overlap(self) -> int:
+        """Pixels neighbouring tiles share: a quarter tile, wide enough for the blend to hide seams."""
+        return self.default_tile_size // 4
+
+    @property
     def default_steps(self) -> int:
         """Length of the full schedule the model was tuned for; the upscale runs only its tail."""
         return 28
+
+    @property
+    def vae_module(self) -> torch.nn.Module | None:
+        """The VAE as a torch module, so tiled encode/decode can share its normalisation statistics; None if none."""
+        return None
 
     @property
     @abstractmethod
@@ -89,3 +106,11 @@ class FlowBackend(ABC):
     def condition_stage(self, cond: Conditioning, latent: torch.Tensor) -> Conditioning:
         """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing."""
         return cond
+
+    def crop_condition(self, cond: Conditioning, window: Window) -> Conditioning:
+        """The conditioning of one tile: spatial inputs (latent-sized (B, C, h, w) tensors in `extra`) cut to it."""
+        if not cond.extra:
+            return cond
+        rows, cols = window.slices
+        return replace(cond, extra={key: value[..., rows, cols] if isinstance(value, torch.Tensor) and value.ndim == 4
+                                    else value for key, value in cond.extra.items()})

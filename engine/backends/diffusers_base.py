@@ -27,6 +27,10 @@ class DiffusersBackend(FlowBackend):
         self.pipe = pipe
 
     @property
+    def vae_module(self) -> torch.nn.Module:
+        return self.pipe.vae
+
+    @property
     def vae_width(self) -> int:
         """Channels of the VAE's full-resolution layers, for memory estimates."""
         channels = getattr(self.pipe.vae.config, "block_out_channels", None)

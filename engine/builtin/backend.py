@@ -30,6 +30,7 @@ class BuiltinBackend(FlowBackend):
     family: ClassVar[str] = "builtin"
     patch_size: ClassVar[int] = 2  # the network works on 2x2 pixel patches, so sides must be even
     default_strength: ClassVar[float] = 1.0  # trained from pure noise; the condition carries the input
+    vae_tiling: ClassVar[bool] = False  # pixels are the latents: nothing to tile
 
     def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
                  dtype: torch.dtype) -> None:
@@ -41,6 +42,16 @@ class BuiltinBackend(FlowBackend):
     @property
     def default_steps(self) -> int:
         return int(self.info.get("default_steps", 1))
+
+    @property
+    def default_tile_size(self) -> int:
+        # A convolutional network has no native size; tiles only bound memory (about 200 MB at 1024 px).
+        return 1024
+
+    @property
+    def default_tile_overlap(self) -> int:
+        # The receptive field reaches 36 px (18 convolutions at half resolution): 64 px hides every seam.
+        return 64
 
     @property
     def vae_width(self) -> int:

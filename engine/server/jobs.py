@@ -69,6 +69,7 @@ class Job:
     cancel: CancelToken = field(default_factory=CancelToken)
     events: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
+    attempt: int = 0  # 1 on the first run, 2 on the retry after running out of memory
 
     @property
     def terminal(self) -> bool:
@@ -96,9 +97,9 @@ def free_memory() -> None:
 
 
 def out_of_memory_message(exc: BaseException) -> str:
-    return (f"out of memory, also after freeing caches and retrying once ({exc or type(exc).__name__}); "
-            "use a smaller scale, upscale a selected region instead of the whole image, or restart the engine "
-            "with `uprez serve --offload`")
+    return (f"out of memory, also after retrying with smaller tiles ({exc or type(exc).__name__}); "
+            "use a smaller scale or tile_size, upscale a selected region instead of the whole image, or restart "
+            "the engine with `uprez serve --offload`")
 
 
 class JobQueue:
@@ -232,6 +233,7 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         for attempt in (1, 2):
+            job.attempt = attempt
             began = time.monotonic()
             try:
                 data, meta = self.runner(job, partial(self._on_progress, job, began=began))
@@ -241,7 +243,8 @@ class JobQueue:
                 if is_out_of_memory(exc) and attempt == 1:
                     free_memory()
                     with self._lock:
-                        self._emit(job, "retrying", message=f"out of memory ({exc}); freed caches, retrying once")
+                        self._emit(job, "retrying", message=f"out of memory ({exc}); freed caches, retrying once "
+                                   "with tiles of half the side")
                     continue
                 outcome = (JobState.FAILED, self._failure_message(exc), None, None)
             else:

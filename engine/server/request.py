@@ -13,7 +13,7 @@ from engine.settings import UpscaleSettings
 
 _SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
 _NUMBERS = ("scale", "strength", "cfg_scale", "guidance")
-_WHOLE = ("steps", "seed")
+_WHOLE = ("steps", "seed", "tile_size", "tile_overlap")
 _FORMAT = ("format", "width", "height", "channels", "depth")
 _OWN = ("model", "region_only", "mask_format", "preview_every")
 MAX_PREVIEW_EVERY = 1000

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.api import get_backend, upscale
+from engine.api import get_backend, smaller_tiles, upscale
 from engine.progress import ProgressCallback
 from engine.server.codec import encode_result
 from engine.server.config import ServerConfig
@@ -39,7 +39,10 @@ class EngineRunner:
         backend = get_backend(self.spec(request.model))  # switching models frees the previous one first
         self.loaded = request.model
         job.cancel.raise_if_cancelled()  # loading can take a while; a cancel meanwhile should not run the job
-        result = upscale(job.image, request.settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
+        settings = request.settings
+        if job.attempt > 1:  # the first run ran out of memory: a quarter of the memory per tile
+            settings = smaller_tiles(backend, settings)
+        result = upscale(job.image, settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
                          max_memory=self.config.max_memory, mask=job.mask, region_only=request.region_only,
                          preview_every=request.preview_every)
         return encode_result(np.asarray(result), request.image)

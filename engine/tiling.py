@@ -1,0 +1,125 @@
+"""Tiled denoising maths (DESIGN §The algorithm 5): where the tiles go and how their outputs are fused.
+
+Pure functions on sizes and plain tensors. Tiles overlap; each tile's output is weighted by a raised-cosine
+ramp across the sides it shares with a neighbour, and the weights of all tiles are normalised to sum to one
+at every position, so the fused field is a convex combination of the tiles' fields and has no seams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Window:
+    """A tile: rows [top, top + height) and columns [left, left + width) of a (..., H, W) tensor."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length), neighbours sharing at least `overlap`.
+
+    Starts are multiples of `multiple` (a model's patch size) as long as `length`, `tile` and `overlap`
+    are; the last tile ends flush with `length`. A length that fits one tile gets one tile of that length.
+    """
+    if length <= tile:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be at least 0 and less than the tile size {tile}, got {overlap}")
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    count = math.ceil((length - tile) / stride) + 1
+    return [min(i * stride, length - tile) for i in range(count)]
+
+
+def tile_windows(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> list[Window]:
+    """Row-major tiles covering a height x width grid."""
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    return [Window(top, left, tile_h, tile_w)
+            for top in tile_starts(height, tile, overlap, multiple)
+            for left in tile_starts(width, tile, overlap, multiple)]
+
+
+def _ramp(length: int, ramp: int, rise: bool, fall: bool) -> torch.Tensor:
+    """1-D weights: raised-cosine rise and fall of `ramp` samples at the flagged ends, 1 between.
+
+    Values are strictly positive (the cosine is sampled at half-sample offsets), so every position a tile
+    covers carries weight and normalisation never divides by zero.
+    """
+    weights = torch.ones(length, dtype=torch.float64)
+    ramp = min(ramp, length // 2)
+    if ramp > 0:
+        edge = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(ramp, dtype=torch.float64) + 0.5) / ramp)
+        if rise:
+            weights[:ramp] = edge
+        if fall:
+            weights[length - ramp:] = edge.flip(0)
+    return weights
+
+
+def blend_weights(height: int, width: int, windows: Sequence[Window], ramp: int) -> list[torch.Tensor]:
+    """Per-window (height, width) float32 weights that sum to one wherever any window covers.
+
+    A side of a tile ramps only where it lies inside the grid (a neighbour takes over there); sides on the
+    grid's border keep full weight. Positions no window covers get no weight from any window.
+    """
+    raw = []
+    total = torch.zeros(height, width, dtype=torch.float64)
+    for w in windows:
+        rows = _ramp(w.height, ramp, w.top > 0, w.top + w.height < height)
+        cols = _ramp(w.width, ramp, w.left > 0, w.left + w.width < width)
+        weight = rows[:, None] * cols[None, :]
+        raw.append(weight)
+        total[w.slices] += weight
+    return [(weight / total[w.slices]).float() for w, weight in zip(windows, raw, strict=True)]
+
+
+def covered(height: int, width: int, windows: Sequence[Window]) -> torch.Tensor:
+    """Boolean (height, width): positions inside at least one window."""
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for w in windows:
+        mask[w.slices] = True
+    return mask
+
+
+def windows_touching(windows: Sequence[Window], region: torch.Tensor) -> list[Window]:
+    """The windows that contain at least one True position of the boolean (H, W) `region`."""
+    return [w for w in windows if bool(region[w.slices].any())]
+
+
+def dilate(region: torch.Tensor, radius: int) -> torch.Tensor:
+    """Boolean (H, W) grown by `radius` positions in every direction (a square structuring element)."""
+    if radius <= 0:
+        return region.clone()
+    grown = F.max_pool2d(region[None, None].float(), 2 * radius + 1, stride=1, padding=radius)
+    return grown[0, 0] > 0
+
+
+def fuse_tiles(values: Iterable[torch.Tensor], windows: Sequence[Window], weights: Sequence[torch.Tensor],
+               out: torch.Tensor) -> torch.Tensor:
+    """Write sum_i weight_i * value_i over each window into `out` (..., H, W), in place, and return it.
+
+    `values` yields one (..., h_i, w_i) tensor per window, in order, so a caller can compute tiles lazily and
+    hold one at a time. Positions any window covers are replaced; the rest of `out` keeps its values.
+    """
+    out[..., covered(out.shape[-2], out.shape[-1], windows)] = 0.0
+    for window, weight, value in zip(windows, weights, values, strict=True):
+        out[(..., *window.slices)] += weight.to(out.device, out.dtype) * value.to(out.dtype)
+    return out
+
+
+def scaled(window: Window, factor: int) -> Window:
+    """The same window on a grid `factor` times finer (latent -> pixels)."""
+    return Window(window.top * factor, window.left * factor, window.height * factor, window.width * factor)
