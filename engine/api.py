@@ -122,14 +122,15 @@ def upscale(
     strength = backend.default_strength if settings.strength is None else settings.strength
     top, left, bottom, right = box or (0, 0, height, width)
     out_box = [round_half_up(side * settings.scale) for side in (top, left, bottom, right)]
+    guidance = settings.guidance_over(backend.default_structure)
     stages = plan(right - left, bottom - top, settings.scale, strength, steps, backend,
-                  final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]))
+                  final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]), scale_aware=guidance.scale_aware)
     cond = backend.encode_prompt(
         settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
     )
     try:
         rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
-                         backend=backend, cond=cond, grid=grid,
+                         backend=backend, cond=cond, grid=grid, guidance=guidance,
                          mask=None if mask_in is None else mask_in[top:bottom, left:right],
                          on_progress=on_progress, cancel=cancel, preview_every=preview_every)
     except torch.OutOfMemoryError as exc:

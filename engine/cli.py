@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="side of denoising and VAE tiles (default: the model's native size; built-in 1024)")
     up.add_argument("--tile-overlap", type=int, metavar="PX",
                     help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)")
+    guide = up.add_argument_group("structure guidance (default: the model's; README explains each)")
+    guide.add_argument("--direction-alignment", type=float, metavar="A", help="HiFlow low-band alignment, 0-1")
+    guide.add_argument("--acceleration-alignment", type=float, metavar="B", help="HiFlow acceleration alignment, 0-1")
+    guide.add_argument("--skip-residual", type=float, metavar="W", help="DemoFusion skip residual, 0-1")
+    guide.add_argument("--match-statistics", action=argparse.BooleanOptionalAction,
+                       help="APT statistical matching of each stage's upsampled latent")
+    guide.add_argument("--scale-aware", action=argparse.BooleanOptionalAction, help="APT scale-aware start sigma")
+    guide.add_argument("--stochastic", type=float, metavar="ETA", help="fresh noise per step, 0-1 (0 = ODE)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
@@ -160,7 +168,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
     settings = UpscaleSettings(
         scale=args.scale, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
         negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
-        tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+        tile_size=args.tile_size, tile_overlap=args.tile_overlap, skip_residual=args.skip_residual,
+        direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
+        match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:

@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from engine.backends.base import Conditioning, FlowBackend
+from engine.field import OFF, StageField, Trajectory
+from engine.guidance import match_dilated_statistics, match_statistics, scale_aware_sigma
 from engine.pixels import conventional_resize, crop_to, from_model_tensor, pad_to_multiple, to_model_tensor
 from engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from engine.sampler import euler, predicted_x0, renoise
 from engine.schedule import remaining_sigmas
+from engine.settings import StructureGuidance
 from engine.stages import stage_sizes
-from engine.tiled import TileGrid, tiled_decode, tiled_encode, tiled_velocity
-from engine.tiling import blend_weights, dilate, windows_touching
+from engine.tiled import TileGrid, tiled_decode, tiled_encode
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,24 @@ class Stage:
 
 
 def plan(width: int, height: int, scale: float, strength: float, steps: int, backend: FlowBackend,
-         final_size: tuple[int, int] | None = None) -> list[Stage]:
-    """Every stage of an upscale, computed before any model call so progress can be weighted by cost."""
+         final_size: tuple[int, int] | None = None, scale_aware: bool = False) -> list[Stage]:
+    """Every stage of an upscale, computed before any model call so progress can be weighted by cost.
+
+    With `scale_aware` (APT), each stage starts from `scale_aware_sigma(strength, its factor)` instead of
+    `strength` itself: a bigger step in size gets more noise to invent its detail from.
+    """
     multiple = backend.latent_multiple
     stages = []
+    previous = width
     for w, h in stage_sizes(width, height, scale, final_size):
         padded_w, padded_h = -(-w // multiple) * multiple, -(-h // multiple) * multiple
         latent_hw = (padded_h // backend.vae_scale, padded_w // backend.vae_scale)
+        start = scale_aware_sigma(strength, w / previous) if scale_aware and 0.0 < strength < 1.0 else strength
         # mu stays at the native token count: extrapolating it with the output size makes the shift
         # explode (FLUX: shift ≈ 25 at 2K), which wipes out the structure we came to keep.
-        sigmas = remaining_sigmas(steps, strength, backend.shift_rule, backend.native_tokens)
+        sigmas = remaining_sigmas(steps, start, backend.shift_rule, backend.native_tokens)
         stages.append(Stage((w, h), latent_hw, tuple(sigmas)))
+        previous = w
     return stages
 
 
@@ -77,41 +86,6 @@ def preview_image(backend: FlowBackend, x0_hat: torch.Tensor, size_hw: tuple[int
     keep_h = max(1, round(size_hw[0] * pixels.shape[-2] / (h * backend.vae_scale)))
     keep_w = max(1, round(size_hw[1] * pixels.shape[-1] / (w * backend.vae_scale)))
     return np.round(from_model_tensor(pixels[..., :keep_h, :keep_w]) * 255.0).astype(np.uint8)
-
-
-# Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
-# model output rather than on the reference's VAE round trip.
-HOLD_MARGIN = 1
-
-
-class StageField:
-    """The velocity one stage integrates: the model's, in tiles where the latent is large, held to the
-    re-noised reference (velocity eps - latent, exact along its straight path) outside a mask's region."""
-
-    def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor,
-                 noise: torch.Tensor, region: torch.Tensor | None) -> None:
-        self.backend, self.cond = backend, cond
-        height, width = latent.shape[-2:]
-        windows = grid.windows(height, width)
-        self.hold = None
-        if region is not None:
-            self.hold = dilate(region, HOLD_MARGIN).to(latent.device)
-            # Tiles touching the region plus the tile overlap of context: the rest is never computed.
-            windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
-            self.reference_velocity = noise - latent
-        self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
-            and windows[0].width == width
-        self.windows = windows
-        self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
-
-    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        if self.whole:
-            return self.backend.velocity(x, sigma, self.cond)
-        outside = torch.zeros_like(x) if self.hold is None else self.reference_velocity.clone()
-        v = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside)
-        if self.hold is not None:
-            v = torch.where(self.hold, v, self.reference_velocity)
-        return v
 
 
 def latent_region(mask: np.ndarray, latent_hw: tuple[int, int], vae_scale: int) -> torch.Tensor:
@@ -154,6 +128,29 @@ def _denoise_stage(
     return euler(velocity, x, stage.sigmas, on_step=on_step, cancel=cancel)
 
 
+def _matched(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """APT statistical matching of an upsampled latent to the latent it came from: each dilated view
+    (the factor² interleaved sub-grids) gets the reference's channel mean and std; whole latent otherwise."""
+    factor = round(latent.shape[-1] / reference.shape[-1])
+    if factor >= 2 and latent.shape[-1] % factor == 0 and latent.shape[-2] % factor == 0:
+        return match_dilated_statistics(latent, reference.to(latent.device), factor)
+    return match_statistics(latent, reference.to(latent.device))
+
+
+def reference_pass(rgb: np.ndarray, sigmas: tuple[float, ...], *, backend: FlowBackend, cond: Conditioning,
+                   grid: TileGrid, generator: torch.Generator,
+                   cancel: CancelToken | None = None) -> tuple[Trajectory, torch.Tensor]:
+    """The first stage's reference: the same flow run on the input at its own size, x0_hat recorded at
+    every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the input's latent."""
+    padded, _ = pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)
+    latent = tiled_encode(backend, padded, grid)
+    noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
+    field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, sigmas,
+                       keep_trajectory=True)
+    euler(field, renoise(latent, noise, sigmas[0]), sigmas, cancel=cancel)
+    return field.trajectory, latent
+
+
 def run_stages(
     rgb: np.ndarray,
     stages: list[Stage],
@@ -164,6 +161,7 @@ def run_stages(
     cond: Conditioning,
     grid: TileGrid | None = None,
     mask: np.ndarray | None = None,
+    guidance: StructureGuidance = OFF,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     preview_every: int = 0,
@@ -174,7 +172,9 @@ def run_stages(
     Latents larger than `grid`'s tile (default: the model's) are denoised, encoded and decoded in blended
     tiles. With a soft `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent
     elsewhere follows the re-noised reference, and each stage's pixels are blended by the mask with the
-    conventional upscale of `rgb`. With `preview_every` = N > 0, every Nth step of a stage (and its last)
+    conventional upscale of `rgb`. `guidance` steers each stage toward the one before (DESIGN §4); for
+    the first stage that needs a reference, one pass at the input size runs first (not in the progress
+    fraction). With `preview_every` = N > 0, every Nth step of a stage (and its last)
     carries a preview of at most `preview_side` pixels a side; each costs one small VAE decode.
     """
     grid = grid or TileGrid.for_backend(backend, backend.default_tile_size, backend.default_tile_overlap)
@@ -182,6 +182,14 @@ def run_stages(
     # One CPU generator for all noise: the same seed gives the same bytes on any device.
     generator = torch.Generator("cpu").manual_seed(seed)
     current = rgb
+    reference, previous_latent = None, None
+    if stages and (guidance.uses_reference or guidance.match_statistics) and stages[0].steps:
+        if guidance.uses_reference:
+            reference, previous_latent = reference_pass(rgb, stages[0].sigmas, backend=backend, cond=cond,
+                                                        grid=grid, generator=generator, cancel=cancel)
+        else:
+            previous_latent = tiled_encode(backend, pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)[0],
+                                           grid)
     for index, stage in enumerate(stages):
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -189,17 +197,23 @@ def run_stages(
         padded, size_hw = pad_to_multiple(to_model_tensor(upsampled), backend.latent_multiple)
         latent = tiled_encode(backend, padded, grid)
         del padded
+        if guidance.match_statistics and previous_latent is not None:
+            latent = _matched(latent, previous_latent)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
-        x = renoise(latent, noise, strength)
+        x = renoise(latent, noise, stage.sigmas[0])
         stage_mask = None if mask is None else conventional_resize(mask, stage.size)
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
-        field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, region)
+        field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, stage.sigmas,
+                           region=region, guidance=guidance, reference=reference,
+                           keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator)
         del latent, noise
         x = _denoise_stage(x, stage, index, size_hw, backend=backend, field=field, progress=progress,
                            cancel=cancel, preview_every=preview_every, preview_side=preview_side)
+        reference = field.trajectory
         del field
         if cancel is not None:
             cancel.raise_if_cancelled()
+        previous_latent = x if guidance.match_statistics else None
         current = from_model_tensor(crop_to(tiled_decode(backend, x, grid), size_hw))
         del x
         if stage_mask is not None:

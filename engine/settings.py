@@ -16,6 +16,27 @@ MAX_TILE_SIZE = 16384
 
 
 @dataclass(frozen=True)
+class StructureGuidance:
+    """Structure-guidance switches for one job; every weight 0 (and both flags off) is the plain loop."""
+
+    skip_residual: float = 0.0  # DemoFusion c1 peak: pull x toward the re-noised reference, cosine^3 decay
+    direction: float = 0.0  # HiFlow alpha peak: x0_hat's low band from the reference trajectory
+    acceleration: float = 0.0  # HiFlow beta peak: x0_hat's step-to-step change toward the reference's
+    match_statistics: bool = False  # APT: the upsampled latent gets the previous stage's channel mean/std
+    scale_aware: bool = False  # APT: stage start sigma moves with the stage factor
+    stochastic: float = 0.0  # eta: share of fresh noise mixed in at each step (0 = deterministic ODE)
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether a stage needs the trajectory of the stage before (for the first: a pass at input size)."""
+        return self.direction > 0.0 or self.acceleration > 0.0
+
+
+GUIDANCE_WEIGHTS = ("skip_residual", "direction_alignment", "acceleration_alignment", "stochastic")
+GUIDANCE_FLAGS = ("match_statistics", "scale_aware")
+
+
+@dataclass(frozen=True)
 class UpscaleSettings:
     """What to do to one image. None means the model's own default (for the big models: strength 0.35)."""
 
@@ -29,6 +50,13 @@ class UpscaleSettings:
     guidance: float | None = None  # FLUX-dev distilled guidance; None = the model's default
     tile_size: int | None = None  # pixel side of denoising and VAE tiles; None = the model's (its native size)
     tile_overlap: int | None = None  # pixels neighbouring tiles share; None = the model's (a quarter tile)
+    # Structure guidance (DESIGN §4; README "Structure guidance"); None = the model's default.
+    skip_residual: float | None = None  # DemoFusion skip residual, peak weight 0-1
+    direction_alignment: float | None = None  # HiFlow direction alignment, peak alpha 0-1
+    acceleration_alignment: float | None = None  # HiFlow acceleration alignment, peak beta 0-1
+    match_statistics: bool | None = None  # APT statistical matching of each stage's upsampled latent
+    scale_aware: bool | None = None  # APT scale-aware start sigma per stage factor
+    stochastic: float | None = None  # eta 0-1: fresh noise mixed in at each step; 0 = deterministic ODE
 
     def __post_init__(self) -> None:
         try:
@@ -56,12 +84,34 @@ class UpscaleSettings:
         if self.tile_size is not None and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile_size:
             raise InvalidInput(f"tile_overlap ({self.tile_overlap}) must be at most half of tile_size "
                                f"({self.tile_size})")
+        for name in GUIDANCE_WEIGHTS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0.0 <= value <= 1.0):
+                raise InvalidInput(f"{name} must be a weight between 0 (off) and 1, got {value!r}")
+        for name in GUIDANCE_FLAGS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidInput(f"{name} must be true or false, got {value!r}")
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def guidance_over(self, default: StructureGuidance) -> StructureGuidance:
+        """The job's guidance: these settings where given, the model's `default` elsewhere."""
+        def pick(value: Any, fallback: Any) -> Any:
+            return fallback if value is None else value
+        return StructureGuidance(
+            skip_residual=float(pick(self.skip_residual, default.skip_residual)),
+            direction=float(pick(self.direction_alignment, default.direction)),
+            acceleration=float(pick(self.acceleration_alignment, default.acceleration)),
+            match_statistics=pick(self.match_statistics, default.match_statistics),
+            scale_aware=pick(self.scale_aware, default.scale_aware),
+            stochastic=float(pick(self.stochastic, default.stochastic)),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpscaleSettings:

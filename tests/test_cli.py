@@ -89,6 +89,8 @@ BAD_CASES = {
     "overlap over half": (lambda t, m, p: [p, "--model", m, "--tile-size", "128", "--tile-overlap", "100"],
                           "at most half of tile_size"),
     "feather without mask": (lambda t, m, p: [p, "--model", m, "--feather", "2"], "--feather needs --mask"),
+    "guidance weight over 1": (lambda t, m, p: [p, "--model", m, "--skip-residual", "2"],
+                               "skip_residual must be a weight between 0 (off) and 1"),
 }
 
 

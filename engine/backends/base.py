@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from engine.schedule import ShiftRule
+from engine.settings import StructureGuidance
 from engine.tiling import Window
 
 
@@ -35,6 +36,8 @@ class FlowBackend(ABC):
     patch_size: ClassVar[int] = 2
     default_strength: ClassVar[float] = 0.35  # faithful: the input's structure survives the re-noise
     vae_tiling: ClassVar[bool] = True  # large images are encoded and decoded in tiles (False: the VAE is pointwise)
+    # Structure guidance unless a job says otherwise (README "Structure guidance" says why these).
+    default_structure: ClassVar[StructureGuidance] = StructureGuidance(direction=1.0, match_statistics=True)
 
     def __init__(self, *, source: str, device: torch.device, dtype: torch.dtype, vae_scale: int, native_size: int,
                  shift_rule: ShiftRule) -> None:

@@ -13,6 +13,7 @@ from engine.backends.base import Conditioning, FlowBackend
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.errors import ModelNotFound
 from engine.schedule import ShiftRule
+from engine.settings import StructureGuidance
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # the shipped weights
 CONFIG_FILE = "uprez-builtin.json"
@@ -31,6 +32,8 @@ class BuiltinBackend(FlowBackend):
     patch_size: ClassVar[int] = 2  # the network works on 2x2 pixel patches, so sides must be even
     default_strength: ClassVar[float] = 1.0  # trained from pure noise; the condition carries the input
     vae_tiling: ClassVar[bool] = False  # pixels are the latents: nothing to tile
+    # Its condition is the stage's input itself and it was trained for the plain sampler: no guidance.
+    default_structure: ClassVar[StructureGuidance] = StructureGuidance()
 
     def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
                  dtype: torch.dtype) -> None:

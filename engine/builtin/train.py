@@ -128,7 +128,7 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train Uprez's built-in flow-matching upscaler on the CPU.")
     parser.add_argument("--out", type=Path, default=Path("runs/builtin"), help="run folder (checkpoint, loss log)")
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=9000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=96, help="HR crop side in pixels (even)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (2e-3 diverged)")

@@ -9,10 +9,10 @@ from typing import Any
 
 from engine.errors import InvalidInput
 from engine.server.codec import ImageFormat
-from engine.settings import UpscaleSettings
+from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, UpscaleSettings
 
 _SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
-_NUMBERS = ("scale", "strength", "cfg_scale", "guidance")
+_NUMBERS = ("scale", "strength", "cfg_scale", "guidance", *GUIDANCE_WEIGHTS)
 _WHOLE = ("steps", "seed", "tile_size", "tile_overlap")
 _FORMAT = ("format", "width", "height", "channels", "depth")
 _OWN = ("model", "region_only", "mask_format", "preview_every")
@@ -56,8 +56,10 @@ def _check_types(data: dict[str, Any]) -> None:
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name} must be text, got {value!r}")
-    if not isinstance(data.get("region_only", False), bool):
-        raise InvalidInput(f"region_only must be true or false, got {data['region_only']!r}")
+    for name in ("region_only", *GUIDANCE_FLAGS):
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidInput(f"{name} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)

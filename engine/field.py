@@ -1,0 +1,130 @@
+"""The velocity field one stage integrates: the model (whole or in tiles), structure guidance, mask hold.
+
+`engine.guidance` has the maths; this module decides when each piece applies and keeps the state a
+stage needs: the re-noised reference, the previous step's x0_hat, and the reference trajectory (the
+x0_hat of every step of the stage before, upsampled), which the next stage reads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.backends.base import Conditioning, FlowBackend
+from engine.guidance import (
+    align_acceleration,
+    align_direction,
+    alpha_schedule,
+    beta_schedule,
+    cosine_decay,
+    skip_residual,
+    stochastic_step,
+)
+from engine.settings import StructureGuidance
+from engine.tiled import TileGrid, tiled_velocity
+from engine.tiling import blend_weights, dilate, windows_touching
+
+# Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
+# model output rather than on the reference's VAE round trip.
+HOLD_MARGIN = 1
+
+
+OFF = StructureGuidance()  # the plain loop
+
+
+class Trajectory:
+    """x0_hat at each sigma of one stage, as recorded; read back upsampled to the next stage's latent."""
+
+    def __init__(self) -> None:
+        self.sigmas: list[float] = []
+        self.x0s: list[torch.Tensor] = []
+
+    def record(self, sigma: float, x0_hat: torch.Tensor) -> None:
+        self.sigmas.append(sigma)
+        self.x0s.append(x0_hat.detach().to("cpu", torch.float32))
+
+    def __len__(self) -> int:
+        return len(self.sigmas)
+
+    def at(self, sigma: float, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """The recorded x0_hat nearest `sigma`, bicubically upsampled to `size` (h, w) of latent."""
+        index = min(range(len(self.sigmas)), key=lambda i: abs(self.sigmas[i] - sigma))
+        x0 = self.x0s[index].to(device)
+        return x0 if x0.shape[-2:] == size else F.interpolate(x0, size=size, mode="bicubic", align_corners=False)
+
+
+class StageField:
+    """v(x, sigma) for one stage: the model's velocity (in tiles where the latent is large), steered by
+    `guidance` toward `reference`, and held to the re-noised reference outside a mask's region."""
+
+    def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor,
+                 noise: torch.Tensor, sigmas: tuple[float, ...], *, region: torch.Tensor | None = None,
+                 guidance: StructureGuidance = OFF, reference: Trajectory | None = None, keep_trajectory: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        self.backend, self.cond, self.guidance = backend, cond, guidance
+        self.latent, self.noise = latent, noise
+        self.sigma_start, self.next_sigma = sigmas[0], dict(zip(sigmas[:-1], sigmas[1:], strict=True))
+        self.reference = reference if guidance.uses_reference and reference is not None and len(reference) else None
+        self.generator = generator
+        self.trajectory = Trajectory() if keep_trajectory else None  # for the next stage's reference
+        self.previous: tuple[float, torch.Tensor] | None = None  # (sigma, guided x0_hat) of the step before
+        height, width = latent.shape[-2:]
+        windows = grid.windows(height, width)
+        self.hold = None
+        if region is not None:
+            self.hold = dilate(region, HOLD_MARGIN).to(latent.device)
+            # Tiles touching the region plus the tile overlap of context: the rest is never computed.
+            windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
+        self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
+            and windows[0].width == width
+        self.windows = windows
+        self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
+
+    def reference_x(self, sigma: float) -> torch.Tensor:
+        """The re-noised reference on its straight path: (1 - sigma) latent + sigma eps."""
+        return (1.0 - sigma) * self.latent + sigma * self.noise
+
+    def model(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if self.whole:
+            return self.backend.velocity(x, sigma, self.cond)
+        # Where no tile computes, the reference's own velocity eps - latent keeps x on its path.
+        outside = self.noise - self.latent
+        return tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside)
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        g, sigma_next = self.guidance, self.next_sigma[sigma]
+        x_in = x
+        if g.skip_residual > 0.0:
+            x_in = skip_residual(x, self.reference_x(sigma), g.skip_residual * cosine_decay(sigma, self.sigma_start))
+        v = self.model(x_in, sigma)
+        x0_hat = x_in - sigma * v
+        if self.reference is not None:
+            size, device = x.shape[-2:], x.device
+            reference_x0 = self.reference.at(sigma, size, device)
+            if g.direction > 0.0:
+                alpha = alpha_schedule(sigma, self.sigma_start, g.direction)
+                x0_hat = align_direction(x0_hat, reference_x0, alpha=alpha)
+            if g.acceleration > 0.0 and self.previous is not None:
+                previous_sigma, previous_x0 = self.previous
+                beta = beta_schedule(sigma, self.sigma_start, g.acceleration)
+                x0_hat = align_acceleration(x0_hat, previous_x0, reference_x0,
+                                            self.reference.at(previous_sigma, size, device), beta=beta)
+            v = (x_in - x0_hat) / sigma
+        if g.acceleration > 0.0:
+            self.previous = (sigma, x0_hat)
+        if self.trajectory is not None:
+            self.trajectory.record(sigma, x0_hat)
+        stochastic = g.stochastic > 0.0 and sigma_next > 0.0
+        if x_in is x and not stochastic:
+            v_step = v  # nothing moved x: exactly the plain loop's step
+        else:
+            if stochastic:
+                fresh = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device)
+                x_next = stochastic_step(x_in, v, sigma, sigma_next, g.stochastic, fresh)
+            else:
+                x_next = x_in + (sigma_next - sigma) * v
+            # The sampler steps from x, not x_in: this velocity lands where the guided step lands.
+            v_step = (x_next - x) / (sigma_next - sigma)
+        if self.hold is not None:
+            v_step = torch.where(self.hold, v_step, self.noise - self.latent)
+        return v_step
