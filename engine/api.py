@@ -47,14 +47,15 @@ def tile_grid(backend: FlowBackend, settings: UpscaleSettings) -> TileGrid:
     """The job's tiles: the settings' sizes where given, else the model's."""
     tile = settings.tile_size or backend.default_tile_size
     overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
-    return TileGrid.for_backend(backend, tile, min(overlap, tile // 2))
+    return TileGrid.for_backend(backend, tile, min(overlap, tile // 2), settings.tile_batch)
 
 
 def smaller_tiles(backend: FlowBackend, settings: UpscaleSettings) -> UpscaleSettings:
-    """The same job with tiles of half the side (a quarter of the memory), for a retry after running out."""
+    """The same job with tiles of half the side, one per call (a quarter of the memory or less), for a retry
+    after running out."""
     tile = max(MIN_TILE_SIZE, (settings.tile_size or backend.default_tile_size) // 2)
     overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
-    return replace(settings, tile_size=tile, tile_overlap=min(overlap, tile // 4))
+    return replace(settings, tile_size=tile, tile_overlap=min(overlap, tile // 4), tile_batch=1)
 
 
 def _check_fits(backend: FlowBackend, size: tuple[int, int], max_memory: int | None, tile: int) -> None:

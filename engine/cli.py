@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="side of denoising and VAE tiles (default: the model's native size; built-in 1024)")
     up.add_argument("--tile-overlap", type=int, metavar="PX",
                     help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)")
+    up.add_argument("--tile-batch", type=int, default=1, metavar="N",
+                    help="same-sized tiles per model call (default 1): faster on a GPU, N times the memory")
     guide = up.add_argument_group("structure guidance (default: the model's; README explains each)")
     guide.add_argument("--direction-alignment", type=float, metavar="A", help="HiFlow low-band alignment, 0-1")
     guide.add_argument("--acceleration-alignment", type=float, metavar="B", help="HiFlow acceleration alignment, 0-1")
@@ -168,7 +170,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
     settings = UpscaleSettings(
         scale=args.scale, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
         negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
-        tile_size=args.tile_size, tile_overlap=args.tile_overlap, skip_residual=args.skip_residual,
+        tile_size=args.tile_size, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
+        skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
     )

@@ -77,7 +77,7 @@ class StageField:
             windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
         self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
             and windows[0].width == width
-        self.windows = windows
+        self.windows, self.batch = windows, grid.batch
         self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
 
     def reference_x(self, sigma: float) -> torch.Tensor:
@@ -89,7 +89,8 @@ class StageField:
             return self.backend.velocity(x, sigma, self.cond)
         # Where no tile computes, the reference's own velocity eps - latent keeps x on its path.
         outside = self.noise - self.latent
-        return tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside)
+        return tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
+                              batch=self.batch)
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         g, sigma_next = self.guidance, self.next_sigma[sigma]

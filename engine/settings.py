@@ -13,6 +13,7 @@ HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
 MIN_TILE_SIZE = 64  # below this a tile holds too little image for the model to recognise anything
 MAX_TILE_SIZE = 16384
+MAX_TILE_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class UpscaleSettings:
     guidance: float | None = None  # FLUX-dev distilled guidance; None = the model's default
     tile_size: int | None = None  # pixel side of denoising and VAE tiles; None = the model's (its native size)
     tile_overlap: int | None = None  # pixels neighbouring tiles share; None = the model's (a quarter tile)
+    tile_batch: int = 1  # same-sized tiles per model call: faster on a GPU, each one's memory on top
     # Structure guidance (DESIGN §4; README "Structure guidance"); None = the model's default.
     skip_residual: float | None = None  # DemoFusion skip residual, peak weight 0-1
     direction_alignment: float | None = None  # HiFlow direction alignment, peak alpha 0-1
@@ -81,6 +83,9 @@ class UpscaleSettings:
                                       or not low <= value <= MAX_TILE_SIZE):
                 raise InvalidInput(f"{name} must be a whole number of pixels from {low} to {MAX_TILE_SIZE}, "
                                    f"got {value!r}")
+        if isinstance(self.tile_batch, bool) or not isinstance(self.tile_batch, int) \
+                or not 1 <= self.tile_batch <= MAX_TILE_BATCH:
+            raise InvalidInput(f"tile_batch must be a whole number from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")
         if self.tile_size is not None and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile_size:
             raise InvalidInput(f"tile_overlap ({self.tile_overlap}) must be at most half of tile_size "
                                f"({self.tile_size})")

@@ -6,7 +6,7 @@ how big tiles are (in latent positions) and how much neighbours overlap; a stage
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -21,19 +21,21 @@ from engine.tiling import Window, blend_weights, fuse_tiles, scaled, tile_window
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Tile side and overlap in latent positions, both multiples of the model's patch size."""
+    """Tile side and overlap in latent positions, both multiples of the model's patch size, and how many
+    tiles go through the model in one call."""
 
     tile: int
     overlap: int
     multiple: int = 1
+    batch: int = 1
 
     @classmethod
-    def for_backend(cls, backend: FlowBackend, tile_px: int, overlap_px: int) -> TileGrid:
+    def for_backend(cls, backend: FlowBackend, tile_px: int, overlap_px: int, batch: int = 1) -> TileGrid:
         """Pixel sizes in whole patches: the tile rounded down, the overlap up but kept to half a tile."""
         patch, step = backend.patch_size, backend.latent_multiple
         tile = max(1, tile_px // step) * patch
         overlap = min(-(-overlap_px // step), tile // patch // 2) * patch
-        return cls(tile, overlap, patch)
+        return cls(tile, overlap, patch, batch)
 
     def windows(self, height: int, width: int) -> list[Window]:
         return tile_windows(height, width, self.tile, self.overlap, self.multiple)
@@ -43,11 +45,29 @@ class TileGrid:
         return height <= self.tile and width <= self.tile
 
 
+def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]]:
+    """Consecutive windows of the same size, at most `batch` at a time: what one model call can take."""
+    group: list[Window] = []
+    for window in windows:
+        if group and (len(group) == batch or (window.height, window.width) != (group[0].height, group[0].width)):
+            yield group
+            group = []
+        group.append(window)
+    if group:
+        yield group
+
+
 def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Conditioning,
-                   windows: list[Window], weights: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    """The velocity field fused from one model call per window; `out` holds what no window covers."""
-    values = (backend.velocity(x[(..., *w.slices)], sigma, backend.crop_condition(cond, w)) for w in windows)
-    return fuse_tiles(values, windows, weights, out)
+                   windows: list[Window], weights: list[torch.Tensor], out: torch.Tensor,
+                   batch: int = 1) -> torch.Tensor:
+    """The velocity field fused from the windows' model calls, `batch` same-sized tiles per call; `out`
+    holds what no window covers."""
+    def values() -> Iterator[torch.Tensor]:
+        for group in tile_batches(windows, batch):
+            tiles = torch.cat([x[(..., *w.slices)] for w in group])
+            yield from backend.velocity(tiles, sigma, backend.crop_condition(cond, group)).split(x.shape[0])
+
+    return fuse_tiles(values(), windows, weights, out)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from engine.backends.loader import load_backend
 from engine.builtin.backend import BuiltinBackend
 from engine.builtin.data import psnr
 from engine.pixels import conventional_resize, feather_mask
-from engine.tiled import TileGrid, tiled_decode, tiled_encode
+from engine.tiled import TileGrid, tile_batches, tiled_decode, tiled_encode
 from engine.tiling import (
     Window,
     blend_weights,
@@ -171,3 +171,22 @@ def test_tiled_vae_matches_untiled_within_tolerance(tiny_backend, monkeypatch):
     monkeypatch.setattr(type(backend), "vae_module", property(lambda self: None))
     per_tile = _vae_errors(backend, pixels, grid)
     assert encode_error < 0.85 * per_tile[0] and decode_error < 0.85 * per_tile[1], per_tile
+
+
+def test_tile_batches_group_consecutive_tiles_of_one_size():
+    windows = [Window(0, 0, 4, 4), Window(0, 4, 4, 4), Window(0, 8, 4, 3), Window(4, 0, 4, 4), Window(4, 4, 4, 4),
+               Window(4, 8, 4, 4)]
+    groups = list(tile_batches(windows, 2))
+    assert groups == [windows[0:2], windows[2:3], windows[3:5], windows[5:6]]
+    assert [w for g in tile_batches(windows, 64) for w in g] == windows
+
+
+def test_batched_tiles_give_the_same_result_as_one_at_a_time(tiny_backend):
+    image = _photo(150, 190)
+    one = upscale(image, scale=2, tile_size=128, tile_overlap=32)
+    batched = upscale(image, scale=2, tile_size=128, tile_overlap=32, tile_batch=4)
+    np.testing.assert_allclose(batched, one, atol=2e-5)
+    flux = tiny_backend("flux-dev")
+    one = upscale(image[:64, :96], scale=2, backend=flux, tile_size=64, tile_overlap=16, seed=2)
+    batched = upscale(image[:64, :96], scale=2, backend=flux, tile_size=64, tile_overlap=16, seed=2, tile_batch=3)
+    np.testing.assert_allclose(batched, one, atol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -110,10 +111,15 @@ class FlowBackend(ABC):
         """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing."""
         return cond
 
-    def crop_condition(self, cond: Conditioning, window: Window) -> Conditioning:
-        """The conditioning of one tile: spatial inputs (latent-sized (B, C, h, w) tensors in `extra`) cut to it."""
+    def crop_condition(self, cond: Conditioning, windows: Sequence[Window]) -> Conditioning:
+        """The conditioning of a batch of tiles: spatial inputs (latent-sized (B, C, h, w) tensors in `extra`)
+        cut to each window and stacked along the batch, in the windows' order."""
         if not cond.extra:
             return cond
-        rows, cols = window.slices
-        return replace(cond, extra={key: value[..., rows, cols] if isinstance(value, torch.Tensor) and value.ndim == 4
-                                    else value for key, value in cond.extra.items()})
+
+        def cut(value: Any) -> Any:
+            if not (isinstance(value, torch.Tensor) and value.ndim == 4):
+                return value
+            return torch.cat([value[(..., *w.slices)] for w in windows])
+
+        return replace(cond, extra={key: cut(value) for key, value in cond.extra.items()})

@@ -13,7 +13,7 @@ from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, UpscaleSettings
 
 _SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
 _NUMBERS = ("scale", "strength", "cfg_scale", "guidance", *GUIDANCE_WEIGHTS)
-_WHOLE = ("steps", "seed", "tile_size", "tile_overlap")
+_WHOLE = ("steps", "seed", "tile_size", "tile_overlap", "tile_batch")
 _FORMAT = ("format", "width", "height", "channels", "depth")
 _OWN = ("model", "region_only", "mask_format", "preview_every")
 MAX_PREVIEW_EVERY = 1000
