@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="APT statistical matching of each stage's upsampled latent")
     guide.add_argument("--scale-aware", action=argparse.BooleanOptionalAction, help="APT scale-aware start sigma")
     guide.add_argument("--stochastic", type=float, metavar="ETA", help="fresh noise per step, 0-1 (0 = ODE)")
+    guide.add_argument("--dilated-views", type=float, metavar="W",
+                       help="DemoFusion dilated whole-image views in tiled stages, 0-1")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
@@ -174,6 +176,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
+        dilated_views=args.dilated_views,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:

@@ -7,22 +7,48 @@ x0_hat of every step of the stage before, upsampled), which the next stage reads
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
 from engine.backends.base import Conditioning, FlowBackend
 from engine.guidance import (
+    DILATED_VIEW_POWER,
     align_acceleration,
     align_direction,
     alpha_schedule,
     beta_schedule,
     cosine_decay,
+    dilated_views,
+    merge_dilated_views,
     skip_residual,
     stochastic_step,
 )
 from engine.settings import StructureGuidance
 from engine.tiled import TileGrid, tiled_velocity
 from engine.tiling import blend_weights, dilate, windows_touching
+
+
+def map_spatial(cond: Conditioning, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:
+    """`cond` with `fn` applied to its spatial inputs (latent-sized (B, C, h, w) tensors in `extra`)."""
+    if not cond.extra:
+        return cond
+    return replace(cond, extra={key: fn(value) if isinstance(value, torch.Tensor) and value.ndim == 4 else value
+                                for key, value in cond.extra.items()})
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, C, H, W) latent, replicate-padded, radius 2 sigma."""
+    radius = max(1, round(2 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device) / sigma) ** 2)
+    taps = taps / taps.sum()
+    channels = x.shape[1]
+    out = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(out, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(out, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+
 
 # Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
 # model output rather than on the reference's VAE round trip.
@@ -78,6 +104,8 @@ class StageField:
         self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
             and windows[0].width == width
         self.windows, self.batch = windows, grid.batch
+        # Dilated views of about a tile each (DemoFusion): only where the latent is more than a tile.
+        self.stride = max(1, -(-max(height, width) // grid.tile)) if guidance.dilated_views > 0.0 else 1
         self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
 
     def reference_x(self, sigma: float) -> torch.Tensor:
@@ -89,8 +117,31 @@ class StageField:
             return self.backend.velocity(x, sigma, self.cond)
         # Where no tile computes, the reference's own velocity eps - latent keeps x on its path.
         outside = self.noise - self.latent
-        return tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
-                              batch=self.batch)
+        local = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
+                               batch=self.batch)
+        weight = self.guidance.dilated_views * cosine_decay(sigma, self.sigma_start, DILATED_VIEW_POWER)
+        if weight <= 0.0 or self.stride < 2:
+            return local
+        return torch.lerp(local, self.global_velocity(x, sigma), weight)
+
+    def global_velocity(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """DemoFusion's dilated sampling: the stride² interleaved sub-grids of x, each a whole-image view at
+        about the tile's size, denoised and interleaved back. x is blurred first (Gaussian, 1 latent position)
+        so each sub-grid is not an aliased sample of it; the latent is reflect-padded to whole views."""
+        s, h, w = self.stride, x.shape[-2], x.shape[-1]
+        step = s * self.backend.patch_size
+        pad_h, pad_w = -h % step, -w % step
+        padded = F.pad(gaussian_blur(x, 1.0), (0, pad_w, 0, pad_h), mode="replicate")
+        cond = map_spatial(self.cond, lambda t: F.pad(t, (0, pad_w, 0, pad_h), mode="replicate"))
+        views = dilated_views(padded, s)
+        outputs = []
+        for start in range(0, len(views), self.batch):
+            chunk = list(range(start, min(start + self.batch, len(views))))
+            view_cond = map_spatial(cond, lambda t, chunk=chunk: torch.cat([t[..., i // s :: s, i % s :: s]
+                                                                             for i in chunk]))
+            batch = torch.cat([views[i] for i in chunk])
+            outputs.extend(self.backend.velocity(batch, sigma, view_cond).split(x.shape[0]))
+        return merge_dilated_views(outputs, s)[..., :h, :w]
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         g, sigma_next = self.guidance, self.next_sigma[sigma]

@@ -26,6 +26,7 @@ class StructureGuidance:
     match_statistics: bool = False  # APT: the upsampled latent gets the previous stage's channel mean/std
     scale_aware: bool = False  # APT: stage start sigma moves with the stage factor
     stochastic: float = 0.0  # eta: share of fresh noise mixed in at each step (0 = deterministic ODE)
+    dilated_views: float = 0.0  # DemoFusion c2 peak: a whole-image dilated pass blended into tiled stages
 
     @property
     def uses_reference(self) -> bool:
@@ -33,7 +34,7 @@ class StructureGuidance:
         return self.direction > 0.0 or self.acceleration > 0.0
 
 
-GUIDANCE_WEIGHTS = ("skip_residual", "direction_alignment", "acceleration_alignment", "stochastic")
+GUIDANCE_WEIGHTS = ("skip_residual", "direction_alignment", "acceleration_alignment", "stochastic", "dilated_views")
 GUIDANCE_FLAGS = ("match_statistics", "scale_aware")
 
 
@@ -59,6 +60,7 @@ class UpscaleSettings:
     match_statistics: bool | None = None  # APT statistical matching of each stage's upsampled latent
     scale_aware: bool | None = None  # APT scale-aware start sigma per stage factor
     stochastic: float | None = None  # eta 0-1: fresh noise mixed in at each step; 0 = deterministic ODE
+    dilated_views: float | None = None  # DemoFusion dilated global views in tiled stages, peak weight 0-1
 
     def __post_init__(self) -> None:
         try:
@@ -116,6 +118,7 @@ class UpscaleSettings:
             match_statistics=pick(self.match_statistics, default.match_statistics),
             scale_aware=pick(self.scale_aware, default.scale_aware),
             stochastic=float(pick(self.stochastic, default.stochastic)),
+            dilated_views=float(pick(self.dilated_views, default.dilated_views)),
         )
 
     @classmethod

@@ -142,3 +142,17 @@ def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend):
 def test_guidance_settings_are_validated(bad):
     with pytest.raises(InvalidInput, match="must be"):
         UpscaleSettings(**bad)
+
+
+def test_dilated_views_join_tiled_stages_and_are_off_at_weight_zero(tiny_backend):
+    backend = tiny_backend("flux-dev")
+    image = _image(64, 96, seed=6)
+    tiles = {"tile_size": 64, "tile_overlap": 16, "seed": 2, "scale": 2, **OFF}
+    plain = upscale(image, UpscaleSettings(**tiles), backend=backend)
+    zero = upscale(image, UpscaleSettings(**{**tiles, "dilated_views": 0.0}), backend=backend)
+    np.testing.assert_array_equal(zero, plain)
+    dilated = upscale(image, UpscaleSettings(**{**tiles, "dilated_views": 1.0}), backend=backend)
+    assert dilated.shape == plain.shape and not np.array_equal(dilated, plain)
+    # a model whose condition is spatial (the built-in one) gets its condition dilated alongside
+    out = upscale(image, UpscaleSettings(scale=2, tile_size=64, tile_overlap=16, dilated_views=1.0, tile_batch=3))
+    assert out.shape == (128, 192, 3)
