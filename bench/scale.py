@@ -47,15 +47,24 @@ def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str
         small = image.convert("RGB").resize((side // 4, side // 4), Image.Resampling.LANCZOS)
     rgb = np.asarray(small, dtype=np.float32) / 255.0
     backend = load_backend(model, device="cpu")
-    calls = {"velocity": 0, "tokens": 0}
-    velocity = backend.velocity
+    calls = {"velocity": 0, "tokens": 0, "model_s": 0.0}
+    velocity, encode, decode = backend.velocity, backend.encode, backend.decode
+
+    def timed(fn):  # noqa: ANN001, ANN202 - model and VAE time, to tell the engine's own overhead apart
+        def call(*args):  # noqa: ANN002, ANN202
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                calls["model_s"] += time.perf_counter() - start
+        return call
 
     def counted(x, sigma, cond):  # noqa: ANN001, ANN202
         calls["velocity"] += 1
-        calls["tokens"] += backend.tokens_for(x.shape[-2], x.shape[-1])
+        calls["tokens"] += backend.tokens_for(x.shape[-2], x.shape[-1]) * x.shape[0]
         return velocity(x, sigma, cond)
 
-    backend.velocity = counted
+    backend.velocity, backend.encode, backend.decode = timed(counted), timed(encode), timed(decode)
     settings = UpscaleSettings(scale=4, seed=seed)
     strength = backend.default_strength
     steps = backend.default_steps
@@ -75,7 +84,8 @@ def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str
     wall = time.perf_counter() - start
     assert out.shape[:2] == (side, side)
     return {"wall_s": wall, "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(),
-            "velocity_calls": calls["velocity"], "tokens": calls["tokens"], "output_mib": out.nbytes / 2**20}
+            "velocity_calls": calls["velocity"], "tokens": calls["tokens"], "output_mib": out.nbytes / 2**20,
+            "overhead": 1.0 - calls["model_s"] / wall}
 
 
 def tiny_flux() -> str:
@@ -99,23 +109,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print(json.dumps(run_one(args.one[0], float(args.one[1]), model)))
         return
-    rows = ["| output | mode | wall s | peak RSS MiB | RSS before job MiB | model calls | tokens / output MP |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| output | mode | wall s | peak RSS MiB | RSS before job MiB | output buffer MiB | model calls | "
+            "tokens / output MP | time outside model and VAE |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mp in (float(x) for x in args.megapixels.split(",")):
         for mode in args.modes.split(","):
             command = [sys.executable, __file__, "--model", model, "--one", mode, str(mp)]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                rows.append(f"| {mp:g} MP | {mode} | > {args.timeout:.0f} (stopped) | | | | |")
+                rows.append(f"| {mp:g} MP | {mode} | > {args.timeout:.0f} (stopped) | | | | | | |")
                 continue
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or ["?"])[-1][:80]
-                rows.append(f"| {mp:g} MP | {mode} | failed: {reason} | | | | |")
+                rows.append(f"| {mp:g} MP | {mode} | failed: {reason} | | | | | | |")
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(f"| {mp:g} MP | {mode} | {r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} | "
-                        f"{r['rss_before_mib']:.0f} | {r['velocity_calls']} | {r['tokens'] / mp:,.0f} |")
+                        f"{r['rss_before_mib']:.0f} | {r['output_mib']:.0f} | {r['velocity_calls']} | "
+                        f"{r['tokens'] / mp:,.0f} | {r['overhead']:.0%} |")
             print(rows[-1], file=sys.stderr)
     print(f"Model: {model}; input = sample.jpg at a quarter of the output side, 4x; CPU, 2 threads.\n")
     print("\n".join(rows))
