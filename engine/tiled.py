@@ -58,7 +58,7 @@ def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]
 
 
 def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Conditioning,
-                   windows: list[Window], weights: list[torch.Tensor], out: torch.Tensor,
+                   windows: Sequence[Window], weights: Sequence[torch.Tensor], out: torch.Tensor,
                    batch: int = 1) -> torch.Tensor:
     """The velocity field fused from the windows' model calls, `batch` same-sized tiles per call; `out`
     holds what no window covers."""
@@ -126,6 +126,12 @@ def shared_group_norm(module: nn.Module | None, first_pass: Callable[[], object]
             norm.__dict__.pop("forward", None)  # back to the class's own forward
 
 
+def _run_all(tiles: Iterator[torch.Tensor]) -> None:
+    """Compute every tile and drop it: the first pass is run for the statistics it leaves behind."""
+    for _ in tiles:
+        pass
+
+
 def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid) -> torch.Tensor:
     """backend.encode on pixel tiles whose latents are `grid`'s windows, blended in latent space."""
     f = backend.vae_scale
@@ -134,10 +140,11 @@ def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid) -> 
         return backend.encode(pixels)
     windows = grid.windows(height, width)
     weights = blend_weights(height, width, windows, grid.overlap)
+
     def encode_tiles() -> Iterator[torch.Tensor]:
         return (backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in windows)
 
-    with shared_group_norm(backend.vae_module, lambda: all(t is not None for t in encode_tiles())):
+    with shared_group_norm(backend.vae_module, lambda: _run_all(encode_tiles())):
         values = encode_tiles()
         first = next(values)
         out = torch.zeros(*first.shape[:-2], height, width, dtype=first.dtype, device=first.device)
@@ -156,7 +163,7 @@ def tiled_decode(backend: FlowBackend, latent: torch.Tensor, grid: TileGrid) -> 
     def decode_tiles() -> Iterator[torch.Tensor]:
         return (backend.decode(latent[(..., *w.slices)]) for w in windows)
 
-    with shared_group_norm(backend.vae_module, lambda: all(t is not None for t in decode_tiles())):
+    with shared_group_norm(backend.vae_module, lambda: _run_all(decode_tiles())):
         values = decode_tiles()
         first = next(values)
         out = torch.zeros(*first.shape[:-2], height * f, width * f, dtype=first.dtype, device=first.device)

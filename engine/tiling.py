@@ -69,21 +69,54 @@ def _ramp(length: int, ramp: int, rise: bool, fall: bool) -> torch.Tensor:
     return weights
 
 
-def blend_weights(height: int, width: int, windows: Sequence[Window], ramp: int) -> list[torch.Tensor]:
+class SeparableWeights(Sequence[torch.Tensor]):
+    """Blend weights of a full grid of tiles, made on demand: each is an outer product of a row and a
+    column profile, so the whole set costs a few vectors instead of one image-sized tensor per tile."""
+
+    def __init__(self, windows: Sequence[Window], rows: dict[tuple[int, int], torch.Tensor],
+                 cols: dict[tuple[int, int], torch.Tensor]) -> None:
+        self.windows, self.rows, self.cols = list(windows), rows, cols
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence protocol (int or slice)
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        w = self.windows[index]
+        return self.rows[w.top, w.height][:, None] * self.cols[w.left, w.width][None, :]
+
+
+def _profiles(length: int, spans: set[tuple[int, int]], ramp: int) -> dict[tuple[int, int], torch.Tensor]:
+    """Per (start, size) span along one axis: its ramp divided by the sum of all spans' ramps."""
+    raw = {(start, size): _ramp(size, ramp, start > 0, start + size < length) for start, size in spans}
+    total = torch.zeros(length, dtype=torch.float64)
+    for (start, size), values in raw.items():
+        total[start : start + size] += values
+    return {(start, size): (values / total[start : start + size]).float() for (start, size), values in raw.items()}
+
+
+def blend_weights(height: int, width: int, windows: Sequence[Window], ramp: int) -> Sequence[torch.Tensor]:
     """Per-window (height, width) float32 weights that sum to one wherever any window covers.
 
     A side of a tile ramps only where it lies inside the grid (a neighbour takes over there); sides on the
-    grid's border keep full weight. Positions no window covers get no weight from any window.
+    grid's border keep full weight. Positions no window covers get no weight from any window. A full grid
+    (every row span with every column span, as `tile_windows` makes) gets separable weights computed on
+    demand; any other set (the tiles near a mask) is normalised densely.
     """
+    row_spans = {(w.top, w.height) for w in windows}
+    col_spans = {(w.left, w.width) for w in windows}
+    if len(windows) == len(row_spans) * len(col_spans) == len(set(windows)):
+        return SeparableWeights(windows, _profiles(height, row_spans, ramp), _profiles(width, col_spans, ramp))
     raw = []
-    total = torch.zeros(height, width, dtype=torch.float64)
+    total = torch.zeros(height, width)
     for w in windows:
-        rows = _ramp(w.height, ramp, w.top > 0, w.top + w.height < height)
-        cols = _ramp(w.width, ramp, w.left > 0, w.left + w.width < width)
+        rows = _ramp(w.height, ramp, w.top > 0, w.top + w.height < height).float()
+        cols = _ramp(w.width, ramp, w.left > 0, w.left + w.width < width).float()
         weight = rows[:, None] * cols[None, :]
         raw.append(weight)
         total[w.slices] += weight
-    return [(weight / total[w.slices]).float() for w, weight in zip(windows, raw, strict=True)]
+    return [weight / total[w.slices] for w, weight in zip(windows, raw, strict=True)]
 
 
 def covered(height: int, width: int, windows: Sequence[Window]) -> torch.Tensor:

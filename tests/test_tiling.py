@@ -14,6 +14,7 @@ from engine.builtin.data import psnr
 from engine.pixels import conventional_resize, feather_mask
 from engine.tiled import TileGrid, tile_batches, tiled_decode, tiled_encode
 from engine.tiling import (
+    SeparableWeights,
     Window,
     blend_weights,
     covered,
@@ -46,6 +47,7 @@ def test_blend_weights_sum_to_one_everywhere(height, width, tile, overlap_share,
     overlap = min(int(tile * overlap_share), tile - 1)
     windows = tile_windows(height, width, tile, overlap)
     weights = blend_weights(height, width, windows, ramp=int(overlap * ramp_share * 2))
+    assert isinstance(weights, SeparableWeights)  # a full grid never holds a dense weight per tile
     total = torch.zeros(height, width)
     for window, weight in zip(windows, weights, strict=True):
         assert weight.shape == (window.height, window.width) and bool((weight > 0).all())
