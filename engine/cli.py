@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --mask: soften the mask's edge by a Gaussian of this many input pixels")
     up.add_argument("--region-only", action="store_true", help="with --mask: output RGBA with the mask as alpha")
     up.add_argument("--tile-size", type=int, metavar="PX",
-                    help="side of denoising and VAE tiles (default: the model's native size; built-in 1024)")
+                    help="side of denoising and VAE tiles (default: the model's native size; built-in 1088)")
     up.add_argument("--tile-overlap", type=int, metavar="PX",
                     help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)")
     up.add_argument("--tile-batch", type=int, default=1, metavar="N",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -33,12 +34,14 @@ def _unseen_pair(factor: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(hr), np.asarray(lr)
 
 
-def test_default_model_beats_bicubic_and_lanczos_on_an_unseen_photo():
-    hr, lr = _unseen_pair(2)
-    ours = upscale(lr, scale=2)  # no model named: the built-in one, at its default steps
+@pytest.mark.parametrize(("factor", "margin"), [(2, 0.8), (4, 0.5)])  # the bar on the eval split
+def test_default_model_beats_bicubic_and_lanczos_on_an_unseen_photo(factor, margin):
+    hr, lr = _unseen_pair(factor)
+    ours = upscale(lr, scale=factor)  # no model named: the built-in one, at its default steps
     bicubic = np.asarray(Image.fromarray(lr).resize(hr.shape[1::-1], Image.Resampling.BICUBIC))
-    lanczos = np.round(conventional_resize(lr.astype(np.float32) / 255, hr.shape[1::-1]) * 255)
-    assert psnr(ours, hr) > psnr(bicubic, hr) + 0.3
+    lanczos = np.round(conventional_resize(lr.astype(np.float32) / 255, hr.shape[1::-1]) * 255).astype(np.uint8)
+    assert psnr(lanczos, hr) > psnr(bicubic, hr)  # the baselines themselves are sane (measured: +0.5, +0.3 dB)
+    assert psnr(ours, hr) > psnr(bicubic, hr) + margin  # measured: +2.8 dB at 2x, +2.1 dB at 4x
     assert psnr(ours, hr) > psnr(lanczos, hr)
 
 

@@ -48,8 +48,9 @@ class BuiltinBackend(FlowBackend):
 
     @property
     def default_tile_size(self) -> int:
-        # A convolutional network has no native size; tiles only bound memory (about 200 MB at 1024 px).
-        return 1024
+        # A convolutional network has no native size; tiles only bound memory (about 250 MB each). 1024 px
+        # plus the overlap, so a power-of-two output splits into whole tiles (2048 = 2 x 2, not 3 x 3).
+        return 1024 + self.default_tile_overlap
 
     @property
     def default_tile_overlap(self) -> int:
