@@ -247,7 +247,7 @@ def scale_aware_sigma(sigma: float, stage_factor: float, *, exponent: float = SC
     if stage_factor <= 0.0 or reference_factor <= 0.0:
         raise ValueError(f"stage_factor and reference_factor must be > 0, got {stage_factor} and {reference_factor}")
     k = (stage_factor / reference_factor) ** exponent
-    return k * sigma / (1.0 + (k - 1.0) * sigma)
+    return min(1.0, k * sigma / (1.0 + (k - 1.0) * sigma))  # exact 1 stays 1 despite rounding
 
 
 # --- optional stochastic sampling --------------------------------------------------------------------------
