@@ -193,10 +193,10 @@ def run_stages(
     for index, stage in enumerate(stages):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        upsampled = conventional_resize(current, stage.size)
-        padded, size_hw = pad_to_multiple(to_model_tensor(upsampled), backend.latent_multiple)
+        padded, size_hw = pad_to_multiple(to_model_tensor(conventional_resize(current, stage.size)),
+                                          backend.latent_multiple)
         latent = tiled_encode(backend, padded, grid)
-        del padded
+        del padded, current  # the stage's input lives on in the latent; full-size buffers are what peaks
         if guidance.match_statistics and previous_latent is not None:
             latent = _matched(latent, previous_latent)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)

@@ -194,9 +194,10 @@ def crop_to(x: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
 
 def to_model_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) in [0, 1] -> (1, 3, H, W) in [-1, 1], the range every diffusers VAE expects."""
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).mul(2.0).sub(1.0)
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).mul(2.0).sub_(1.0)
 
 
 def from_model_tensor(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) in [-1, 1] -> (H, W, 3) float32 in [0, 1]."""
-    return x[0].float().add(1.0).mul(0.5).clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+    # One new buffer, then in place: at 16 MP each full-size temporary is 192 MiB.
+    return x[0].float().add(1.0).mul_(0.5).clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
