@@ -45,9 +45,7 @@ MAX_FEATHER = 256.0
 
 def tile_grid(backend: FlowBackend, settings: UpscaleSettings) -> TileGrid:
     """The job's tiles: the settings' sizes where given, else the model's."""
-    tile = settings.tile_size or backend.default_tile_size
-    overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
-    return TileGrid.for_backend(backend, tile, min(overlap, tile // 2), settings.tile_batch)
+    return TileGrid.for_backend(backend, settings.tile_size, settings.tile_overlap, settings.tile_batch)
 
 
 def smaller_tiles(backend: FlowBackend, settings: UpscaleSettings) -> UpscaleSettings:
@@ -145,8 +143,8 @@ def upscale(
     if weight is not None:
         # Pixel-space composite: outside the mask nothing takes the VAE round trip.
         conventional = conventional_resize(pixels.rgb, out_size)
-        region = conventional[out_box[0]:out_box[2], out_box[1]:out_box[3]]
-        region[...] = weight[out_box[0]:out_box[2], out_box[1]:out_box[3], None] * rgb \
-            + (1.0 - weight[out_box[0]:out_box[2], out_box[1]:out_box[3], None]) * region
+        rows, cols = slice(out_box[0], out_box[2]), slice(out_box[1], out_box[3])
+        box_weight = weight[rows, cols, None]
+        conventional[rows, cols] = box_weight * rgb + (1.0 - box_weight) * conventional[rows, cols]
         rgb = conventional
     return to_image(rgb, alpha, pixels)

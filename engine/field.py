@@ -7,9 +7,6 @@ x0_hat of every step of the stage before, upsampled), which the next stage reads
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 
@@ -26,29 +23,10 @@ from engine.guidance import (
     skip_residual,
     stochastic_step,
 )
+from engine.pixels import gaussian_blur
 from engine.settings import StructureGuidance
 from engine.tiled import TileGrid, tiled_velocity
 from engine.tiling import blend_weights, dilate, windows_touching
-
-
-def map_spatial(cond: Conditioning, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:
-    """`cond` with `fn` applied to its spatial inputs (latent-sized (B, C, h, w) tensors in `extra`)."""
-    if not cond.extra:
-        return cond
-    return replace(cond, extra={key: fn(value) if isinstance(value, torch.Tensor) and value.ndim == 4 else value
-                                for key, value in cond.extra.items()})
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a (B, C, H, W) latent, replicate-padded, radius 2 sigma."""
-    radius = max(1, round(2 * sigma))
-    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device) / sigma) ** 2)
-    taps = taps / taps.sum()
-    channels = x.shape[1]
-    out = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(out, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-
 
 # Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
 # model output rather than on the reference's VAE round trip.
@@ -96,9 +74,10 @@ class StageField:
         self.previous: tuple[float, torch.Tensor] | None = None  # (sigma, guided x0_hat) of the step before
         height, width = latent.shape[-2:]
         windows = grid.windows(height, width)
-        self.hold = None
+        self.hold = self.reference_velocity = None
         if region is not None:
             self.hold = dilate(region, HOLD_MARGIN).to(latent.device)
+            self.reference_velocity = noise - latent  # eps - latent: what keeps x on the reference's path
             # Tiles touching the region plus the tile overlap of context: the rest is never computed.
             windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
         self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
@@ -115,8 +94,8 @@ class StageField:
     def model(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if self.whole:
             return self.backend.velocity(x, sigma, self.cond)
-        # Where no tile computes, the reference's own velocity eps - latent keeps x on its path.
-        outside = self.noise - self.latent
+        # Tiles cover everything unless a mask dropped some; there the reference's own velocity holds x.
+        outside = torch.zeros_like(x) if self.reference_velocity is None else self.reference_velocity.clone()
         local = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
                                batch=self.batch)
         weight = self.guidance.dilated_views * cosine_decay(sigma, self.sigma_start, DILATED_VIEW_POWER)
@@ -131,13 +110,13 @@ class StageField:
         s, h, w = self.stride, x.shape[-2], x.shape[-1]
         step = s * self.backend.patch_size
         pad_h, pad_w = -h % step, -w % step
-        padded = F.pad(gaussian_blur(x, 1.0), (0, pad_w, 0, pad_h), mode="replicate")
-        cond = map_spatial(self.cond, lambda t: F.pad(t, (0, pad_w, 0, pad_h), mode="replicate"))
+        padded = F.pad(gaussian_blur(x, 1.0, 2), (0, pad_w, 0, pad_h), mode="replicate")
+        cond = self.cond.map_spatial(lambda t: F.pad(t, (0, pad_w, 0, pad_h), mode="replicate"))
         views = dilated_views(padded, s)
         outputs = []
         for start in range(0, len(views), self.batch):
             chunk = list(range(start, min(start + self.batch, len(views))))
-            view_cond = map_spatial(cond, lambda t, chunk=chunk: torch.cat([t[..., i // s :: s, i % s :: s]
+            view_cond = cond.map_spatial(lambda t, chunk=chunk: torch.cat([t[..., i // s :: s, i % s :: s]
                                                                              for i in chunk]))
             batch = torch.cat([views[i] for i in chunk])
             outputs.extend(self.backend.velocity(batch, sigma, view_cond).split(x.shape[0]))
@@ -153,16 +132,16 @@ class StageField:
         if self.reference is not None:
             size, device = x.shape[-2:], x.device
             reference_x0 = self.reference.at(sigma, size, device)
-            if g.direction > 0.0:
-                alpha = alpha_schedule(sigma, self.sigma_start, g.direction)
+            if g.direction_alignment > 0.0:
+                alpha = alpha_schedule(sigma, self.sigma_start, g.direction_alignment)
                 x0_hat = align_direction(x0_hat, reference_x0, alpha=alpha)
-            if g.acceleration > 0.0 and self.previous is not None:
+            if g.acceleration_alignment > 0.0 and self.previous is not None:
                 previous_sigma, previous_x0 = self.previous
-                beta = beta_schedule(sigma, self.sigma_start, g.acceleration)
+                beta = beta_schedule(sigma, self.sigma_start, g.acceleration_alignment)
                 x0_hat = align_acceleration(x0_hat, previous_x0, reference_x0,
                                             self.reference.at(previous_sigma, size, device), beta=beta)
             v = (x_in - x0_hat) / sigma
-        if g.acceleration > 0.0:
+        if g.acceleration_alignment > 0.0:
             self.previous = (sigma, x0_hat)
         if self.trajectory is not None:
             self.trajectory.record(sigma, x0_hat)
@@ -178,5 +157,5 @@ class StageField:
             # The sampler steps from x, not x_in: this velocity lands where the guided step lands.
             v_step = (x_next - x) / (sigma_next - sigma)
         if self.hold is not None:
-            v_step = torch.where(self.hold, v_step, self.noise - self.latent)
+            v_step = torch.where(self.hold, v_step, self.reference_velocity)
         return v_step

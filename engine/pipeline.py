@@ -137,13 +137,19 @@ def _matched(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return match_statistics(latent, reference.to(latent.device))
 
 
+def encode_pixels(rgb: np.ndarray, backend: FlowBackend, grid: TileGrid) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(H, W, 3) colour -> the model's latent (reflect-padded to the latent multiple, tiled where large) and
+    the (H, W) to crop its decoding back to."""
+    padded, size_hw = pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)
+    return tiled_encode(backend, padded, grid), size_hw
+
+
 def reference_pass(rgb: np.ndarray, sigmas: tuple[float, ...], *, backend: FlowBackend, cond: Conditioning,
                    grid: TileGrid, generator: torch.Generator,
                    cancel: CancelToken | None = None) -> tuple[Trajectory, torch.Tensor]:
     """The first stage's reference: the same flow run on the input at its own size, x0_hat recorded at
     every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the input's latent."""
-    padded, _ = pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)
-    latent = tiled_encode(backend, padded, grid)
+    latent, _ = encode_pixels(rgb, backend, grid)
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
     field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, sigmas,
                        keep_trajectory=True)
@@ -177,7 +183,7 @@ def run_stages(
     fraction). With `preview_every` = N > 0, every Nth step of a stage (and its last)
     carries a preview of at most `preview_side` pixels a side; each costs one small VAE decode.
     """
-    grid = grid or TileGrid.for_backend(backend, backend.default_tile_size, backend.default_tile_overlap)
+    grid = grid or TileGrid.for_backend(backend)
     progress = _Progress(stages, on_progress)
     # One CPU generator for all noise: the same seed gives the same bytes on any device.
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -188,15 +194,12 @@ def run_stages(
             reference, previous_latent = reference_pass(rgb, stages[0].sigmas, backend=backend, cond=cond,
                                                         grid=grid, generator=generator, cancel=cancel)
         else:
-            previous_latent = tiled_encode(backend, pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)[0],
-                                           grid)
+            previous_latent, _ = encode_pixels(rgb, backend, grid)
     for index, stage in enumerate(stages):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        padded, size_hw = pad_to_multiple(to_model_tensor(conventional_resize(current, stage.size)),
-                                          backend.latent_multiple)
-        latent = tiled_encode(backend, padded, grid)
-        del padded, current  # the stage's input lives on in the latent; full-size buffers are what peaks
+        latent, size_hw = encode_pixels(conventional_resize(current, stage.size), backend, grid)
+        del current  # the stage's input lives on in the latent; full-size buffers are what peaks
         if guidance.match_statistics and previous_latent is not None:
             latent = _matched(latent, previous_latent)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)

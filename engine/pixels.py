@@ -103,14 +103,20 @@ def feather_mask(mask: np.ndarray, radius: float) -> np.ndarray:
     """The mask blurred by a Gaussian of standard deviation `radius` pixels (reflected at the borders)."""
     if radius <= 0:
         return mask
-    half = max(1, math.ceil(3 * radius))
-    taps = torch.exp(-0.5 * (torch.arange(-half, half + 1, dtype=torch.float64) / radius) ** 2)
-    taps = (taps / taps.sum()).float()
     x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    for kernel in (taps[None, None, :, None], taps[None, None, None, :]):  # rows, then columns
-        pad = (0, 0, half, half) if kernel.shape[2] > 1 else (half, half, 0, 0)
-        x = F.conv2d(_grow_reflect(x, pad), kernel)
-    return x[0, 0].numpy().clip(0.0, 1.0)
+    return gaussian_blur(x, radius, max(1, math.ceil(3 * radius)), reflect=True)[0, 0].numpy().clip(0.0, 1.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, radius: int, *, reflect: bool = False) -> torch.Tensor:
+    """Separable Gaussian blur of each channel of (B, C, H, W) over `radius` taps a side, rows then columns;
+    borders are replicated, or reflected where the side is long enough (`reflect`)."""
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+    taps = (taps / taps.sum()).to(x.device, x.dtype)
+    channels = x.shape[1]
+    for pad, shape in (((0, 0, radius, radius), (-1, 1)), ((radius, radius, 0, 0), (1, -1))):
+        padded = _grow_reflect(x, pad) if reflect else F.pad(x, pad, mode="replicate")
+        x = F.conv2d(padded, taps.view(1, 1, *shape).repeat(channels, 1, 1, 1), groups=channels)
+    return x
 
 
 def _grow_reflect(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from engine.errors import InvalidInput
@@ -21,8 +21,8 @@ class StructureGuidance:
     """Structure-guidance switches for one job; every weight 0 (and both flags off) is the plain loop."""
 
     skip_residual: float = 0.0  # DemoFusion c1 peak: pull x toward the re-noised reference, cosine^3 decay
-    direction: float = 0.0  # HiFlow alpha peak: x0_hat's low band from the reference trajectory
-    acceleration: float = 0.0  # HiFlow beta peak: x0_hat's step-to-step change toward the reference's
+    direction_alignment: float = 0.0  # HiFlow alpha peak: x0_hat's low band from the reference trajectory
+    acceleration_alignment: float = 0.0  # HiFlow beta peak: x0_hat's change toward the reference's
     match_statistics: bool = False  # APT: the upsampled latent gets the previous stage's channel mean/std
     scale_aware: bool = False  # APT: stage start sigma moves with the stage factor
     stochastic: float = 0.0  # eta: share of fresh noise mixed in at each step (0 = deterministic ODE)
@@ -31,7 +31,7 @@ class StructureGuidance:
     @property
     def uses_reference(self) -> bool:
         """Whether a stage needs the trajectory of the stage before (for the first: a pass at input size)."""
-        return self.direction > 0.0 or self.acceleration > 0.0
+        return self.direction_alignment > 0.0 or self.acceleration_alignment > 0.0
 
 
 GUIDANCE_WEIGHTS = ("skip_residual", "direction_alignment", "acceleration_alignment", "stochastic", "dilated_views")
@@ -109,17 +109,8 @@ class UpscaleSettings:
 
     def guidance_over(self, default: StructureGuidance) -> StructureGuidance:
         """The job's guidance: these settings where given, the model's `default` elsewhere."""
-        def pick(value: Any, fallback: Any) -> Any:
-            return fallback if value is None else value
-        return StructureGuidance(
-            skip_residual=float(pick(self.skip_residual, default.skip_residual)),
-            direction=float(pick(self.direction_alignment, default.direction)),
-            acceleration=float(pick(self.acceleration_alignment, default.acceleration)),
-            match_statistics=pick(self.match_statistics, default.match_statistics),
-            scale_aware=pick(self.scale_aware, default.scale_aware),
-            stochastic=float(pick(self.stochastic, default.stochastic)),
-            dilated_views=float(pick(self.dilated_views, default.dilated_views)),
-        )
+        return replace(default, **{f.name: getattr(self, f.name) for f in fields(StructureGuidance)
+                                   if getattr(self, f.name) is not None})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpscaleSettings:

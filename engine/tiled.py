@@ -30,8 +30,12 @@ class TileGrid:
     batch: int = 1
 
     @classmethod
-    def for_backend(cls, backend: FlowBackend, tile_px: int, overlap_px: int, batch: int = 1) -> TileGrid:
-        """Pixel sizes in whole patches: the tile rounded down, the overlap up but kept to half a tile."""
+    def for_backend(cls, backend: FlowBackend, tile_px: int | None = None, overlap_px: int | None = None,
+                    batch: int = 1) -> TileGrid:
+        """Pixel sizes (None: the model's) in whole patches: the tile rounded down, the overlap up but kept
+        to half a tile."""
+        tile_px = tile_px or backend.default_tile_size
+        overlap_px = backend.default_tile_overlap if overlap_px is None else overlap_px
         patch, step = backend.patch_size, backend.latent_multiple
         tile = max(1, tile_px // step) * patch
         overlap = min(-(-overlap_px // step), tile // patch // 2) * patch

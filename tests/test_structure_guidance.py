@@ -64,7 +64,7 @@ def test_direction_alignment_gives_x0_hat_the_reference_trajectorys_low_band(tin
     reference = Trajectory()
     reference.record(0.35, torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(9)))  # a stage at half size
     plain, x, sigmas = _field(backend, StructureGuidance())
-    guided, _, _ = _field(backend, StructureGuidance(direction=1.0), reference)
+    guided, _, _ = _field(backend, StructureGuidance(direction_alignment=1.0), reference)
     sigma = sigmas[0]
     target = reference.at(sigma, (8, 8), x.device)
     mask = butterworth_lowpass(8, 8)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -24,6 +24,14 @@ class Conditioning:
     guidance: float | None = None  # FLUX-dev's distilled guidance embedding; None where the model has none
     extra: dict[str, Any] = field(default_factory=dict)  # per-stage inputs, e.g. the built-in model's image
 
+    def map_spatial(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:
+        """This conditioning with `fn` applied to its spatial inputs (latent-sized (B, C, h, w) tensors in
+        `extra`): how tiles and dilated views get the part of the condition that lies under them."""
+        if not self.extra:
+            return self
+        return replace(self, extra={key: fn(value) if isinstance(value, torch.Tensor) and value.ndim == 4 else value
+                                    for key, value in self.extra.items()})
+
 
 class FlowBackend(ABC):
     """A loaded flow-matching model: encode, decode, velocity, conditioning and its geometry.
@@ -38,7 +46,7 @@ class FlowBackend(ABC):
     default_strength: ClassVar[float] = 0.35  # faithful: the input's structure survives the re-noise
     vae_tiling: ClassVar[bool] = True  # large images are encoded and decoded in tiles (False: the VAE is pointwise)
     # Structure guidance unless a job says otherwise (README "Structure guidance" says why these).
-    default_structure: ClassVar[StructureGuidance] = StructureGuidance(direction=1.0, match_statistics=True)
+    default_structure: ClassVar[StructureGuidance] = StructureGuidance(direction_alignment=1.0, match_statistics=True)
 
     def __init__(self, *, source: str, device: torch.device, dtype: torch.dtype, vae_scale: int, native_size: int,
                  shift_rule: ShiftRule) -> None:
@@ -114,12 +122,4 @@ class FlowBackend(ABC):
     def crop_condition(self, cond: Conditioning, windows: Sequence[Window]) -> Conditioning:
         """The conditioning of a batch of tiles: spatial inputs (latent-sized (B, C, h, w) tensors in `extra`)
         cut to each window and stacked along the batch, in the windows' order."""
-        if not cond.extra:
-            return cond
-
-        def cut(value: Any) -> Any:
-            if not (isinstance(value, torch.Tensor) and value.ndim == 4):
-                return value
-            return torch.cat([value[(..., *w.slices)] for w in windows])
-
-        return replace(cond, extra={key: cut(value) for key, value in cond.extra.items()})
+        return cond.map_spatial(lambda value: torch.cat([value[(..., *w.slices)] for w in windows]))
