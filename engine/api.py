@@ -115,6 +115,7 @@ def upscale(
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
+    settings = settings.with_preset(backend.presets)
     grid = tile_grid(backend, settings)
     _check_fits(backend, out_size, max_memory, grid.tile * backend.vae_scale)
     steps = settings.steps or backend.default_steps

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine import __version__
+from engine.settings import PRESETS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
                          "repo id, or a transformer .safetensors file")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
+    up.add_argument("--preset", choices=PRESETS,
+                    help="faithful / balanced / creative: the model's settings for that trade-off (default balanced); "
+                         "explicit --strength, --steps and guidance flags win")
     up.add_argument("--strength", type=float,
                     help="noise level each stage starts from: 0 = plain Lanczos, higher = more invented "
                          "detail (default: the model's; 0.35 for FLUX, SD3, Qwen-Image, Z-Image)")
@@ -170,7 +174,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     prompt = ", ".join(p for p in (args.prompt, HIGH_DETAIL_PROMPT if args.high_detail else "") if p)
     settings = UpscaleSettings(
-        scale=args.scale, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
+        scale=args.scale, preset=args.preset, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
         negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
         tile_size=args.tile_size, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
         skip_residual=args.skip_residual,

@@ -14,6 +14,8 @@ BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
 MIN_TILE_SIZE = 64  # below this a tile holds too little image for the model to recognise anything
 MAX_TILE_SIZE = 16384
 MAX_TILE_BATCH = 64
+# Named trade-offs the editors offer; each model maps them to its own settings (FlowBackend.presets).
+PRESETS = ("faithful", "balanced", "creative")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class UpscaleSettings:
     """What to do to one image. None means the model's own default (for the big models: strength 0.35)."""
 
     scale: float = 2.0
+    preset: str | None = None  # faithful / balanced / creative: the model's settings for that trade-off
     strength: float | None = None  # sigma_start of every stage: 0 = conventional upscale, 1 = all new noise
     steps: int | None = None  # length of the model's full schedule; None = the model's default
     seed: int = 0
@@ -67,6 +70,8 @@ class UpscaleSettings:
             object.__setattr__(self, "scale", check_scale(self.scale))
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
+        if self.preset is not None and self.preset not in PRESETS:
+            raise InvalidInput(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.strength is not None and (isinstance(self.strength, bool) or not isinstance(self.strength, (int, float))
                                           or not 0.0 <= self.strength <= 1.0):
             raise InvalidInput(f"strength must be between 0 and 1 (try 0.2-0.5), got {self.strength!r}")
@@ -106,6 +111,11 @@ class UpscaleSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_preset(self, presets: dict[str, dict[str, Any]]) -> UpscaleSettings:
+        """These settings with the preset's values (from the model's `presets`) wherever a field is None."""
+        chosen = presets.get(self.preset or "balanced", {})
+        return replace(self, **{name: value for name, value in chosen.items() if getattr(self, name) is None})
 
     def guidance_over(self, default: StructureGuidance) -> StructureGuidance:
         """The job's guidance: these settings where given, the model's `default` elsewhere."""

@@ -47,6 +47,13 @@ class FlowBackend(ABC):
     vae_tiling: ClassVar[bool] = True  # large images are encoded and decoded in tiles (False: the VAE is pointwise)
     # Structure guidance unless a job says otherwise (README "Structure guidance" says why these).
     default_structure: ClassVar[StructureGuidance] = StructureGuidance(direction_alignment=1.0, match_statistics=True)
+    # What the editors' presets mean for this model: settings used where the job leaves them None.
+    # Balanced is the model's defaults; faithful re-noises less, creative more with a looser low band.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "faithful": {"strength": 0.25},
+        "balanced": {},
+        "creative": {"strength": 0.5, "direction_alignment": 0.5},
+    }
 
     def __init__(self, *, source: str, device: torch.device, dtype: torch.dtype, vae_scale: int, native_size: int,
                  shift_rule: ShiftRule) -> None:

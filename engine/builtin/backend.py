@@ -34,6 +34,9 @@ class BuiltinBackend(FlowBackend):
     vae_tiling: ClassVar[bool] = False  # pixels are the latents: nothing to tile
     # Its condition is the stage's input itself and it was trained for the plain sampler: no guidance.
     default_structure: ClassVar[StructureGuidance] = StructureGuidance()
+    # One step is already its most faithful (highest PSNR); more steps draw sharper, partly invented
+    # texture (4 steps: +0.50 dB over bicubic at 2x against +1.19 for one; README model card).
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"faithful": {}, "balanced": {}, "creative": {"steps": 4}}
 
     def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
                  dtype: torch.dtype) -> None:

@@ -295,3 +295,11 @@ def test_wrong_content_type_and_missing_parts(client):
     assert status == 415 and "multipart" in error_of(body)
     status, _, body = post_job(client.url, client.token, {}, b"")
     assert status == 422
+
+
+def test_a_preset_travels_and_an_unknown_one_is_refused(client):
+    job = client.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8, preset="faithful", **FAST)
+    client.wait(job)
+    assert client.job(job)["params"]["preset"] == "faithful"
+    with pytest.raises(RejectedInput, match="preset must be one of"):
+        client.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8, preset="vivid")

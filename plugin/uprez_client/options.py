@@ -1,0 +1,54 @@
+"""What the editors' dialogs offer, turned into the engine's job params: one mapping for every bridge."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+PRESETS = ("faithful", "balanced", "creative")
+PRESET_HINTS = {
+    "faithful": "keeps the picture as it is, sharpens what is there",
+    "balanced": "the model's own defaults: real new detail, same structure",
+    "creative": "invents more texture; may change small things",
+}
+SCALES = (1.5, 2.0, 3.0, 4.0)  # the dialogs' quick choices; any factor > 1 and <= MAX_SCALE is allowed
+MAX_SCALE = 16.0
+MAX_SEED = 2**63 - 1
+
+
+def job_params(scale: float = 2.0, preset: str = "balanced", model: str | None = None, seed: int = 0,
+               prompt: str = "", **advanced: Any) -> dict[str, Any]:
+    """The params of one job, checked here so a dialog can show the message before anything is sent.
+
+    `advanced` passes engine params through (steps, strength, tile_size, ...); the engine checks those.
+    Raises ValueError with a message a person can act on.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError("the scale must be a number such as 2 or 1.5")
+    if not 1.0 < scale <= MAX_SCALE:
+        raise ValueError(f"the scale must be more than 1 and at most {MAX_SCALE:g}, got {scale:g}")
+    if preset not in PRESETS:
+        raise ValueError(f"the preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    params: dict[str, Any] = {"scale": float(scale), "preset": preset, "seed": seed}
+    if model:
+        params["model"] = model
+    if prompt.strip():
+        params["prompt"] = prompt.strip()
+    params.update({k: v for k, v in advanced.items() if v is not None})
+    return params
+
+
+def parse_scale(text: str) -> float:
+    """A scale typed by a person: "2", "2x", "1.5×", "150%"; raises ValueError saying what is accepted."""
+    cleaned = text.strip().lower().rstrip("x×").strip()
+    percent = cleaned.endswith("%")
+    try:
+        value = float(cleaned.rstrip("%").strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a scale; type a factor such as 2, 1.5x or 150%") from None
+    value = value / 100.0 if percent else value
+    if not math.isfinite(value) or not 1.0 < value <= MAX_SCALE:
+        raise ValueError(f"the scale must be more than 1 and at most {MAX_SCALE:g}, got {text.strip()!r}")
+    return value

@@ -1,0 +1,47 @@
+"""Presets: each model maps faithful / balanced / creative to its own settings; explicit settings win."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import upscale
+from engine.errors import InvalidInput
+from engine.settings import PRESETS, UpscaleSettings
+
+
+@pytest.fixture
+def small(sample_image):
+    return np.asarray(sample_image.resize((32, 24)))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_preset_gives_the_same_bytes_as_its_settings_spelled_out(tiny_backend, small, preset):
+    backend = tiny_backend("flux-dev")
+    spelled = backend.presets[preset]
+    with_preset = upscale(small, backend=backend, preset=preset, seed=3)
+    explicit = upscale(small, backend=backend, seed=3, **spelled)
+    np.testing.assert_array_equal(with_preset, explicit)
+
+
+def test_presets_differ_and_an_explicit_strength_wins(tiny_backend, small):
+    backend = tiny_backend("flux-dev")
+    faithful, creative = (upscale(small, backend=backend, preset=p, seed=3) for p in ("faithful", "creative"))
+    assert not np.array_equal(faithful, creative)
+    # A creative job that spells out the faithful strength differs from faithful only by the guidance.
+    mixed = upscale(small, backend=backend, preset="creative", strength=0.25, direction_alignment=1.0, seed=3)
+    np.testing.assert_array_equal(mixed, faithful)
+
+
+def test_the_builtin_model_keeps_its_defaults_for_faithful_and_draws_more_steps_for_creative():
+    from engine.builtin.backend import BuiltinBackend
+
+    presets = BuiltinBackend.presets
+    assert UpscaleSettings(preset="faithful").with_preset(presets) == UpscaleSettings(preset="faithful")
+    assert UpscaleSettings(preset="creative").with_preset(presets).steps == 4
+    assert UpscaleSettings(preset="creative", steps=2).with_preset(presets).steps == 2
+
+
+def test_an_unknown_preset_is_refused_with_the_choices():
+    with pytest.raises(InvalidInput, match="faithful, balanced, creative"):
+        UpscaleSettings(preset="vivid")
