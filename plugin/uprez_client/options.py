@@ -7,9 +7,9 @@ from typing import Any
 
 PRESETS = ("faithful", "balanced", "creative")
 PRESET_HINTS = {
-    "faithful": "keeps the picture as it is, sharpens what is there",
-    "balanced": "the model's own defaults: real new detail, same structure",
-    "creative": "invents more texture; may change small things",
+    "faithful": "keeps the picture as it is; sharpens what is there",
+    "balanced": "the model's defaults: new detail, same structure",
+    "creative": "invents more texture; small things may change",
 }
 SCALES = (1.5, 2.0, 3.0, 4.0)  # the dialogs' quick choices; any factor > 1 and <= MAX_SCALE is allowed
 MAX_SCALE = 16.0

@@ -1,0 +1,261 @@
+"""The "Upscale with Uprez" dialog: choices, then progress with preview and Cancel, without blocking Krita.
+
+Non-modal: a person can keep painting while the engine works. Closing the dialog leaves the job running;
+its end is reported in the canvas (a floating message) if the dialog is hidden by then.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+from . import document as doc_ops
+from . import form
+from .client_import import launcher, options, uprez_client
+from .job import UpscaleJob
+from .plan import SOURCE_LABELS, TARGET_LABELS, TARGETS
+from .qt import (
+    AlignCenter,
+    DialogButton,
+    KeepAspectRatio,
+    QImage,
+    QObject,
+    QPixmap,
+    QtGui,
+    QtWidgets,
+    Signal,
+    SmoothTransformation,
+)
+
+PREVIEW_SIDE = 256
+
+
+class _ModelList(QObject):
+    """Fetches the engine's model list off the GUI thread."""
+
+    arrived = Signal(object)
+
+    def fetch(self) -> None:
+        def run() -> None:
+            try:
+                listed = uprez_client.Client(timeout=5.0).models().get("models", [])
+            except (uprez_client.UprezClientError, ValueError, OSError):
+                listed = []
+            self.arrived.emit([m.get("id") for m in listed if isinstance(m, dict) and m.get("id")])
+
+        threading.Thread(target=run, name="uprez-models", daemon=True).start()
+
+
+class UpscaleDialog(QtWidgets.QDialog):
+    def __init__(self, document: Any = None, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Upscale with Uprez")
+        self.setMinimumWidth(480)
+        self.document = document
+        self.job: UpscaleJob | None = None
+        self._build()
+        self._models = _ModelList()
+        self._models.arrived.connect(self._set_models)
+        self._models.fetch()
+        self.set_document(document)
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.scale = QtWidgets.QComboBox()
+        self.scale.addItems(list(form.SCALE_CHOICES))
+        self.scale.setCurrentText(form.DEFAULT_SCALE)
+        self.custom_scale = QtWidgets.QLineEdit("2.5")
+        self.custom_scale.setPlaceholderText("e.g. 2.5 or 250%")
+        self.custom_scale.setVisible(False)
+        self.scale.currentTextChanged.connect(lambda t: self.custom_scale.setVisible(t == form.SCALE_CHOICES[-1]))
+        scale_row = QtWidgets.QHBoxLayout()
+        scale_row.addWidget(self.scale, 1)
+        scale_row.addWidget(self.custom_scale, 1)
+
+        self.preset = QtWidgets.QComboBox()
+        for i, name in enumerate(options.PRESETS):
+            self.preset.addItem(name.capitalize(), name)
+            self.preset.setItemData(i, options.PRESET_HINTS[name], _tooltip_role())
+        self.preset.setCurrentIndex(options.PRESETS.index("balanced"))
+        self.preset_hint = QtWidgets.QLabel(options.PRESET_HINTS["balanced"])
+        self.preset_hint.setEnabled(False)  # greyed: a caption, not a control
+        self.preset.currentIndexChanged.connect(
+            lambda i: self.preset_hint.setText(options.PRESET_HINTS[options.PRESETS[i]]))
+
+        self.model = QtWidgets.QComboBox()
+        self.model.setEditable(True)
+        self.model.addItem("")
+        self.model.lineEdit().setPlaceholderText("engine default")
+
+        self.seed = QtWidgets.QSpinBox()
+        self.seed.setRange(0, form.SEED_MAX)
+        dice = QtWidgets.QToolButton()
+        dice.setText("Random")
+        dice.setToolTip("A new random seed")
+        dice.clicked.connect(lambda: self.seed.setValue(form.random_seed()))
+        seed_row = QtWidgets.QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(dice)
+
+        self.prompt = QtWidgets.QLineEdit()
+        self.prompt.setPlaceholderText("optional: what the image shows")
+
+        self.source = QtWidgets.QComboBox()
+        for key, label in SOURCE_LABELS.items():
+            self.source.addItem(label, key)
+        self.target = QtWidgets.QComboBox()
+        for key in TARGETS:
+            self.target.addItem(TARGET_LABELS[key], key)
+        self.selection_only = QtWidgets.QCheckBox("Selection only")
+        self.selection_only.setToolTip("Send only the selected region with its soft edge; the new layer holds "
+                                       "just that region")
+
+        settings = QtWidgets.QFormLayout()
+        settings.addRow("Scale", scale_row)
+        settings.addRow("Preset", self.preset)
+        settings.addRow("", self.preset_hint)
+        settings.addRow("Model", self.model)
+        settings.addRow("Seed", seed_row)
+        settings.addRow("Prompt", self.prompt)
+        settings.addRow("Upscale", self.source)
+        settings.addRow("Result", self.target)
+        settings.addRow("", self.selection_only)
+
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.status = QtWidgets.QLabel("")
+        self.status.setWordWrap(True)
+        self.preview = QtWidgets.QLabel()
+        self.preview.setAlignment(AlignCenter)
+        self.preview.setMinimumSize(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2)
+        self.preview.setVisible(False)
+
+        self.buttons = QtWidgets.QDialogButtonBox()
+        self.run_button = self.buttons.addButton("Upscale", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton(DialogButton.Cancel)
+        self.close_button = self.buttons.addButton(DialogButton.Close)
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.hide)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(settings)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.preview)
+        layout.addWidget(self.buttons)
+
+    def _set_models(self, ids: list[str]) -> None:
+        current = self.model.currentText()
+        for model_id in ids:
+            if self.model.findText(model_id) < 0:
+                self.model.addItem(model_id)
+        self.model.setCurrentText(current)
+
+    # -- state ----------------------------------------------------------------------------------------
+    def set_document(self, document: Any) -> None:
+        self.document = document
+        has_selection = document is not None and doc_ops.selection_box(document) is not None
+        self.selection_only.setEnabled(has_selection)
+        self.selection_only.setChecked(has_selection)
+        self.run_button.setEnabled(document is not None and self.job is None)
+        if document is None:
+            self.status.setText("Open an image to upscale.")
+
+    def choices(self) -> form.Choices:
+        return form.Choices(
+            scale=self.scale.currentText(), custom_scale=self.custom_scale.text(), preset=self.preset.currentData(),
+            model=self.model.currentText(), seed=self.seed.value(), prompt=self.prompt.text(),
+            source=self.source.currentData(), target=self.target.currentData(),
+            selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled())
+
+    def run(self) -> None:
+        try:
+            request = form.to_request(self.choices())
+            source = doc_ops.read_source(self.document, request.scale, request.target, request.selection_only,
+                                         source=request.source, params=request.params)
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self.job = UpscaleJob(source, start_engine=launcher.start_engine)
+        self.job.event.connect(self._on_event)
+        self.job.finished.connect(self._on_finished)
+        self.progress.setValue(0)
+        self.status.setText("Sending to the engine…")
+        self.preview.clear()
+        self.preview.setVisible(False)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.status.setText("Cancelling…")
+            self.job.cancel()
+        else:
+            self.hide()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "starting_engine":
+            self.status.setText("Starting the Uprez engine…")
+        elif kind == "queued":
+            self.status.setText(f"Waiting in the engine's queue (position {event.get('position')})")
+        elif kind == "started":
+            self.status.setText(f"Loading {event.get('model') or 'the model'}…")
+        elif kind == "progress":
+            self.progress.setValue(int(1000 * float(event.get("fraction") or 0.0)))
+            self.status.setText(form.eta_text(event))
+        elif kind == "retrying":
+            self.status.setText(str(event.get("message", "Out of memory; retrying with smaller tiles")))
+        elif kind == "preview" and event.get("image"):
+            self._show_preview(event["image"])
+
+    def _show_preview(self, encoded: str) -> None:
+        image = QImage.fromData(base64.b64decode(encoded))
+        if image.isNull():
+            return
+        pixmap = QPixmap.fromImage(image).scaled(PREVIEW_SIDE, PREVIEW_SIDE, KeepAspectRatio, SmoothTransformation)
+        self.preview.setPixmap(pixmap)
+        self.preview.setVisible(True)
+
+    def _on_finished(self, job: UpscaleJob) -> None:
+        self.job = None
+        self.cancel_button.setEnabled(False)
+        self.run_button.setEnabled(self.document is not None)
+        if job.state == "done":
+            self.progress.setValue(1000)
+            where = "a new document" if job.source.plan.target == "new_document" else "a new layer"
+            text = f"Done: the result is in {where}."
+        elif job.state == "cancelled":
+            self.progress.setValue(0)
+            text = "Cancelled; the document is as it was."
+        else:
+            text = f"Failed: {job.message}. The document is as it was."
+        self.status.setText(text)
+        if not self.isVisible():
+            _float_message(text)
+
+    def _show_error(self, message: str) -> None:
+        self.status.setText(message)
+        QtWidgets.QMessageBox.warning(self, "Uprez", message)
+
+
+def _tooltip_role() -> Any:
+    from .qt import Qt
+
+    return Qt.ItemDataRole.ToolTipRole
+
+
+def _float_message(text: str) -> None:
+    try:
+        from krita import Krita
+    except ImportError:
+        return
+    window = Krita.instance().activeWindow()
+    view = window.activeView() if window is not None else None
+    if view is not None:
+        view.showFloatingMessage("Uprez: " + text, QtGui.QIcon(), 4000, 1)

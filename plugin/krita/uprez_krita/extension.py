@@ -1,0 +1,55 @@
+"""Krita's side of the plug-in: the menu action, one dialog per window, and cancelling on close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import Extension, Krita
+
+from . import document as doc_ops
+from .job import RUNNING, cancel_all
+from .qt import QTimer
+
+ACTION_ID = "uprez_upscale"  # stable: people bind shortcuts to it (Settings > Configure Krita > Shortcuts)
+MENU_LOCATION = "tools/scripts"
+
+
+class UprezExtension(Extension):
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+        self._dialog = None
+
+    def setup(self) -> None:
+        notifier = Krita.instance().notifier()
+        notifier.setActive(True)
+        notifier.applicationClosing.connect(cancel_all)
+        # Krita drops the document a moment after it says so, hence the check on the next turn.
+        notifier.imageClosed.connect(lambda _name: QTimer.singleShot(200, cancel_orphans))
+        notifier.viewClosed.connect(lambda *_: QTimer.singleShot(200, cancel_orphans))
+
+    def createActions(self, window: Any) -> None:
+        action = window.createAction(ACTION_ID, "Upscale with Uprez…", MENU_LOCATION)
+        action.setToolTip("Upscale the active layer or the selection with AI; the result lands as a new layer")
+        action.triggered.connect(self.show_dialog)
+
+    def show_dialog(self) -> None:
+        from .dialog import UpscaleDialog
+
+        app = Krita.instance()
+        document = app.activeDocument()
+        window = app.activeWindow()
+        parent = window.qwindow() if window is not None else None
+        if self._dialog is None:
+            self._dialog = UpscaleDialog(document, parent)
+        elif self._dialog.job is None:
+            self._dialog.set_document(document)
+        self._dialog.show()
+        self._dialog.raise_()
+        self._dialog.activateWindow()
+
+
+def cancel_orphans() -> None:
+    """Cancel the jobs whose document is no longer open."""
+    for job in list(RUNNING):
+        if not doc_ops.is_open(job.source.document):
+            job.document_closed()

@@ -1,0 +1,68 @@
+"""Starting the engine for a bridge, when the user's set-up says how (the installer writes it).
+
+`<config folder>/bridge.json` may hold {"start_command": ["/path/to/python", "-m", "engine.cli", "serve"]}.
+Without it, a bridge only says how to start the engine by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .discovery import config_dir
+from .errors import EngineNotRunning
+
+SETTINGS_FILE = "bridge.json"
+START_TIMEOUT_S = 120.0  # loading a big model can take a while; the built-in one starts in seconds
+
+
+def bridge_settings() -> dict[str, Any]:
+    path = os.path.join(config_dir(), SETTINGS_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def start_command() -> list[str] | None:
+    command = bridge_settings().get("start_command")
+    if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
+        return command
+    return None
+
+
+def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> None:
+    """Start the configured engine and wait until `client` reaches it; raises EngineNotRunning otherwise."""
+    command = start_command()
+    if command is None:
+        raise EngineNotRunning(f"no Uprez engine answers at {client.url}; start it with `uprez serve` "
+                               f"(or run the installer, which sets up {SETTINGS_FILE} so the editors start it)")
+    flags: dict[str, Any] = {}
+    if sys.platform == "win32":
+        flags["creationflags"] = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
+            subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    else:
+        flags["start_new_session"] = True  # the engine outlives the editor's plug-in process
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, **flags)
+    except OSError as exc:
+        raise EngineNotRunning(f"could not start the engine with {' '.join(command)} ({exc}); "
+                               f"fix start_command in {SETTINGS_FILE}, or start it with `uprez serve`") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EngineNotRunning(f"the engine started with {' '.join(command)} exited with code "
+                                   f"{process.returncode}; run `uprez serve` in a terminal to see why")
+        try:
+            client.health()
+            return
+        except EngineNotRunning:
+            time.sleep(0.5)
+    raise EngineNotRunning(f"the engine started with {' '.join(command)} did not answer within {timeout:.0f} s")

@@ -1,0 +1,233 @@
+"""The Krita bridge inside the real Krita (kritarunner, offscreen, batch mode) against a real engine.
+
+One kritarunner process runs every scenario of krita_scenarios.py (Krita takes seconds to start) and
+records what the documents hold; the tests below check those records. Skipped where Krita is not
+installed (`apt-get install -y krita xvfb`; .ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+W, H = 64, 48
+
+KRITARUNNER = shutil.which("kritarunner") or "kritarunner"
+pytestmark = pytest.mark.skipif(shutil.which("kritarunner") is None,
+                                reason="Krita is not installed (apt-get install -y krita xvfb)")
+
+
+def run_in_krita(function: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("UPREZ_", "PYTHON", "PYENV", "VIRTUAL_ENV"))}
+    # Krita embeds the system Python and finds it through PATH: a venv's or pyenv's python3 first on PATH
+    # would hand it a foreign standard library without PyQt5.
+    base.update(PATH=os.pathsep.join([str(Path(KRITARUNNER).parent), "/usr/bin", "/bin"]),
+                QT_QPA_PLATFORM="offscreen", PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "plugin" / "krita")]))
+    base.update(env)
+    return subprocess.run([KRITARUNNER, "-s", "krita_scenarios", "-f", function], env=base, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def krita_home(tmp_path_factory) -> dict[str, str]:
+    """A throwaway HOME and XDG folders, so the real user's Krita settings and resources stay untouched."""
+    home = tmp_path_factory.mktemp("krita-home")
+    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+            "XDG_CACHE_HOME": str(home / ".cache"), "XDG_RUNTIME_DIR": str(home / "run")}
+
+
+@pytest.fixture(scope="module")
+def krita(start_server, config_dir, tiny_flux, krita_home, tmp_path_factory):
+    """Every scenario's record, from one kritarunner run against a real engine (built-in model by default)."""
+    server = start_server(model="builtin", queue_size=8)
+    out = tmp_path_factory.mktemp("krita-out")
+    Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = dict(krita_home, UPREZ_URL=server.url, UPREZ_CONFIG_DIR=str(config_dir), UPREZ_KRITA_OUT=str(out),
+               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux))
+    done = run_in_krita("main", env)
+    results_file = out / "results.json"
+    if not results_file.exists():
+        pytest.fail(f"kritarunner wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                    f"{done.stderr[-3000:]}")
+    results = json.loads(results_file.read_text())
+
+    def get(name: str) -> dict:
+        record = results.get(name)
+        assert record is not None, f"scenario {name} did not run"
+        assert record["ok"], record.get("error")
+        return record
+
+    get.out = out
+    return get
+
+
+def pixels(krita, name: str, width: int, height: int, depth: int = 8) -> np.ndarray:
+    data = (krita.out / name).read_bytes()
+    dtype = np.uint8 if depth == 8 else np.dtype("<u2")
+    return np.frombuffer(data, dtype=dtype).reshape(height, width, 4)
+
+
+def source_pattern(depth: int = 8) -> np.ndarray:
+    """The BGRA pattern krita_scenarios.pattern() paints, built independently here."""
+    top = 255 if depth == 8 else 65535
+    y, x = np.mgrid[0:H, 0:W]
+    out = np.stack([top * ((x + y) % 16) // 15, top * y // (H - 1), top * x // (W - 1), np.full_like(x, 255)], -1)
+    if depth == 16:
+        out[..., 3] = top
+    return out.astype(np.uint8 if depth == 8 else np.uint16)
+
+
+def lanczos_2x(bgra: np.ndarray) -> np.ndarray:
+    """The plain 2x of the pattern (8-bit), to compare the model's colours against."""
+    rgb = Image.fromarray(np.ascontiguousarray(bgra[..., 2::-1]).astype(np.uint8))
+    return np.asarray(rgb.resize((2 * W, 2 * H), Image.Resampling.LANCZOS)).astype(np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(krita, depth):
+    record = krita(f"resize_u{depth}")
+    assert record["doc"]["size"] == [2 * W, 2 * H]
+    names = [layer[0] for layer in record["doc"]["layers"]]
+    assert len(names) == 3 and record["above_source"], names  # Background, src, the result right above src
+    result = record["result"]
+    assert result["bounds"] == [0, 0, 2 * W, 2 * H]
+    assert result["depth"] == f"U{depth}"
+    out = pixels(krita, result["pixels"], 2 * W, 2 * H, depth)
+    scale = 1 if depth == 8 else 257
+    rgb = out[..., 2::-1].astype(np.float64) / scale
+    assert np.all(out[..., 3] == (255 if depth == 8 else 65535))
+    # The model's picture of the pattern: close to a plain 2x (the built-in model is faithful), not equal to it.
+    assert psnr(rgb, lanczos_2x(source_pattern(8))) > 25
+    # The source layer holds exactly what Krita's own scaling gives: scaled, never painted on.
+    assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_expected"]).read_bytes()
+    assert np.array_equal(pixels(krita, record["source_before"], W, H, depth), source_pattern(depth))
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krita, depth):
+    record = krita(f"new_document_u{depth}")
+    assert record["doc"]["size"] == [W, H] and len(record["doc"]["layers"]) == 2
+    assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_before"]).read_bytes()
+    assert record["new_doc"]["size"] == [2 * W, 2 * H]
+    assert [layer[1:] for layer in record["new_doc"]["layers"]] == [["paintlayer", f"U{depth}"]]
+    result = pixels(krita, record["result"]["pixels"], 2 * W, 2 * H, depth)
+    assert record["result"]["bounds"] == [0, 0, 2 * W, 2 * H]
+    assert psnr(result[..., 2::-1] / (1 if depth == 8 else 257), lanczos_2x(source_pattern(8))) > 25
+
+
+def _check_region(krita, record, canvas, offset):
+    """Inside the selection: the model's pixels, opaque; outside the upscaled mask: transparent."""
+    mask = np.frombuffer((krita.out / record["mask"]).read_bytes(), np.uint8).reshape(H, W)
+    cw, ch = canvas
+    out = pixels(krita, record["result"]["pixels"], cw, ch)
+    mask_2x = np.asarray(Image.fromarray(mask).resize((2 * W, 2 * H), Image.Resampling.LANCZOS))
+    ox, oy = offset
+    mask_on_canvas = np.zeros((ch, cw), np.uint8)
+    ys, xs = slice(max(0, -oy), min(2 * H, ch - oy)), slice(max(0, -ox), min(2 * W, cw - ox))
+    mask_on_canvas[ys.start + oy:ys.stop + oy, xs.start + ox:xs.stop + ox] = mask_2x[ys, xs]
+    alpha = out[..., 3].astype(int)
+    # Resampling kernels differ at the mask's very edge; a few pixels beyond it everything must be clear.
+    near = mask_on_canvas > 0
+    for _ in range(4):
+        near = near | np.roll(near, 1, 0) | np.roll(near, -1, 0) | np.roll(near, 1, 1) | np.roll(near, -1, 1)
+    assert np.all(alpha[~near] == 0), "pixels outside the selection are not transparent"
+    full = mask_on_canvas == 255
+    assert full.sum() > 400 and np.all(alpha[full] >= 254)
+    expected = lanczos_2x(source_pattern(8))[ys, xs]
+    got = np.zeros((ch, cw, 3))
+    got[ys.start + oy:ys.stop + oy, xs.start + ox:xs.stop + ox] = expected
+    model_rgb = out[..., 2::-1].astype(np.float64)
+    assert psnr(model_rgb[full], got[full]) > 25
+    plain = pixels(krita, record["plain"]["pixels"], cw, ch)
+    assert np.array_equal(plain[..., 3], out[..., 3])  # same region, same soft edge
+    change = np.abs(model_rgb[full] - plain[..., 2::-1].astype(np.float64)[full]).mean()
+    assert change > 0.5, "the selection came back as the plain resize: the model did not run"
+
+
+def test_selection_only_with_resize_canvas_places_the_region_at_its_scaled_position(krita):
+    record = krita("selection_resize")
+    assert record["doc"]["size"] == [2 * W, 2 * H]
+    assert len(record["doc"]["layers"]) == len(record["doc_before"]["layers"]) + 1
+    x, y, w, h = record["selection_box"]
+    bx, by, bw, bh = record["result"]["bounds"]
+    # The layer holds the region only: within the scaled crop (selection plus context), covering the selection.
+    assert bx <= 2 * x and by <= 2 * y and bx + bw >= 2 * (x + w) and by + bh >= 2 * (y + h)
+    assert bw < 2 * W or bh < 2 * H or (bx, by) == (0, 0)
+    _check_region(krita, record, (2 * W, 2 * H), (0, 0))
+
+
+def test_selection_only_in_a_new_document_frames_the_selection(krita):
+    record = krita("selection_new_document")
+    x, y, w, h = record["selection_box"]
+    assert record["new_doc"]["size"] == [2 * w, 2 * h]
+    assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_before"]).read_bytes()
+    assert record["doc"] == record["doc_before"]
+    _check_region(krita, record, (2 * w, 2 * h), (-2 * x, -2 * y))
+
+
+def test_a_cancelled_job_stops_in_the_engine_and_leaves_the_document_unchanged(krita):
+    record = krita("cancel")
+    assert record["outcome"] == "cancelled"
+    assert "progress" in record["events_seen"]
+    assert record["engine_state"] == "cancelled"
+    assert record["unchanged"]
+    assert record["cancel_seconds"] < 30
+
+
+def test_closing_the_document_cancels_its_job(krita):
+    record = krita("close_document")
+    assert record["outcome"] == "cancelled"
+    assert record["engine_state"] == "cancelled"
+
+
+def test_a_failed_job_raises_the_engines_message_and_leaves_the_document_unchanged(krita):
+    record = krita("failure")
+    assert record["outcome"] == "failed"
+    assert "no-such-model" in record["message"]
+    assert record["unchanged"]
+
+
+def test_refused_inputs_get_messages_that_say_what_to_do(krita):
+    record = krita("refusals")
+    messages = record["messages"]
+    assert "8-bit and 16-bit integer" in messages["float"] and "Convert Image Color Space" in messages["float"]
+    assert "RGB" in messages["grey"] and "GRAYA" in messages["grey"]
+    assert "no selection" in messages["no_selection"]
+    assert "uprez serve" in messages["no_engine"]
+    assert "more than 1" in messages["bad_scale"]
+    assert record["unchanged"]
+
+
+def test_the_dialog_renders_in_krita(krita_home, tmp_path, start_server, config_dir):
+    """The screenshot in docs/ comes from here (UPREZ_KRITA_SCREENSHOT=docs/krita-dialog.png to refresh it)."""
+    server = start_server(model="builtin")
+    shot = Path(os.environ.get("UPREZ_KRITA_SCREENSHOT") or tmp_path / "dialog.png")
+    Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    done = run_in_krita("screenshot", dict(krita_home, UPREZ_URL=server.url, UPREZ_CONFIG_DIR=str(config_dir),
+                                           UPREZ_KRITA_SCREENSHOT=str(shot),
+                                           UPREZ_KRITA_SAMPLE=str(ROOT / "engine" / "data" / "sample.jpg")),
+                        timeout=300)
+    assert shot.exists(), done.stdout[-2000:] + done.stderr[-2000:]
+    with Image.open(shot) as image:
+        width, height = image.size
+        colours = len(set(image.convert("RGB").getdata()))
+    assert width > 250 and height > 400 and colours > 1000  # a laid-out dialog with the photo's preview
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
