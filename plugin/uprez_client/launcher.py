@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from .client import Client
 from .discovery import config_dir
 from .errors import EngineNotRunning
 
@@ -37,8 +38,12 @@ def start_command() -> list[str] | None:
     return None
 
 
-def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> None:
-    """Start the configured engine and wait until `client` reaches it; raises EngineNotRunning otherwise."""
+def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> Any:
+    """Start the configured engine and wait until it answers; returns a client for it.
+
+    The engine may come up on another port than `client` expected (`--port 0`), so each try finds it
+    afresh (engine.json). Raises EngineNotRunning with what to do when it does not come up.
+    """
     command = start_command()
     if command is None:
         raise EngineNotRunning(f"no Uprez engine answers at {client.url}; start it with `uprez serve` "
@@ -60,9 +65,16 @@ def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> None:
         if process.poll() is not None:
             raise EngineNotRunning(f"the engine started with {' '.join(command)} exited with code "
                                    f"{process.returncode}; run `uprez serve` in a terminal to see why")
-        try:
-            client.health()
-            return
-        except EngineNotRunning:
-            time.sleep(0.5)
+        for candidate in (client, _discovered(client)):
+            try:
+                candidate.health()
+                return candidate
+            except (EngineNotRunning, ValueError):
+                pass
+        time.sleep(0.5)
     raise EngineNotRunning(f"the engine started with {' '.join(command)} did not answer within {timeout:.0f} s")
+
+
+def _discovered(client: Any) -> Any:
+    """A client for wherever discovery finds the engine now."""
+    return Client(timeout=client.timeout)  # a first start writes the token file too: read it afresh

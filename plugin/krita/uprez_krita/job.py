@@ -36,7 +36,7 @@ class UpscaleJob(QObject):
     _arrived = Signal(object)  # worker -> GUI thread: ("done", data, meta) / ("failed"|"cancelled", message)
 
     def __init__(self, source: doc_ops.Source, client: Any = None,
-                 start_engine: Callable[[Any], None] | None = None) -> None:
+                 start_engine: Callable[[Any], Any] | None = None) -> None:
         super().__init__()
         self.source = source
         self.client = client
@@ -128,7 +128,7 @@ class UpscaleJob(QObject):
             if self.start_engine is None:
                 raise
             self.event.emit({"event": "starting_engine"})
-            self.start_engine(client)
+            client = self.client = self.start_engine(client)
         if self._cancel_requested.is_set():
             raise uprez_client.JobCancelled("cancelled before it was sent")
         src = self.source
