@@ -76,7 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
+    from engine.model_cli import add_models_parser
+
+    add_models_parser(commands)
+    gui = commands.add_parser("gui", help="open the desktop window (needs PyQt6: pip install 'uprez[gui]')")
+    gui.add_argument("image", nargs="?", help="an image to open")
     return parser
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    try:  # PyQt6 is an optional extra: the rest of the command line works without it
+        from ui.app import main as gui_main
+    except ImportError as exc:
+        if (exc.name or "").startswith("PyQt6"):
+            print(f"uprez: the desktop window needs PyQt6 ({exc}); install it with: pip install 'uprez[gui]'",
+                  file=sys.stderr)
+        else:  # e.g. an install made before ui/ existed, or a system library PyQt6 needs
+            print(f"uprez: cannot load the desktop window ({exc}); reinstall Uprez with: pip install 'uprez[gui]'",
+                  file=sys.stderr)
+        return EXIT_ERROR
+    return gui_main([args.image] if args.image else [])
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -243,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run_upscale(args)
         if args.command == "serve":
             return _run_serve(args)
+        if args.command == "gui":
+            return _run_gui(args)
+        if args.command == "models":
+            from engine.model_cli import run_models
+
+            return run_models(args)
     except Cancelled:
         print("uprez: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED

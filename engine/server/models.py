@@ -49,10 +49,28 @@ def scan(model_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
     return found
 
 
+def _found_elsewhere() -> list[dict[str, Any]]:
+    """Complete models in the Hugging Face cache (named by repo id) and in ComfyUI's models/ folders."""
+    from engine import model_store
+    from engine.server.config import uprez_config_dir
+
+    try:
+        config = uprez_config_dir()
+        found = model_store.scan_hf_cache() + model_store.scan_comfyui(model_store.comfyui_roots(config))
+    except (OSError, InvalidInput):  # an unreadable cache or a broken models.json must not break the listing
+        return []
+    return [{"id": m.id, "name": m.name, "kind": m.kind, "installed": True, "where": m.where, "size": m.size}
+            for m in found if m.complete]
+
+
 def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, ...]) -> dict[str, Any]:
     """The body of GET /v1/models: the default and loaded model, and every model found on disk."""
     models = scan(model_dirs)
     known = {m["id"] for m in models}
+    for model in _found_elsewhere():
+        if model["id"] not in known:
+            known.add(model["id"])
+            models.append(model)
     for source in (BUILTIN_MODEL, default, loaded):
         if source and source not in known:
             known.add(source)

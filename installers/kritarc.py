@@ -1,0 +1,63 @@
+"""Read and set one key of Krita's kritarc (a KConfig INI file) without touching any other line.
+
+configparser would rewrite the whole file (case, spacing, KConfig's `[$i]` markers), so edits are line-based.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _find(lines: list[str], section: str, key: str) -> tuple[int | None, int | None]:
+    """(index of the section's last line, index of the key's line), each None when absent."""
+    current, end, found = None, None, None
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped == f"[{section}]"
+            if current:
+                end = index
+            continue
+        if current:
+            if stripped:
+                end = index
+            name = stripped.split("=", 1)[0].strip()
+            if "=" in stripped and name == key:
+                found = index
+    return end, found
+
+
+def get(path: Path, section: str, key: str) -> str | None:
+    """The key's value, or None when the file, section or key is missing."""
+    lines = _lines(path)
+    _, found = _find(lines, section, key)
+    return None if found is None else lines[found].split("=", 1)[1].strip()
+
+
+def set_value(path: Path, section: str, key: str, value: str | None) -> None:
+    """Set `key=value` in `[section]` (value None removes the key), keeping every other line as it was."""
+    lines = _lines(path)
+    end, found = _find(lines, section, key)
+    if value is None:
+        if found is None:
+            return
+        del lines[found]
+    elif found is not None:
+        lines[found] = f"{key}={value}"
+    elif end is not None:
+        lines.insert(end + 1, f"{key}={value}")
+    else:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += [f"[{section}]", f"{key}={value}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".uprez-tmp")
+    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    temp.replace(path)  # Krita reading a half-written kritarc would lose the user's settings
