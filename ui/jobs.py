@@ -70,7 +70,7 @@ class JobRunner(QObject):
 
         def submit() -> str:
             return client.submit_raw(raw, picture.width, picture.height, picture.channels, picture.depth,
-                                     mask=mask, region_only=False, **params)
+                                     mask=mask, region_only=False, client="Uprez window", **params)
 
         run_in_background(submit, self._on_submitted, self._on_failed)
 

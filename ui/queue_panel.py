@@ -24,14 +24,14 @@ ACTIVE_STATES = ("queued", "running")
 
 
 def describe_job(job: dict[str, Any], own_ids: set[str]) -> str:
-    """'this window · 640×480 → 2× · builtin' from a job record (the engine does not say which editor sent it)."""
+    """'this window · 640×480 → 2× · builtin' from a job record; other apps by the name they sent (`client`)."""
     params = job.get("params") or {}
     width, height = params.get("width"), params.get("height")
     size = f"{width}×{height} " if width and height else ""
     scale = params.get("scale")
     model = params.get("model") or "default model"
     model = model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    origin = "this window" if job.get("id") in own_ids else "another app"
+    origin = "this window" if job.get("id") in own_ids else (params.get("client") or "another app")
     scale_text = f"→ {scale:g}×" if isinstance(scale, (int, float)) else ""
     return f"{origin} · {size}{scale_text} · {model}"
 

@@ -15,8 +15,9 @@ _SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
 _NUMBERS = ("scale", "strength", "cfg_scale", "guidance", *GUIDANCE_WEIGHTS)
 _WHOLE = ("steps", "seed", "tile_size", "tile_overlap", "tile_batch")
 _FORMAT = ("format", "width", "height", "channels", "depth")
-_OWN = ("model", "region_only", "mask_format", "preview_every")
+_OWN = ("model", "region_only", "mask_format", "preview_every", "client")
 MAX_PREVIEW_EVERY = 1000
+MAX_CLIENT_NAME = 64
 KNOWN_PARAMS = frozenset(_SETTINGS + _FORMAT + _OWN)
 
 
@@ -52,7 +53,7 @@ def _check_types(data: dict[str, Any]) -> None:
         value = data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidInput(f"{name} must be a whole number, got {value!r}")
-    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset"):
+    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset", "client"):
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name} must be text, got {value!r}")
@@ -72,6 +73,7 @@ class JobRequest:
     region_only: bool = False
     mask_format: str | None = None  # raw / png when a mask comes with the image
     preview_every: int = 0  # a small JPEG preview on every Nth denoising step; 0 = none (each costs a VAE decode)
+    client: str = ""  # who sent it ("Krita", "GIMP", ...), so a queue view can say whose job it is
 
     @classmethod
     def from_params(cls, data: dict[str, Any], *, sniffed: str | None = None, has_mask: bool = False) -> JobRequest:
@@ -104,13 +106,17 @@ class JobRequest:
         if not 0 <= preview_every <= MAX_PREVIEW_EVERY:
             raise InvalidInput(f"preview_every must be from 0 (no previews) to {MAX_PREVIEW_EVERY} steps, "
                                f"got {preview_every}")
-        return cls(settings, image, model, region_only, mask_format, preview_every)
+        client = (data.get("client") or "").strip()
+        if len(client) > MAX_CLIENT_NAME or not client.isprintable():
+            raise InvalidInput(f"client must be a short printable name (at most {MAX_CLIENT_NAME} characters), "
+                               f"got {client[:80]!r}")
+        return cls(settings, image, model, region_only, mask_format, preview_every, client)
 
     def to_params(self) -> dict[str, Any]:
         """The params object that `from_params` reads back into an equal request."""
         params: dict[str, Any] = dict(self.settings.to_dict())
         params.update(format=self.image.kind, model=self.model, region_only=self.region_only,
-                      preview_every=self.preview_every)
+                      preview_every=self.preview_every, client=self.client)
         if self.image.kind == "raw":
             params.update(width=self.image.width, height=self.image.height, channels=self.image.channels,
                           depth=self.image.depth)

@@ -152,7 +152,8 @@ def run_cancel(record):
         record["message"] = str(exc)
     record["cancel_seconds"] = round(time.monotonic() - started, 2)
     record["events_seen"] = sorted(set(seen))
-    record["engine_state"] = uprez_client.Client().job(job.job_id)["state"]
+    engine_job = uprez_client.Client().job(job.job_id)
+    record["engine_state"], record["engine_client"] = engine_job["state"], engine_job["params"]["client"]
     record["unchanged"] = state(doc) == before_state and bytes(src.pixelData(0, 0, W, H)) == before
 
 

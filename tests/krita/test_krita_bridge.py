@@ -185,6 +185,7 @@ def test_a_cancelled_job_stops_in_the_engine_and_leaves_the_document_unchanged(k
     assert record["outcome"] == "cancelled"
     assert "progress" in record["events_seen"]
     assert record["engine_state"] == "cancelled"
+    assert record["engine_client"] == "Krita"  # other apps' queue views name the job
     assert record["unchanged"]
     assert record["cancel_seconds"] < 30
 

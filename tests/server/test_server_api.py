@@ -303,3 +303,11 @@ def test_a_preset_travels_and_an_unknown_one_is_refused(client):
     assert client.job(job)["params"]["preset"] == "faithful"
     with pytest.raises(RejectedInput, match="preset must be one of"):
         client.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8, preset="vivid")
+
+
+def test_a_job_carries_the_name_of_the_app_that_sent_it(client):
+    job = client.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8, client="Krita", **FAST)
+    client.wait(job)
+    assert client.job(job)["params"]["client"] == "Krita"
+    with pytest.raises(RejectedInput, match="client must be a short printable name"):
+        client.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8, client="x" * 65)

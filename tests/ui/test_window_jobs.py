@@ -42,7 +42,8 @@ def test_queue_lists_and_cancels_another_apps_job(qtbot, make_window, engine_cli
     window = make_window()
     # What the Krita bridge sends: raw BGRA bytes.
     pixels = np.random.default_rng(0).integers(0, 255, (72, 96, 4), dtype=np.uint8)
-    job_id = engine_client.submit_raw(pixels.tobytes(), 96, 72, "BGRA", 8, model=str(tiny_flux), **SLOW)
+    job_id = engine_client.submit_raw(pixels.tobytes(), 96, 72, "BGRA", 8, model=str(tiny_flux), client="Krita",
+                                      **SLOW)
     queue = window.queue
 
     def row_running() -> bool:
@@ -51,7 +52,7 @@ def test_queue_lists_and_cancels_another_apps_job(qtbot, make_window, engine_cli
 
     qtbot.waitUntil(row_running, timeout=30000)
     row = queue.row_of(job_id)
-    assert queue.table.item(row, 0).text().startswith("another app · 96×72 → 4×")
+    assert queue.table.item(row, 0).text().startswith("Krita · 96×72 → 4×")
     assert queue.table.item(row, 1).text() == "running"
     button = queue.table.cellWidget(row, 3)
     assert button.text() == "Cancel"

@@ -135,6 +135,7 @@ class UpscaleJob(QObject):
         read = src.plan.read
         params = dict(src.plan.params)
         params.setdefault("preview_every", PREVIEW_EVERY)
+        params.setdefault("client", "Krita")  # names the job in other apps' queue views
         self.job_id = client.submit_raw(src.pixels, read.width, read.height, src.fmt.channels, src.fmt.depth,
                                         mask=src.mask, **params)
         if self._cancel_requested.is_set():  # cancel() may have run before the id existed
