@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from . import document as doc_ops
 from . import form
@@ -48,8 +48,11 @@ class _ModelList(QObject):
 
 
 class UpscaleDialog(QtWidgets.QDialog):
-    def __init__(self, document: Any = None, parent: Any = None) -> None:
+    def __init__(self, document: Any = None, parent: Any = None,
+                 active_document: Callable[[], Any] | None = None) -> None:
+        """`active_document`, inside Krita, says which document is in front when Upscale is pressed."""
         super().__init__(parent)
+        self.active_document = active_document
         self.setWindowTitle("Upscale with Uprez")
         self.setMinimumWidth(480)
         self.document = document
@@ -157,10 +160,12 @@ class UpscaleDialog(QtWidgets.QDialog):
 
     # -- state ----------------------------------------------------------------------------------------
     def set_document(self, document: Any) -> None:
+        same = document is not None and self.document is not None and document == self.document
         self.document = document
         has_selection = document is not None and doc_ops.selection_box(document) is not None
         self.selection_only.setEnabled(has_selection)
-        self.selection_only.setChecked(has_selection)
+        if not same:  # a new document: with a selection, upscaling just that is the likely wish
+            self.selection_only.setChecked(has_selection)
         self.run_button.setEnabled(document is not None and self.job is None)
         if document is None:
             self.status.setText("Open an image to upscale.")
@@ -173,6 +178,8 @@ class UpscaleDialog(QtWidgets.QDialog):
             selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled())
 
     def run(self) -> None:
+        if self.active_document is not None:  # the person may have switched documents since the dialog opened
+            self.set_document(self.active_document())
         try:
             request = form.to_request(self.choices())
             source = doc_ops.read_source(self.document, request.scale, request.target, request.selection_only,

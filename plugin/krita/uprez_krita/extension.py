@@ -40,7 +40,7 @@ class UprezExtension(Extension):
         window = app.activeWindow()
         parent = window.qwindow() if window is not None else None
         if self._dialog is None:
-            self._dialog = UpscaleDialog(document, parent)
+            self._dialog = UpscaleDialog(document, parent, active_document=app.activeDocument)
         elif self._dialog.job is None:
             self._dialog.set_document(document)
         self._dialog.show()
