@@ -1,0 +1,52 @@
+"""The procedure's arguments (what the dialog shows and scripts pass) and the job they make."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from uprez_client.options import MAX_SCALE, PRESET_HINTS, PRESETS, job_params
+
+from .plan import TARGETS, PlanError
+
+PROCEDURE = "plug-in-uprez-upscale"
+MENU_PATH = "<Image>/Filters/Enhance"
+MENU_LABEL = "_Upscale with Uprez..."
+MIN_SCALE = 1.01  # the engine wants a factor above 1
+DEFAULT_SCALE = 2.0
+MAX_GIMP_SEED = 2**31 - 1  # a GIMP int argument is 32-bit; the engine takes larger seeds from other clients
+PRESET_LABELS = {"faithful": "Faithful", "balanced": "Balanced", "creative": "Creative"}
+MODEL_HINT = ("empty: the engine's default model; or 'builtin', a model folder's name from the engine's model "
+              "folders, a local path, or a Hugging Face id already downloaded")
+
+
+class Settings(NamedTuple):
+    """What one run was asked for; `params` are the engine's job params (options.job_params)."""
+
+    params: dict[str, Any]
+    target: str
+    selection_only: bool
+
+    @property
+    def scale(self) -> float:
+        return float(self.params["scale"])
+
+
+def settings_from(scale: float, preset: str, model: str = "", seed: int = 0, prompt: str = "",
+                  target: str = "resize", selection_only: bool = False) -> Settings:
+    """Check the dialog's (or a script's) values; raises PlanError with what to change."""
+    if target not in TARGETS:
+        raise PlanError(f"the target must be one of {', '.join(TARGETS)}, got {target!r}")
+    try:
+        params = job_params(scale, preset, (model or "").strip() or None, seed, prompt or "")
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    return Settings(params, target, bool(selection_only))
+
+
+def preset_choices() -> list[tuple[str, str, str]]:
+    """(nick, label, hint) for each preset, in the order the dialog lists them."""
+    return [(name, PRESET_LABELS[name], PRESET_HINTS[name]) for name in PRESETS]
+
+
+__all__ = ["DEFAULT_SCALE", "MAX_GIMP_SEED", "MAX_SCALE", "MENU_LABEL", "MENU_PATH", "MIN_SCALE", "MODEL_HINT",
+           "PROCEDURE", "Settings", "preset_choices", "settings_from"]

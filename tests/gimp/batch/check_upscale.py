@@ -1,0 +1,364 @@
+"""Runs inside GIMP 3 (gimp-console, python-fu-eval; see run-in-trixie.sh): drives plug-in-uprez-upscale through
+the PDB, non-interactively, against the real engine the runner started, and writes every check's outcome to
+$UPREZ_GIMP_TESTS/results.json. Standard library only: GIMP's Python has no numpy."""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+
+TESTS = os.environ["UPREZ_GIMP_TESTS"]
+PLUGIN = os.path.join(Gimp.directory(), "plug-ins", "uprez-upscale")
+sys.path.insert(0, PLUGIN)  # the client copy the installed plug-in carries
+from uprez_client import Client  # noqa: E402
+
+U8, U16, FLOAT, MASK = "R'G'B'A u8", "R'G'B'A u16", "R'G'B'A float", "Y u8"
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append({"check": name, "ok": bool(ok), "detail": str(detail)[:800]})
+
+
+# -- building images ------------------------------------------------------------------------------------------
+
+
+def card(width, height, seed=0):
+    """RGBA u8 bytes: gradients, a checker and a diagonal edge, so an upscaler has something to do."""
+    out = bytearray(width * height * 4)
+    for y in range(height):
+        for x in range(width):
+            i = (y * width + x) * 4
+            checker = ((x // 8 + y // 8 + seed) % 2) * 120
+            out[i] = (x * 255 // max(width - 1, 1)) & 255
+            out[i + 1] = (y * 255 // max(height - 1, 1)) & 255
+            out[i + 2] = (checker + (90 if x > y else 0)) & 255
+            out[i + 3] = 255
+    return bytes(out)
+
+
+def new_image(width, height, precision=Gimp.Precision.U8_NON_LINEAR, base=Gimp.ImageBaseType.RGB):
+    image = Gimp.Image.new_with_precision(width, height, base, precision)
+    kind = {Gimp.ImageBaseType.RGB: Gimp.ImageType.RGB_IMAGE, Gimp.ImageBaseType.GRAY: Gimp.ImageType.GRAY_IMAGE,
+            Gimp.ImageBaseType.INDEXED: Gimp.ImageType.INDEXED_IMAGE}[base]
+    layer = Gimp.Layer.new(image, "Background", width, height, kind, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    if base == Gimp.ImageBaseType.RGB:
+        put(layer, card(width, height), U8)
+    return image, layer
+
+
+def add_layer(image, name, x, y, width, height):
+    layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(x, y)
+    put(layer, card(width, height, seed=1), U8)
+    return layer
+
+
+def put(drawable, data, fmt):
+    buffer = drawable.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height()), fmt, data)
+    buffer.flush()
+
+
+def pixels(drawable, fmt, rect=None):
+    x, y, w, h = rect or (0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def selection_mask(image, rect):
+    x, y, w, h = rect
+    return bytes(image.get_selection().get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0, MASK,
+                                                        Gegl.AbyssPolicy.NONE))
+
+
+def snapshot(image):
+    """What "unchanged" means for an image: size, layer stack, every layer's place and bytes."""
+    layers = [(layer.get_name(), layer.get_offsets()[1:], layer.get_width(), layer.get_height(),
+               pixels(layer, U16)) for layer in image.get_layers()]
+    return image.get_width(), image.get_height(), str(image.get_precision()), layers
+
+
+# -- running the procedure ------------------------------------------------------------------------------------
+
+
+def upscale(image, drawable, **arguments):
+    """Call plug-in-uprez-upscale as a script would; returns (status, error message, new layer or None)."""
+    pdb = Gimp.get_pdb()
+    procedure = pdb.lookup_procedure("plug-in-uprez-upscale")
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [drawable])
+    for name, value in arguments.items():
+        config.set_property(name.replace("_", "-"), value)
+    result = procedure.run(config)
+    status = result.index(0)
+    if status == Gimp.PDBStatusType.SUCCESS:
+        return status, "", result.index(1)
+    return status, pdb.get_last_error() or "", None
+
+
+def reference(data, width, height, depth, mask=None, **params):
+    """The engine's answer for the same pixels and settings, asked directly: the plug-in must match it."""
+    client = Client()
+    if mask is not None:
+        params["region_only"] = True
+    out, _ = client.upscale_raw(data, width, height, "RGBA", depth, mask=mask, **params)
+    return out
+
+
+def samples(data, depth):
+    if depth == 8:
+        return data
+    import array
+    values = array.array("H" if depth == 16 else "f")
+    values.frombytes(data)
+    return values
+
+
+def alpha_at(data, depth, width, x, y):
+    top = {8: 255, 16: 65535, 32: 1.0}[depth]
+    return samples(data, depth)[(y * width + x) * 4 + 3] / top
+
+
+# -- scenarios ------------------------------------------------------------------------------------------------
+
+
+def resize_whole_layer_8bit():
+    image, background = new_image(256, 192)
+    detail = add_layer(image, "Detail", 40, 30, 96, 64)
+    before = pixels(detail, U8)
+    plain = image.duplicate()
+    plain.scale(512, 384)  # what GIMP's own scaling makes of the untouched layers
+    status, error, layer = upscale(image, detail, scale=2.0, preset="balanced", seed=5, target="resize",
+                                   selection_only=False)
+    check("A resize 8-bit: the procedure succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is None:
+        return
+    check("A resize 8-bit: the image is scaled to 512x384", (image.get_width(), image.get_height()) == (512, 384),
+          (image.get_width(), image.get_height()))
+    names = [item.get_name() for item in image.get_layers()]
+    check("A resize 8-bit: the result sits right above the source", names == ["Detail ×2 (Uprez)", "Detail",
+                                                                              "Background"], names)
+    check("A resize 8-bit: result 192x128 at (80, 60)",
+          (layer.get_width(), layer.get_height(), tuple(layer.get_offsets()[1:])) == (192, 128, (80, 60)),
+          (layer.get_width(), layer.get_height(), layer.get_offsets()))
+    expected = reference(before, 96, 64, 8, scale=2.0, preset="balanced", seed=5)
+    check("A resize 8-bit: the result is the engine's upscale of the layer, byte for byte",
+          pixels(layer, U8) == expected)
+    scaled_plain = {item.get_name(): item for item in plain.get_layers()}
+    for item in (detail, background):
+        twin = scaled_plain[item.get_name()]
+        check(f"A resize 8-bit: {item.get_name()} is only scaled by GIMP, never written",
+              pixels(item, U8) == pixels(twin, U8) and item.get_offsets()[1:] == twin.get_offsets()[1:])
+    plain.delete()
+    image.delete()
+
+
+def new_image_selection_8bit():
+    image, background = new_image(256, 192)
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 150, 100, 40, 30)
+    bounds = tuple(Gimp.Selection.bounds(image))[1:]
+    check("B selection: the ellipse's bounds", bounds == (True, 150, 100, 190, 130), bounds)
+    crop = (86, 36, 168, 156)  # the bounds plus 64 px of context, clipped to the image
+    source, mask = pixels(background, U8, crop), selection_mask(image, crop)
+    before, images_before = snapshot(image), len(Gimp.get_images())
+    plain = image.duplicate()
+    plain.scale(512, 384)
+    status, error, layer = upscale(image, background, scale=2.0, preset="balanced", seed=0, target="new-image",
+                                   selection_only=True)
+    check("B selection: the procedure succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is None:
+        return
+    result = layer.get_image()
+    check("B selection: one new image, the source image unchanged",
+          result != image and len(Gimp.get_images()) == images_before + 2 and snapshot(image) == before)
+    check("B selection: the new image and its layer are the region's 336x312",
+          (result.get_width(), result.get_height(), layer.get_width(), layer.get_height(),
+           tuple(layer.get_offsets()[1:])) == (336, 312, 336, 312, (0, 0)))
+    got = pixels(layer, U8)
+    check("B selection: the result is the engine's region upscale with the mask, byte for byte",
+          got == reference(source, 168, 156, 8, mask, scale=2.0, preset="balanced", seed=0))
+    outside = inside = 0
+    wrong = []
+    changed = []
+    plain_crop = pixels(plain.get_layers()[0], U8, (172, 72, 336, 312))
+    for y in range(312):
+        for x in range(336):
+            # the output pixel's centre in the image, against the ellipse: < 1 inside
+            ex = (((x + 0.5) / 2 + 86 - 170) / 20) ** 2 + (((y + 0.5) / 2 + 36 - 115) / 15) ** 2
+            a = got[(y * 336 + x) * 4 + 3]
+            if ex > 1.8:  # beyond the reach of the mask resampling kernel (a few pixels)
+                outside += 1
+                if a != 0:
+                    wrong.append((x, y, round(ex, 2), a))
+            elif ex < 0.5:
+                inside += 1
+                if a != 255:
+                    wrong.append((x, y, round(ex, 2), a))
+                i = (y * 336 + x) * 4
+                changed.append(sum(abs(got[i + c] - plain_crop[i + c]) for c in range(3)) / 3)
+    check("B selection: transparent outside the selection, opaque inside", not wrong and outside > 0 and inside > 0,
+          f"{len(wrong)} wrong of {outside} outside + {inside} inside: {wrong[:20]}")
+    mean = sum(changed) / max(len(changed), 1)
+    check("B selection: inside, the model redrew the plain GIMP resize (mean change 1-40 levels)", 1 < mean < 40,
+          f"mean change {mean:.2f}")
+    plain.delete()
+    result.delete()
+    image.delete()
+
+
+def resize_selection_16bit():
+    image, background = new_image(256, 192, Gimp.Precision.U16_NON_LINEAR)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 100, 80, 50, 40)
+    crop = (36, 16, 178, 168)  # edges even, so that they land on whole pixels at 1.5x
+    source, mask = pixels(background, U16, crop), selection_mask(image, crop)
+    before = pixels(background, U16)
+    plain = image.duplicate()
+    plain.scale(384, 288)
+    status, error, layer = upscale(image, background, scale=1.5, preset="faithful", seed=2, target="resize",
+                                   selection_only=True)
+    check("C 16-bit: the procedure succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is None:
+        return
+    check("C 16-bit: the image is scaled to 384x288 and stays 16-bit",
+          (image.get_width(), image.get_height(), image.get_precision()) == (384, 288, Gimp.Precision.U16_NON_LINEAR))
+    check("C 16-bit: the region's result is 267x252 at (54, 24)",
+          (layer.get_width(), layer.get_height(), tuple(layer.get_offsets()[1:])) == (267, 252, (54, 24)),
+          (layer.get_width(), layer.get_height(), layer.get_offsets()))
+    got = pixels(layer, U16)
+    check("C 16-bit: the result is the engine's 16-bit region upscale, byte for byte",
+          got == reference(source, 178, 168, 16, mask, scale=1.5, preset="faithful", seed=2))
+    check("C 16-bit: transparent far outside the selection, opaque in its middle",
+          alpha_at(got, 16, 267, 0, 0) == 0 and alpha_at(got, 16, 267, 133, 126) == 1.0)
+    check("C 16-bit: the source layer is only scaled by GIMP",
+          pixels(background, U16) == pixels(plain.get_layers()[0], U16) and before != pixels(background, U16))
+    plain.delete()
+    image.delete()
+
+
+def new_image_float():
+    image, background = new_image(64, 48, Gimp.Precision.FLOAT_NON_LINEAR)
+    source, before = pixels(background, FLOAT), snapshot(image)
+    status, error, layer = upscale(image, background, scale=2.0, preset="balanced", seed=1, target="new-image",
+                                   selection_only=False)
+    check("D float: the procedure succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is None:
+        return
+    result = layer.get_image()
+    check("D float: a 128x96 float image", (result.get_width(), result.get_height(), result.get_precision()) ==
+          (128, 96, Gimp.Precision.FLOAT_NON_LINEAR))
+    got, expected = samples(pixels(layer, FLOAT), 32), samples(reference(source, 64, 48, 32, scale=2.0,
+                                                                         preset="balanced", seed=1), 32)
+    worst = max(abs(a - b) for a, b in zip(got, expected, strict=True)) if len(got) == len(expected) else "sizes"
+    check("D float: the result is the engine's float upscale", worst == 0, worst)
+    check("D float: the source image is unchanged", snapshot(image) == before)
+    result.delete()
+    image.delete()
+
+
+def cancelled_by_killing_the_plug_in():
+    """The runner's watcher kills the plug-in (as GIMP does on a progress cancel) once its job runs."""
+    image, background = new_image(512, 512)
+    before, images_before = snapshot(image), len(Gimp.get_images())
+    status, error, layer = upscale(image, background, scale=2.0, preset="creative", seed=4242, target="new-image",
+                                   selection_only=False)
+    check("F killed: the procedure reports the plug-in's end", status != Gimp.PDBStatusType.SUCCESS,
+          f"{status} {error}")
+    check("F killed: the image is unchanged and no image was added",
+          snapshot(image) == before and len(Gimp.get_images()) == images_before)
+    image.delete()
+
+
+def dialog_renders():
+    """The interactive dialog, built by the plug-in's own make_dialog, shown on the runner's Xvfb display."""
+    import importlib.util
+
+    gi.require_version("GimpUi", "3.0")
+    gi.require_version("Gtk", "3.0")
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk, GimpUi, Gtk
+
+    spec = importlib.util.spec_from_file_location("uprez_upscale_plugin", os.path.join(PLUGIN, "uprez-upscale.py"))
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)  # its Gimp.main() only runs when GIMP starts it as a program
+    GimpUi.init("uprez-dialog-check")
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-uprez-upscale")
+    dialog = plugin.make_dialog(procedure, procedure.create_config())
+    dialog.show_all()
+    for _ in range(100):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+    labels = []
+
+    def walk(widget):
+        if isinstance(widget, Gtk.Label):
+            labels.append(widget.get_text())
+        if isinstance(widget, Gtk.Container):
+            for child in widget.get_children():
+                walk(child)
+
+    walk(dialog)
+    wanted = ["Scale", "Preset", "Model", "Seed", "Prompt", "Result", "Selection only", "Cancel", "OK"]
+    check("G dialog: shows the seven settings in order, and nothing else of the procedure's",
+          [label for label in labels if label in wanted] == wanted and "Run mode" not in labels, labels)
+    window = dialog.get_window()
+    shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+    shot.savev(os.path.join(TESTS, "dialog.png"), "png", [], [])
+    dialog.destroy()
+
+
+def refusals_with_no_engine():
+    """With the engine gone (engine.json points at a closed port), and for images it cannot take."""
+    config = os.environ["UPREZ_CONFIG_DIR"]
+    path = os.path.join(config, "engine.json")
+    with open(path, encoding="utf-8") as f:
+        original = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"url": "http://127.0.0.1:9"}, f)
+    try:
+        cases = []
+        image, layer = new_image(64, 48)
+        cases.append(("E no engine", image, layer, {}, Gimp.PDBStatusType.EXECUTION_ERROR, "`uprez serve`"))
+        image, layer = new_image(64, 48, base=Gimp.ImageBaseType.GRAY)
+        cases.append(("E grayscale", image, layer, {}, Gimp.PDBStatusType.CALLING_ERROR, "Image > Mode > RGB"))
+        image, layer = new_image(64, 48, base=Gimp.ImageBaseType.INDEXED)
+        cases.append(("E indexed", image, layer, {}, Gimp.PDBStatusType.CALLING_ERROR, "Image > Mode > RGB"))
+        image, layer = new_image(64, 48)
+        cases.append(("E empty selection", image, layer, {"selection_only": True}, Gimp.PDBStatusType.CALLING_ERROR,
+                      "Nothing is selected"))
+        for name, image, layer, extra, expected_status, words in cases:
+            before, images_before = snapshot(image), len(Gimp.get_images())
+            status, error, _ = upscale(image, layer, **dict({"scale": 2.0, "target": "resize"}, **extra))
+            check(f"{name}: refused with a message naming {words!r}", status == expected_status and words in error,
+                  f"{status}: {error}")
+            check(f"{name}: the image is unchanged", snapshot(image) == before and
+                  len(Gimp.get_images()) == images_before)
+            image.delete()
+    finally:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(original)
+
+
+TIMES = {}
+for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
+                 cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
+    started = time.monotonic()
+    try:
+        scenario()
+    except Exception:
+        check(f"{scenario.__name__} ran to the end", False, traceback.format_exc())
+    TIMES[scenario.__name__] = round(time.monotonic() - started, 1)
+print("uprez-gimp-checks: seconds per scenario", TIMES, flush=True)
+
+with open(os.path.join(TESTS, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(RESULTS, f, indent=1)
