@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import InvalidInput, UprezError
+from engine.memory import format_bytes
 
 SETTINGS_FILE = "models.json"  # in the config folder: {"comfyui": [...], "model_dirs": [...]}
 ENV_COMFYUI = "UPREZ_COMFYUI_DIRS"
@@ -277,8 +278,5 @@ def remove(model_id: str, models: Iterable[LocalModel]) -> LocalModel:
 
 
 def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
+    """Sizes as the rest of the engine prints them (binary units)."""
+    return format_bytes(int(size))

@@ -131,5 +131,5 @@ def test_file_choice_for_a_repo_like_flux_dev():
 
 def test_space_check_counts_a_margin(tmp_path):
     check_space(10 * 2**30, tmp_path, free=lambda _p: 10 * 2**30 + MARGIN)
-    with pytest.raises(PullError, match=r"needs 10\.7 GB .* has 12\.9 GB free"):
+    with pytest.raises(PullError, match=r"needs 10\.0 GiB .* has 12\.0 GiB free"):
         check_space(10 * 2**30, tmp_path, free=lambda _p: 10 * 2**30 + MARGIN - 1)
