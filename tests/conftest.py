@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +116,55 @@ def server(start_server):
 def client(server) -> Client:
     """A client that finds its token in UPREZ_CONFIG_DIR, as a bridge would."""
     return Client(server.url)
+
+
+class ServeProcess:
+    """A `uprez serve` process: its URL (from engine.json), its config folder, and the process."""
+
+    def __init__(self, process: subprocess.Popen, url: str, config_dir: Path) -> None:
+        self.process, self.url, self.config_dir = process, url, config_dir
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def serve_process(tmp_path_factory):
+    """`serve_process(*flags) -> ServeProcess`: the real `uprez serve --port 0` as users run it, in its own
+    config folder; every one started is stopped at the end of the session."""
+    started: list[ServeProcess] = []
+
+    def start(*flags: str) -> ServeProcess:
+        config = tmp_path_factory.mktemp("serve-config")
+        env = dict(os.environ, UPREZ_CONFIG_DIR=str(config))
+        env.pop("UPREZ_URL", None)
+        log = open(config / "serve.log", "wb")  # noqa: SIM115 - the process writes to it until stopped
+        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--device", "cpu",
+                                    *flags], env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"uprez serve exited: {(config / 'serve.log').read_text()[-2000:]}")
+            try:
+                info = json.loads((config / "engine.json").read_text())
+            except (OSError, ValueError):
+                info = {}
+            if info.get("pid") == process.pid:
+                server = ServeProcess(process, info["url"], config)
+                started.append(server)
+                return server
+            time.sleep(0.1)
+        process.kill()
+        raise RuntimeError("uprez serve did not publish engine.json within 120 s")
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

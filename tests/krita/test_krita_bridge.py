@@ -1,4 +1,4 @@
-"""The Krita bridge inside the real Krita (kritarunner, offscreen, batch mode) against a real engine.
+"""The Krita bridge inside the real Krita (kritarunner, offscreen, batch mode) against a real `uprez serve`.
 
 One kritarunner process runs every scenario of krita_scenarios.py (Krita takes seconds to start) and
 records what the documents hold; the tests below check those records. Skipped where Krita is not
@@ -47,12 +47,18 @@ def krita_home(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def krita(start_server, config_dir, tiny_flux, krita_home, tmp_path_factory):
-    """Every scenario's record, from one kritarunner run against a real engine (built-in model by default)."""
-    server = start_server(model="builtin", queue_size=8)
+def engine(serve_process, tiny_flux):
+    """The real `uprez serve` (built-in model by default; the tiny FLUX for slow jobs)."""
+    return serve_process("--model", "builtin", "--model-dir", str(tiny_flux.parent))
+
+
+@pytest.fixture(scope="module")
+def krita(engine, tiny_flux, krita_home, tmp_path_factory):
+    """Every scenario's record, from one kritarunner run against the engine."""
     out = tmp_path_factory.mktemp("krita-out")
     Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = dict(krita_home, UPREZ_URL=server.url, UPREZ_CONFIG_DIR=str(config_dir), UPREZ_KRITA_OUT=str(out),
+    # The bridge finds the engine as in real use: engine.json and the token in the config folder.
+    env = dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir), UPREZ_KRITA_OUT=str(out),
                UPREZ_KRITA_SLOW_MODEL=str(tiny_flux))
     done = run_in_krita("main", env)
     results_file = out / "results.json"
@@ -214,12 +220,11 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     assert record["unchanged"]
 
 
-def test_the_dialog_renders_in_krita(krita_home, tmp_path, start_server, config_dir):
+def test_the_dialog_renders_in_krita(krita_home, tmp_path, engine):
     """The screenshot in docs/ comes from here (UPREZ_KRITA_SCREENSHOT=docs/krita-dialog.png to refresh it)."""
-    server = start_server(model="builtin")
     shot = Path(os.environ.get("UPREZ_KRITA_SCREENSHOT") or tmp_path / "dialog.png")
     Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    done = run_in_krita("screenshot", dict(krita_home, UPREZ_URL=server.url, UPREZ_CONFIG_DIR=str(config_dir),
+    done = run_in_krita("screenshot", dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir),
                                            UPREZ_KRITA_SCREENSHOT=str(shot),
                                            UPREZ_KRITA_SAMPLE=str(ROOT / "engine" / "data" / "sample.jpg")),
                         timeout=300)
