@@ -49,6 +49,7 @@ def set_value(path: Path, section: str, key: str, value: str | None) -> None:
         if found is None:
             return
         del lines[found]
+        _drop_if_empty(lines, section)
     elif found is not None:
         lines[found] = f"{key}={value}"
     elif end is not None:
@@ -61,3 +62,18 @@ def set_value(path: Path, section: str, key: str, value: str | None) -> None:
     temp = path.with_name(path.name + ".uprez-tmp")
     temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     temp.replace(path)  # Krita reading a half-written kritarc would lose the user's settings
+
+
+def _drop_if_empty(lines: list[str], section: str) -> None:
+    """Remove `[section]` when no key is left in it, with the blank line set_value put before it."""
+    header = next((i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None)
+    if header is None:
+        return
+    after = header + 1
+    while after < len(lines) and not lines[after].strip():
+        after += 1
+    if after < len(lines) and not lines[after].strip().startswith("["):
+        return  # keys remain
+    del lines[header:after if after < len(lines) else header + 1]
+    if header > 0 and not lines[header - 1].strip() and (header == len(lines) or lines[header].strip()):
+        del lines[header - 1]
