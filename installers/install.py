@@ -222,7 +222,14 @@ def main(argv: Sequence[str] | None = None, host: Host | None = None, sources: S
         manifest = Manifest.load(data_dir(host) / FILE_NAME)
         steps = plan_uninstall(manifest) if args.uninstall else plan_install(args, host, sources, manifest)
         print(f"Uprez {'uninstall' if args.uninstall else 'install'}{' (dry run: nothing is changed)' * args.dry_run}:")
-        execute(steps, args.dry_run)
+        try:
+            execute(steps, args.dry_run)
+        finally:
+            if not args.dry_run and not args.uninstall and not manifest.is_empty():
+                # A step that failed halfway must not lose the record of what the earlier steps added:
+                # --uninstall (or the next run) reads it.
+                manifest.make_dirs(manifest.path.parent)
+                manifest.save()
     except (InstallError, MissingBridge, ValueError, OSError) as exc:
         print(f"install.py: {exc}", file=sys.stderr)
         return 1

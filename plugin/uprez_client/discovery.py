@@ -32,17 +32,26 @@ def config_dir(platform: str | None = None, environ: Mapping[str, str] | None = 
 
 
 def engine_url(environ: Mapping[str, str] | None = None) -> str:
-    """$UPREZ_URL, else the URL a running engine wrote to engine.json, else the default port on loopback."""
+    """$UPREZ_URL, else the URL a running engine wrote to engine.json, else the one the installer wrote to
+    bridge.json (an engine not started yet, or one on a GPU server), else the default port on loopback."""
     environ = os.environ if environ is None else environ
     url = environ.get("UPREZ_URL", "").strip()
     if url:
         return url.rstrip("/")
+    for name in ("engine.json", "bridge.json"):
+        url = _url_in(os.path.join(config_dir(environ=environ), name))
+        if url:
+            return url
+    return DEFAULT_URL
+
+
+def _url_in(path: str) -> str | None:
     try:
-        with open(os.path.join(config_dir(environ=environ), "engine.json"), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             url = json.load(f).get("url", "")
     except (OSError, ValueError, AttributeError):
-        url = ""
-    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) else DEFAULT_URL
+        return None
+    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) else None
 
 
 def read_token(environ: Mapping[str, str] | None = None) -> str | None:

@@ -65,7 +65,8 @@ def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> Any:
         if process.poll() is not None:
             raise EngineNotRunning(f"the engine started with {' '.join(command)} exited with code "
                                    f"{process.returncode}; run `uprez serve` in a terminal to see why")
-        for candidate in (client, _discovered(client)):
+        # Fresh clients: `client` may have looked for the token before this first start created it.
+        for candidate in (Client(client.url, timeout=client.timeout), _discovered(client)):
             try:
                 candidate.health()
                 return candidate

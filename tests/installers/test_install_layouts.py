@@ -192,3 +192,22 @@ def test_installer_runs_on_python_3_8(tmp_path, sources):
         if argv[0] == "--skip-engine":
             assert (fake.pykrita / "uprez_krita" / "uprez_client" / "__init__.py").is_file()
     assert snapshot(fake.home) == before
+
+
+def test_an_install_that_fails_halfway_can_still_be_uninstalled_completely(tmp_path, sources, capsys):
+    """The Krita steps run, then the GIMP copy fails: what the Krita steps added must be on record."""
+    fake = make_home(tmp_path, "linux", gimp=("3.0",))
+    before = snapshot(fake.home)
+    blocker = fake.gimp_plug_ins("3.0")
+    had_folder = blocker.is_dir()
+    if had_folder:
+        blocker.rmdir()
+    blocker.write_text("a file where GIMP's plug-ins folder goes\n")
+    assert run(fake, sources, "--skip-engine") == 1
+    assert "enable_uprez_krita=true" in fake.kritarc.read_text()
+    blocker.unlink()
+    if had_folder:
+        blocker.mkdir()  # the home is as it was before the first try
+    assert run(fake, sources, "--skip-engine") == 0  # the fixed re-run
+    assert run(fake, sources, "--uninstall") == 0
+    assert snapshot(fake.home) == before

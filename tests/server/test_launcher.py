@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -48,6 +49,27 @@ def test_the_configured_engine_is_started_and_found_on_its_own_port(own_config):
         assert client.health()["model"] is not None
         assert client.token  # the first start wrote the token, and the new client read it
         client.jobs()  # the token is accepted
+    finally:
+        pid = json.loads((own_config / "engine.json").read_text())["pid"]
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_a_first_start_on_the_expected_port_gives_a_client_with_the_new_token(own_config):
+    """The bridge made its client before the engine existed (no token file yet); the engine comes up on the
+    very port that client uses, so its health check passes without a token: the client handed back must
+    have read the token the first start wrote."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--model", "builtin"]
+    (own_config / "bridge.json").write_text(json.dumps({"url": url, "start_command": command}))
+    before = Client()
+    assert before.url == url and before.token is None  # found through bridge.json; no token yet
+    client = launcher.start_engine(before, timeout=120)
+    try:
+        assert client.url == url and client.token
+        client.jobs()  # would be Unauthorized with the tokenless client
     finally:
         pid = json.loads((own_config / "engine.json").read_text())["pid"]
         os.kill(pid, signal.SIGTERM)
