@@ -75,7 +75,12 @@ def replace_folder(staged: Path, target: Path) -> None:
         if old.exists():
             shutil.rmtree(old)
         target.rename(old)
-    staged.rename(target)
+    try:
+        staged.rename(target)
+    except OSError:
+        if old is not None:
+            old.rename(target)  # the previous version stays usable rather than hidden as .name.old
+        raise
     if old is not None:
         shutil.rmtree(old)
 

@@ -94,6 +94,10 @@ def engine_steps(host: Host, venv: Path, python: str, build: TorchBuild | None, 
         verb = "re-create the broken" if vpy.exists() else "create the"
 
         def create() -> None:
+            if venv.exists() and str(venv) not in manifest.paths:
+                # --clear empties the folder: only ever one this installer made.
+                raise InstallError(f"{venv} exists but this installer did not make it; move it away, or set "
+                                   "UPREZ_DATA_DIR to another folder")
             manifest.make_dirs(venv.parent)
             manifest.add_path(venv)
             manifest.save()  # recorded before pip runs, so an interrupted install can still be uninstalled

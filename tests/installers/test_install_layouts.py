@@ -211,3 +211,14 @@ def test_an_install_that_fails_halfway_can_still_be_uninstalled_completely(tmp_p
     assert run(fake, sources, "--skip-engine") == 0  # the fixed re-run
     assert run(fake, sources, "--uninstall") == 0
     assert snapshot(fake.home) == before
+
+
+def test_a_venv_the_installer_did_not_make_is_never_cleared(tmp_path, sources, capsys):
+    fake = make_home(tmp_path, "linux")
+    venv = fake.data / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("not a python\n")  # looks broken: the installer would re-create it
+    (venv / "precious.txt").write_text("the user's\n")
+    assert run(fake, sources, "--torch", "none", "--no-krita", "--no-gimp") == 1
+    assert "this installer did not make it" in capsys.readouterr().err
+    assert (venv / "precious.txt").read_text() == "the user's\n"
