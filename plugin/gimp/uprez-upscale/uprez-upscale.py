@@ -167,29 +167,32 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     transfer = formats.transfer_for(image.get_precision().value_nick)
 
     Gimp.progress_init("Upscaling with Uprez")
-    client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
-    pixels = read_pixels(source, geometry.read, transfer)
-    mask = read_mask(image, geometry) if geometry.mask_at is not None else None
-    _, _, width, height = geometry.read
-    data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
-                                              on_progress=show_progress)
-    if (out_width, out_height) != (geometry.out_width, geometry.out_height):
-        raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
-                               f"{geometry.out_width}x{geometry.out_height} were expected; update the plug-in "
-                               "and the engine to the same version")
-    Gimp.progress_set_text("Adding the upscaled layer")
-    name = plan.layer_name(source.get_name(), chosen.scale, chosen.selection_only)
-    target = chosen.target
-    if target == "resize" and (not source.is_valid() or (image.get_width(), image.get_height()) != size):
-        # The user edited the image while the engine worked: scaling it again would be wrong.
-        Gimp.message("Uprez: the image changed while the engine worked, so the result opens as a new image.")
-        target = "new-image"
-        geometry = plan.make_plan(size, layer_rect, chosen.scale, target, selection, chosen.selection_only)
-    if target == "resize":
-        layer = place_resized(image, source, geometry, name, data, transfer)
-    else:
-        layer = place_new_image(image, geometry, name, data, transfer, interactive)
-    Gimp.progress_end()
+    try:
+        client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
+        pixels = read_pixels(source, geometry.read, transfer)
+        mask = read_mask(image, geometry) if geometry.mask_at is not None else None
+        _, _, width, height = geometry.read
+        data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
+                                                  on_progress=show_progress)
+        if (out_width, out_height) != (geometry.out_width, geometry.out_height):
+            raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
+                                   f"{geometry.out_width}x{geometry.out_height} were expected; update the plug-in "
+                                   "and the engine to the same version")
+        Gimp.progress_set_text("Adding the upscaled layer")
+        name = plan.layer_name(source.get_name(), chosen.scale, chosen.selection_only)
+        target = chosen.target
+        moved = not source.is_valid() or tuple(source.get_offsets()[1:]) != (offset_x, offset_y)
+        if target == "resize" and (moved or (image.get_width(), image.get_height()) != size):
+            # The user edited the image while the engine worked: scaling it again would be wrong.
+            Gimp.message("Uprez: the image changed while the engine worked, so the result opens as a new image.")
+            target = "new-image"
+            geometry = plan.make_plan(size, layer_rect, chosen.scale, target, selection, chosen.selection_only)
+        if target == "resize":
+            layer = place_resized(image, source, geometry, name, data, transfer)
+        else:
+            layer = place_new_image(image, geometry, name, data, transfer, interactive)
+    finally:
+        Gimp.progress_end()  # also on failure: a bar left at its last value would look like a job still running
     if interactive:
         Gimp.displays_flush()
     return layer
