@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from functools import lru_cache
+
+from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from ui.imageio import Picture, to_qimage
@@ -14,16 +16,24 @@ MARGIN = 12
 EMPTY_HINT = "Drop an image here\n\nor Open… (Ctrl+O), or Paste (Ctrl+V)\n\nPNG · JPEG · WebP · TIFF, 8 or 16-bit"
 
 
+@lru_cache(maxsize=4)
+def _checker_tile(cell: int) -> QImage:
+    tile = QImage(cell * 2, cell * 2, QImage.Format.Format_RGB32)
+    tile.fill(QColor(204, 204, 204))
+    painter = QPainter(tile)
+    dark = QColor(153, 153, 153)
+    painter.fillRect(0, 0, cell, cell, dark)
+    painter.fillRect(cell, cell, cell, cell, dark)
+    painter.end()
+    return tile
+
+
 def checkerboard(painter: QPainter, rect: QRectF, cell: int = 10) -> None:
-    """The usual grey checks behind transparent pixels."""
+    """The usual grey checks behind transparent pixels, starting with a dark one at the rect's corner."""
     painter.save()
-    painter.setClipRect(rect)
-    light, dark = QColor(204, 204, 204), QColor(153, 153, 153)
-    painter.fillRect(rect, light)
-    x0, y0 = int(rect.left()), int(rect.top())
-    for y in range(y0, int(rect.bottom()) + 1, cell):
-        for x in range(x0 + ((y - y0) // cell % 2) * cell, int(rect.right()) + 1, cell * 2):
-            painter.fillRect(x, y, cell, cell, dark)
+    # One textured fill rather than a fillRect per check: thousands of Python calls per repaint otherwise.
+    painter.setBrushOrigin(QPointF(int(rect.left()), int(rect.top())))
+    painter.fillRect(rect, QBrush(_checker_tile(cell)))
     painter.restore()
 
 
@@ -120,13 +130,39 @@ class Canvas(QWidget):
         self.update()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        self._cursor = event.position()
+        # Only what changed is repainted: redrawing a large picture on every pointer move makes hovering lag.
+        previous, self._cursor = self._cursor, event.position()
+        dirty = self._outline_rect(previous).united(self._outline_rect(self._cursor))
         if self.mask is not None and self._drag_start is not None and self._drag_now is not None:
             point = self.to_image(event.position())
             if self.tool in ("brush", "erase"):
                 self.mask.stroke(self._drag_now, point, self.brush_size / 2, erase=self.tool == "erase")
+                dirty = dirty.united(self._stroke_rect(self._drag_now, point))
+            else:
+                dirty = dirty.united(self._drag_rect(self._drag_now)).united(self._drag_rect(point))
             self._drag_now = point
-        self.update()
+        if not dirty.isEmpty():
+            self.update(dirty)
+
+    def _outline_rect(self, cursor: QPointF | None) -> QRect:
+        """The widget area the brush outline at `cursor` covers (empty for the rectangle tool)."""
+        if cursor is None or self.image is None or self.tool not in ("brush", "erase"):
+            return QRect()
+        radius = self.brush_size / 2 * self.zoom() + 2
+        return QRectF(cursor.x() - radius, cursor.y() - radius, 2 * radius, 2 * radius).toAlignedRect()
+
+    def _stroke_rect(self, start: QPointF, end: QPointF) -> QRect:
+        """The widget area a brush stroke between two image points changed."""
+        rect = QRectF(self.to_widget(start), self.to_widget(end)).normalized()
+        radius = self.brush_size / 2 * self.zoom() + 2
+        return rect.adjusted(-radius, -radius, radius, radius).toAlignedRect()
+
+    def _drag_rect(self, corner: QPointF) -> QRect:
+        """The widget area of the dashed rectangle from the drag's start to `corner`."""
+        if self._drag_start is None:
+            return QRect()
+        rect = QRectF(self.to_widget(self._drag_start), self.to_widget(corner)).normalized()
+        return rect.adjusted(-2, -2, 2, 2).toAlignedRect()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self.mask is None or self._drag_start is None or event.button() != Qt.MouseButton.LeftButton:
@@ -142,8 +178,10 @@ class Canvas(QWidget):
         self.region_changed.emit()
 
     def leaveEvent(self, _event: object) -> None:
-        self._cursor = None
-        self.update()
+        previous, self._cursor = self._cursor, None
+        dirty = self._outline_rect(previous)
+        if not dirty.isEmpty():
+            self.update(dirty)
 
     # -- painting -------------------------------------------------------------------------------------
     def paintEvent(self, _event: QPaintEvent) -> None:
@@ -159,7 +197,8 @@ class Canvas(QWidget):
         painter.drawImage(target, self.image)
         if self._overlay is not None:
             painter.drawImage(target, self._overlay)
-        elif self.mask is not None and not self.mask.is_empty():
+        elif self.mask is not None and self._drag_start is not None and self.tool in ("brush", "erase"):
+            # Mid-stroke: the raw mask, as is (no scan of it here; the overlay replaces it on release).
             painter.setOpacity(OVERLAY_OPACITY)
             painter.drawImage(target, self.mask.image)
             painter.setOpacity(1.0)

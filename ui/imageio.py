@@ -8,6 +8,7 @@ PNG, tifffile for TIFF.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,23 @@ def save_file(picture: Picture, path: str | Path, overwrite: bool = False) -> No
                 image = image.convert("RGB")  # JPEG has no alpha
             options = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
             image.save(temp, **options)
+        # mkstemp makes the file 0600; a saved picture gets the mode of the file it replaces, or a new
+        # file's usual mode (0666 less the umask), like any other program's output.
+        os.chmod(temp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~current_umask())
         os.replace(temp, path)  # a failure never leaves half a file under `path`
     finally:
         temp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

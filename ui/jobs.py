@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import threading
 import time
 from typing import Any
 
@@ -22,7 +24,8 @@ def progress_text(event: dict[str, Any]) -> str:
     if event.get("steps"):
         parts.append(f"step {event.get('step', 0)}/{event['steps']}")
     eta = event.get("eta_s")
-    if isinstance(eta, (int, float)) and event.get("fraction", 0) < 1:
+    fraction = event.get("fraction")
+    if isinstance(eta, (int, float)) and not (isinstance(fraction, (int, float)) and fraction >= 1):
         parts.append(f"about {eta:.0f} s left" if eta >= 1 else "less than a second left")
     return " · ".join(parts)
 
@@ -59,18 +62,33 @@ class JobRunner(QObject):
         self.running = False
         self._cancel_requested = False
         self._started_at = 0.0
+        # Closing the window can come while the upload runs, before there is a job id or an event stream
+        # to hang up: the upload thread checks this flag (under the lock) as soon as the engine answers.
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._submitted_job: str | None = None  # the job id as soon as the upload thread has it
 
     def start(self, client: Client, picture: Picture, mask: bytes | None, params: dict[str, Any]) -> None:
         """Submit `picture` (raw, at its own depth) with an optional one-byte-per-pixel mask."""
         if self.running:
             raise RuntimeError("a job is already running; cancel it first")
+        if self._closing.is_set():
+            raise RuntimeError("the window is closing")
         self.client, self.name, self.running = client, picture.name, True
         self.job_id, self._cancel_requested, self._started_at = None, False, time.monotonic()
+        self._submitted_job = None
         raw = picture.raw()  # copied now: the picture may change while the upload runs
 
         def submit() -> str:
-            return client.submit_raw(raw, picture.width, picture.height, picture.channels, picture.depth,
-                                     mask=mask, region_only=False, client="Uprez window", **params)
+            job_id = client.submit_raw(raw, picture.width, picture.height, picture.channels, picture.depth,
+                                       mask=mask, region_only=False, client="Uprez window", **params)
+            with self._lock:
+                closing = self._closing.is_set()
+                if not closing:
+                    self._submitted_job = job_id
+            if closing:  # the window closed during the upload: nobody will follow or fetch this job
+                _cancel_quietly(client, job_id)
+            return job_id
 
         run_in_background(submit, self._on_submitted, self._on_failed)
 
@@ -84,6 +102,8 @@ class JobRunner(QObject):
             run_in_background(lambda: client.cancel(job_id), lambda _: None, self._on_failed)
 
     def _on_submitted(self, job_id: str) -> None:
+        if not self.running:  # shut down meanwhile: the job was cancelled by shutdown() or by submit()
+            return
         self.job_id = job_id
         self.submitted.emit(job_id)
         if self._cancel_requested:  # Cancel was pressed during the upload
@@ -145,9 +165,28 @@ class JobRunner(QObject):
         self.running = False
         self.stream = None  # its thread ends with the stream
 
+    def own_job_ids(self) -> set[str]:
+        """This runner's job ids known so far (the current one may not have reached the GUI thread yet)."""
+        with self._lock:
+            return {job for job in (self.job_id, self._submitted_job) if job is not None}
+
     def shutdown(self) -> None:
-        """Hang up on the event stream: the engine cancels this window's running job."""
+        """Stop this window's job: hang up on its event stream (the engine then cancels it), or cancel it
+        directly when its id came back but its stream is not open yet, or leave a flag for the upload thread."""
+        with self._lock:
+            self._closing.set()
+            unfollowed = self._submitted_job if self.running and self.stream is None else None
         stream = self.stream
         if stream is not None:
             stream.close()
+        elif unfollowed is not None and self.client is not None:
+            client = self.client
+            # Not a pool thread: Python waits for this one at exit, so the cancel is sent even as the app quits.
+            threading.Thread(target=_cancel_quietly, args=(client, unfollowed), name="uprez-cancel").start()
         self.running = False
+
+
+def _cancel_quietly(client: Client, job_id: str) -> None:
+    """Cancel a job nobody is left to hear about; an engine that is gone has nothing left to cancel."""
+    with contextlib.suppress(Exception):
+        Client(client.url, client.token, timeout=5.0).cancel(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,24 @@ from ui.imageio import (
     to_qimage,
 )
 from ui.jobs import JobRunner, progress_text
-from ui.messages import explain
+from ui.messages import Advice, explain
 from ui.queue_panel import QueuePanel
 from ui.settings_panel import SettingsPanel
 from ui.settings_store import DesktopSettings, load_settings, save_settings
 
 IMAGE_TAB, COMPARE_TAB = 0, 1
+BUSY_TEXT = "An upscale is running: wait for it, or press Cancel, before opening another image."
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """What a job ran on, kept with its result: the compare view and the save name use this, not what is open."""
+
+    picture: Picture
+    path: Path | None
+    scale: float
+    before: QImage  # the picture as a QImage, converted once (it is redrawn with every preview)
+    out_size: QSize
 
 
 def suggested_name(folder: Path, stem: str, scale: float, suffix: str = ".png") -> Path:
@@ -75,6 +88,8 @@ class MainWindow(QMainWindow):
         self.picture: Picture | None = None
         self.source_path: Path | None = None
         self.result: Picture | None = None
+        self.result_source: RunSource | None = None  # what `result` was made from
+        self.run_source: RunSource | None = None  # what the running (or last) job was started on
         self.result_saved = True
         self.last_run_seconds: float | None = None
         self._build()
@@ -238,25 +253,40 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     # -- opening --------------------------------------------------------------------------------------
+    # While a job runs, opening is refused (Open and Paste are disabled, drops are turned away): the job's
+    # result belongs to the picture it was started on, and swapping that picture mid-run invites mix-ups.
+    def _busy(self) -> bool:
+        if self.runner.running:
+            self.status_label.setText(BUSY_TEXT)
+            return True
+        return False
+
     def open_dialog(self) -> None:
+        if self._busy():
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open an image", self.settings.last_folder, OPEN_FILTER)
         if path:
             self.open_file(path)
 
     def open_file(self, path: str | Path) -> bool:
         """Open an image file; a bad one leaves what was open untouched and says why."""
+        if self._busy():
+            return False
         path = Path(path)
         try:
             picture = load_file(path)
         except BadImage as exc:
             self.banner.show_error(explain(exc))
             return False
+        if not self._set_picture(picture, path):
+            return False
         self.settings.last_folder = str(path.parent)
-        self._set_picture(picture, path)
         return True
 
     def paste(self) -> bool:
         """An image (or an image file's path or URL) from the clipboard."""
+        if self._busy():
+            return False
         data = QApplication.clipboard().mimeData()
         if data is not None and data.hasUrls():
             local = [url.toLocalFile() for url in data.urls() if url.isLocalFile()]
@@ -267,38 +297,51 @@ class MainWindow(QMainWindow):
         except BadImage as exc:
             self.banner.show_error(explain(exc))
             return False
-        self._set_picture(picture, None)
-        return True
+        return self._set_picture(picture, None)
 
-    def _set_picture(self, picture: Picture, path: Path | None) -> None:
+    def _set_picture(self, picture: Picture, path: Path | None) -> bool:
+        """Show a new picture; the old result goes with the old picture (after asking, if it is not saved)."""
+        if self.result is not None and not self.result_saved and not self.ask(
+                f"The result of {self.result.name} is not saved. Open {picture.name} anyway and discard it?"):
+            self.status_label.setText(f"{picture.name} was not opened; the unsaved result is kept.")
+            return False
         if self.banner.kind == "error":
             self.banner.hide()
+        self.result, self.result_source, self.result_saved = None, None, True
         self.picture, self.source_path = picture, path
         self.canvas.set_picture(picture)
-        self.compare.set_images(to_qimage(picture), None, QSize(picture.width, picture.height))
+        assert self.canvas.image is not None
+        self.compare.set_images(self.canvas.image, None, QSize(picture.width, picture.height))
         self.tabs.setCurrentIndex(IMAGE_TAB)
         self.status_label.setText(f"{picture.name}: {picture.describe()}")
         self.setWindowTitle(f"{picture.name} — Uprez")
         self.progress.setValue(0)
         self.progress.setFormat("%p %")
         self._update_actions()
+        return True
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         data = event.mimeData()
-        if data is not None and (data.hasUrls() or data.hasImage()):
+        if data is not None and (data.hasUrls() or data.hasImage()) and not self.runner.running:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
         data = event.mimeData()
-        if data is None:
+        if data is None or self._busy():
             return
-        urls: list[QUrl] = [url for url in data.urls() if url.isLocalFile()]
-        if urls:
-            self.open_file(urls[0].toLocalFile())
-        elif data.hasImage():
-            image = data.imageData()
-            if isinstance(image, QImage):
+        try:
+            urls: list[QUrl] = [url for url in data.urls() if url.isLocalFile()]
+            if urls:
+                self.open_file(urls[0].toLocalFile())
+            elif data.hasImage():
+                image = data.imageData()
+                if not isinstance(image, QImage) or image.isNull():
+                    raise BadImage("the dropped item holds no image Uprez can read; drop an image or an image file")
                 self._set_picture(from_qimage(image, "dropped"), None)
+        except BadImage as exc:
+            self.banner.show_error(explain(exc))
+        except Exception as exc:  # an exception escaping a Qt event handler would end the whole app
+            self.banner.show_error(explain(exc, "the dropped item could not be opened"))
         event.acceptProposedAction()
 
     # -- running --------------------------------------------------------------------------------------
@@ -323,7 +366,10 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.setFormat("%p %")
         self.status_label.setText("Sending the image to the engine…")
-        self.compare.set_images(to_qimage(self.picture), None, self.out_size())
+        assert self.canvas.image is not None
+        source = RunSource(self.picture, self.source_path, self.settings.scale, self.canvas.image, self.out_size())
+        self.run_source = source
+        self.compare.set_images(source.before, None, source.out_size)
         self.runner.start(self.client, self.picture, self.canvas.mask_bytes(), params)
         self._update_actions()
 
@@ -348,19 +394,21 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"Upscaling: {detail}" if detail else "Upscaling…")
 
     def _on_preview(self, image: QImage) -> None:
-        if self.picture is not None:
-            self.compare.set_images(to_qimage(self.picture), image, self.out_size(), "Live preview")
+        source = self.run_source
+        if source is not None:
+            self.compare.set_images(source.before, image, source.out_size, "Live preview")
             if self.tabs.currentIndex() != COMPARE_TAB:
                 self.tabs.setCurrentIndex(COMPARE_TAB)
 
     def _on_finished(self, result: Picture, seconds: float) -> None:
         self.result, self.result_saved, self.last_run_seconds = result, False, seconds
+        self.result_source = self.run_source
         self.progress.setValue(100)
         self.progress.setFormat("%p % · done")
         self.setWindowTitle(f"{result.name} ({result.width}×{result.height}) — Uprez")
         self.status_label.setText(f"Done in {seconds:.1f} s: {result.describe()}. Save or copy it.")
-        if self.picture is not None:
-            self.compare.set_images(to_qimage(self.picture), to_qimage(result), QSize(result.width, result.height))
+        if self.result_source is not None:
+            self.compare.set_images(self.result_source.before, to_qimage(result), QSize(result.width, result.height))
         self.tabs.setCurrentIndex(COMPARE_TAB)
         self.queue.poll()
         self._update_actions()
@@ -383,8 +431,9 @@ class MainWindow(QMainWindow):
         if self.result is None:
             return
         folder = Path(self.settings.last_folder) if self.settings.last_folder else Path.home()
-        stem = self.source_path.stem if self.source_path else self.result.name
-        start = suggested_name(folder, stem, self.settings.scale)
+        source = self.result_source
+        stem = source.path.stem if source is not None and source.path is not None else self.result.name
+        start = suggested_name(folder, stem, source.scale if source is not None else self.settings.scale)
         path, chosen = QFileDialog.getSaveFileName(
             self, "Save the result", str(start), ";;".join(SAVE_FORMATS),
             options=QFileDialog.Option.DontConfirmOverwrite)  # save_result_to asks, once
@@ -398,7 +447,8 @@ class MainWindow(QMainWindow):
         if self.result is None:
             return False
         path = Path(path)
-        if self.source_path is not None and path.resolve() == self.source_path.resolve():
+        originals = {self.source_path, self.result_source.path if self.result_source is not None else None}
+        if any(original is not None and path.resolve() == original.resolve() for original in originals):
             self.banner.show_error(explain(FileExistsError(
                 f"{path.name} is the image you opened; Uprez never writes over it")))
             return False
@@ -410,6 +460,11 @@ class MainWindow(QMainWindow):
             save_file(self.result, path, overwrite=overwrite)
         except (BadImage, OSError) as exc:
             self.banner.show_error(explain(exc, "saving"))
+            return False
+        except Exception as exc:  # a library's own error type: the result must survive it, unsaved but still here
+            self.banner.show_error(Advice(
+                f"Saving {path.name} failed: {type(exc).__name__}: {exc}. The result is still here: save it in "
+                "another format or folder, or use Copy result."))
             return False
         self.result_saved = True
         self.settings.last_folder = str(path.parent)
@@ -429,7 +484,7 @@ class MainWindow(QMainWindow):
 
     # -- state ----------------------------------------------------------------------------------------
     def _show_region(self) -> None:
-        box = self.canvas.mask.bounding_box() if self.canvas.mask is not None else None
+        box = self.canvas.mask.bounding_box() if self.canvas.mask is not None else None  # cached between edits
         if self.picture is None:
             self.region_label.setText("")
         elif box is None:
@@ -443,6 +498,8 @@ class MainWindow(QMainWindow):
         self.run_button.setEnabled(self.picture is not None and self.client is not None and not running)
         self.run_button.setToolTip("" if self.client is not None else "waiting for the engine")
         self.cancel_button.setEnabled(running)
+        self.open_action.setEnabled(not running)
+        self.paste_action.setEnabled(not running)
         self.save_action.setEnabled(self.result is not None)
         self.copy_action.setEnabled(self.result is not None)
         self.panel.setEnabled(not running)
@@ -458,7 +515,14 @@ class MainWindow(QMainWindow):
         self.settings.brush_size, self.settings.feather = self.brush_size.value(), self.feather.value()
         save_settings(self.settings)
         self.queue.set_client(None)
+        own_jobs = self.queue.own_ids | self.runner.own_job_ids()
         self.runner.shutdown()
-        self.link.shutdown()
+        self.link.shutdown(own_jobs)
         event.accept()
+
+    def show_unexpected(self, exc: BaseException) -> None:
+        """A bug's exception in the banner (the app's exception hook sends it here); the window goes on."""
+        self.banner.show_error(Advice(
+            f"Something went wrong inside Uprez: {type(exc).__name__}: {exc}. Your image, result and settings "
+            "are kept; save your result if you have one. Details are printed to the terminal (stderr)."))
 

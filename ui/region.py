@@ -25,15 +25,23 @@ class RegionMask:
     def clear(self) -> None:
         self.image.fill(Qt.GlobalColor.transparent)
         self._empty = True
+        self._box: tuple[int, int, int, int] | None = None
+        self._box_stale = False
 
     def is_empty(self) -> bool:
-        return self._empty or self.bounding_box() is None
+        return self.bounding_box() is None
+
+    def _changed(self, painted: bool) -> None:
+        # The box costs a full scan of the mask (tens of ms at 24 MP): computed once per edit, on demand.
+        self._box_stale = True
+        if painted:
+            self._empty = False
 
     def add_rect(self, rect: QRectF) -> None:
         painter = QPainter(self.image)
         painter.fillRect(rect.normalized(), TINT)
         painter.end()
-        self._empty = False
+        self._changed(painted=True)
 
     def stroke(self, start: QPointF, end: QPointF, radius: float, erase: bool = False) -> None:
         """Soft round dabs from `start` to `end`, a quarter radius apart (the usual paint-brush spacing)."""
@@ -58,8 +66,7 @@ class RegionMask:
             painter.setBrush(QBrush(gradient))
             painter.drawEllipse(centre, radius, radius)
         painter.end()
-        if not erase:
-            self._empty = False
+        self._changed(painted=not erase)
 
     def alpha(self) -> np.ndarray:
         """(H, W) uint8: the painted mask, unfeathered."""
@@ -82,12 +89,16 @@ class RegionMask:
         return values.tobytes() if values.any() else None
 
     def bounding_box(self) -> tuple[int, int, int, int] | None:
-        """(x, y, width, height) of the painted pixels."""
-        alpha = self.alpha()
-        rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
-        if rows.size == 0:
+        """(x, y, width, height) of the painted pixels, None when there are none; cached until the next edit."""
+        if self._empty:
             return None
-        return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+        if self._box_stale:
+            alpha = self.alpha()
+            rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+            self._box = None if rows.size == 0 else (
+                int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+            self._box_stale = False
+        return self._box
 
 
 def overlay_image(values: np.ndarray) -> QImage:

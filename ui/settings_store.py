@@ -1,4 +1,4 @@
-"""What the window remembers between runs: one JSON file in the user's config folder (platformdirs)."""
+"""What the window remembers between runs: one JSON file in the config folder the engine and bridges share."""
 
 from __future__ import annotations
 
@@ -10,19 +10,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin.uprez_client.discovery import config_dir
 from plugin.uprez_client.options import PRESETS, job_params
 
 SETTINGS_FILE = "desktop.json"
 
 
 def config_folder() -> Path:
-    """$UPREZ_CONFIG_DIR (tests, portable set-ups), else platformdirs' user config folder for uprez."""
-    override = os.environ.get("UPREZ_CONFIG_DIR", "").strip()
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("uprez", appauthor=False, roaming=True))
+    """$UPREZ_CONFIG_DIR, else the user's config folder for uprez: the client's `config_dir()`, as a Path."""
+    return Path(config_dir())
 
 
 @dataclass

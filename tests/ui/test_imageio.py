@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
+
 import numpy as np
 import png
 import pytest
@@ -84,6 +88,22 @@ def test_save_never_overwrites_unless_told(tmp_path):
     save_file(Picture(random_pixels(3)), path, overwrite=True)
     assert load_file(path).width == 17
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg"])
+def test_saved_files_get_the_usual_mode(tmp_path, suffix):
+    """Not the 0600 of the temporary file: 0666 less the umask when new, the replaced file's mode otherwise."""
+    path = tmp_path / f"p{suffix}"
+    previous = os.umask(0o027)
+    try:
+        save_file(Picture(random_pixels(3)), path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    path.chmod(0o604)
+    save_file(Picture(random_pixels(3)), path, overwrite=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
 
 
 @pytest.mark.parametrize(("channels", "dtype"), [(3, np.uint8), (4, np.uint8), (3, np.uint16), (4, np.uint16)])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from PyQt6.QtCore import QPointF, QRectF
@@ -54,6 +56,35 @@ def test_progress_text():
     event = {"stage": 1, "stages": 2, "step": 3, "steps": 5, "fraction": 0.3, "eta_s": 4.2}
     assert progress_text(event) == "stage 1/2 · step 3/5 · about 4 s left"
     assert progress_text({**event, "fraction": 1.0}) == "stage 1/2 · step 3/5"
+    assert progress_text({**event, "fraction": None}) == "stage 1/2 · step 3/5 · about 4 s left"
+
+
+def test_settings_live_in_the_folder_the_client_uses(monkeypatch, tmp_path):
+    from plugin.uprez_client import config_dir
+    from ui.settings_store import config_folder
+
+    monkeypatch.delenv("UPREZ_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config_folder() == Path(config_dir())
+    if sys.platform.startswith("linux"):
+        assert config_folder() == tmp_path / "xdg" / "uprez"
+    monkeypatch.setenv("UPREZ_CONFIG_DIR", str(tmp_path / "portable"))
+    assert config_folder() == tmp_path / "portable" == Path(config_dir())
+
+
+def test_region_box_is_scanned_once_per_edit(qapp, monkeypatch):
+    mask = RegionMask(60, 40)
+    scans = []
+    real_alpha = RegionMask.alpha
+    monkeypatch.setattr(RegionMask, "alpha", lambda m: (scans.append(1), real_alpha(m))[1])
+    assert mask.is_empty() and scans == []  # nothing painted: nothing to scan
+    mask.add_rect(QRectF(5, 6, 10, 8))
+    assert [mask.bounding_box(), mask.bounding_box(), mask.is_empty()] == [(5, 6, 10, 8), (5, 6, 10, 8), False]
+    assert len(scans) == 1
+    mask.stroke(QPointF(10, 10), QPointF(10, 10), radius=20, erase=True)  # erases it all
+    assert mask.is_empty() and mask.bounding_box() is None and len(scans) == 2
+    mask.clear()
+    assert mask.is_empty() and len(scans) == 2
 
 
 def test_suggested_name_is_always_new(tmp_path):
