@@ -4,15 +4,19 @@ Where the figures come from: parameter counts and licences are the ones each mod
 those counts at 2 bytes per parameter (the bf16/fp16 weights `uprez models pull` fetches: the diffusers
 components, not the repo's extra single-file copy), rounded; `pull` reads the exact size from the Hub before
 it starts. VRAM is an estimate, not a measurement: with `--offload`, the largest component (the transformer,
-or SD3.5 Medium's T5 text encoder) must fit at once, plus about 3 GB of working memory for 1024-pixel tiles;
-without it, every component stays on the GPU.
+or SD3.5 Medium's T5 text encoder) must fit at once, plus about 3 GiB of working memory for 1024-pixel tiles;
+without it, every component stays on the GPU. Every figure prints in binary units (GiB), as `uprez models list`
+and `pull` print sizes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-GB = 1e9
+from engine.memory import format_bytes
+
+BYTES_PER_PARAM = 2  # bf16/fp16
+WORKING_MEMORY = 3 * 2**30  # activations and VAE buffers for 1024-pixel tiles
 
 
 @dataclass(frozen=True)
@@ -25,16 +29,16 @@ class Recommended:
     note: str
 
     @property
-    def size_gb(self) -> float:
-        return sum(params for _, params in self.parts_b) * 2
+    def size_bytes(self) -> int:
+        return round(sum(params for _, params in self.parts_b) * 1e9 * BYTES_PER_PARAM)
 
     @property
-    def vram_offload_gb(self) -> float:
-        return max(params for _, params in self.parts_b) * 2 + 3
+    def vram_offload_bytes(self) -> int:
+        return round(max(params for _, params in self.parts_b) * 1e9 * BYTES_PER_PARAM) + WORKING_MEMORY
 
     @property
-    def vram_full_gb(self) -> float:
-        return self.size_gb + 3
+    def vram_full_bytes(self) -> int:
+        return self.size_bytes + WORKING_MEMORY
 
 
 FLUX_ENCODERS = (("T5-XXL text encoder", 4.76), ("CLIP-L text encoder", 0.123), ("VAE", 0.084))
@@ -56,7 +60,7 @@ RECOMMENDED: tuple[Recommended, ...] = (
                 (("transformer", 8.1), *SD35_ENCODERS), "free below USD 1M yearly revenue"),
     Recommended("Qwen/Qwen-Image", "qwen-image", "Apache-2.0", False,
                 (("transformer", 20.4), ("Qwen2.5-VL-7B text encoder", 8.3), ("VAE", 0.127)),
-                "the largest: needs a 48 GB GPU even with --offload"),
+                "the largest: needs a 48 GiB GPU even with --offload"),
 )
 
 
@@ -64,8 +68,8 @@ def table(installed: frozenset[str] | set[str] = frozenset()) -> str:
     """The recommended models as a plain-text table, marking those already on this machine."""
     rows = [("model", "licence", "gated", "download", "VRAM --offload / all on GPU", "")]
     for model in RECOMMENDED:
-        rows.append((model.repo_id, model.licence, "yes" if model.gated else "no", f"~{model.size_gb:.0f} GB",
-                     f"~{model.vram_offload_gb:.0f} / ~{model.vram_full_gb:.0f} GB",
+        rows.append((model.repo_id, model.licence, "yes" if model.gated else "no", f"~{format_bytes(model.size_bytes)}",
+                     f"~{format_bytes(model.vram_offload_bytes)} / ~{format_bytes(model.vram_full_bytes)}",
                      "installed" if model.repo_id in installed else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -75,5 +79,5 @@ def table(installed: frozenset[str] | set[str] = frozenset()) -> str:
 
 FOOTNOTE = ("Gated: accept the licence on huggingface.co while logged in, then `hf auth login` here. Download: the "
             "parameter counts on the model cards at 2 bytes each (the bf16/fp16 weights pulled). VRAM: estimates, "
-            "the largest component + ~3 GB with --offload. `uprez models pull ID` checks the exact size and your "
+            "the largest component + ~3 GiB with --offload. `uprez models pull ID` checks the exact size and your "
             "free disk space before it starts.")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import threading
 from pathlib import Path
 
-from engine.model_store import discover, hf_cache_dir, human_size
+from engine.model_store import LocalModel, discover, hf_cache_dir, human_size, repo_folder
+
+EXIT_CANCELLED = 130  # as engine.cli's: the shell's code for a command ended by Ctrl-C
+PRIVATE_PARTIAL = re.compile(r"^[^.]+\.[0-9a-f]{8}\.incomplete$")
 
 
 def add_models_parser(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +25,8 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="models on this machine, with size and where they are")
     listing.add_argument("--model-dir", action="append", type=Path, default=[], metavar="DIR",
                          help="also look in this folder (repeatable)")
-    pull = actions.add_parser("pull", help="download a diffusers model from the Hugging Face Hub (resumable)")
+    pull = actions.add_parser("pull", help="download a diffusers model from the Hugging Face Hub (run it again "
+                              "to finish an interrupted one)")
     pull.add_argument("repo_id", metavar="ID", help="organisation/name, e.g. black-forest-labs/FLUX.1-schnell")
     pull.add_argument("--revision", help="a branch, tag or commit (default: main; also re-checks a cached model)")
     remove = actions.add_parser("remove", help="delete a model from the Hugging Face cache")
@@ -38,10 +45,8 @@ def run_models(args: argparse.Namespace) -> int:
         print(table(installed))
         return 0
     if args.models_command == "pull":
-        from engine.model_pull import pull
-
         elsewhere = [m for m in discover(config) if m.where != "hf-cache"]
-        pull(args.repo_id, elsewhere=elsewhere, revision=args.revision)
+        _pull_until_interrupted(args.repo_id, elsewhere, args.revision)
         return 0
     if args.models_command == "remove":
         from engine.model_store import remove
@@ -60,3 +65,45 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"no other models found (Hugging Face cache: {hf_cache_dir()}); `uprez models recommend` suggests "
               "some, `uprez models pull ID` fetches one")
     return 0
+
+
+def _pull_until_interrupted(repo_id: str, elsewhere: list[LocalModel], revision: str | None) -> None:
+    """Run the pull in a daemon thread so that Ctrl-C stops it at once: huggingface_hub downloads in a thread
+    pool which, once interrupted, still waits for every file in flight (minutes for a 10 GiB shard). The files
+    finished so far stay in the cache, and the next pull fetches only the rest."""
+    from engine.model_pull import pull
+
+    blobs = repo_folder(hf_cache_dir(), repo_id) / "blobs"
+    before = _private_partials(blobs)
+    failure: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            pull(repo_id, elsewhere=elsewhere, revision=revision)
+        except BaseException as exc:  # handed to the main thread, which reports it as any other error
+            failure.append(exc)
+
+    worker = threading.Thread(target=download, name="uprez-pull", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        for partial in _private_partials(blobs) - before:
+            partial.unlink(missing_ok=True)
+        print(f"\nuprez: interrupted; the partial download is kept (the files finished so far) and "
+              f"`uprez models pull {repo_id}` fetches the rest", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_CANCELLED)  # not sys.exit: that would wait for the download threads to finish their files
+    if failure:
+        raise failure[0]
+
+
+def _private_partials(blobs: Path) -> set[Path]:
+    """Files in flight that no later run can use: newer huggingface_hub writes each download to
+    <etag>.<8 hex digits>.incomplete, unique to its process, and deletes it itself unless the process is cut
+    short. (Older versions append to a shared <etag>.incomplete and resume it, so that one is kept.)"""
+    try:
+        return {p for p in blobs.glob("*.incomplete") if PRIVATE_PARTIAL.match(p.name)}
+    except OSError:
+        return set()

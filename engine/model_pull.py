@@ -1,7 +1,7 @@
 """`uprez models pull`: fetch a diffusers model from the Hugging Face Hub into its cache, once.
 
 Only what the loader uses is fetched: model_index.json and the components it names, in safetensors, default
-precision. Repos such as FLUX.1-dev also carry the same weights as one big root-level file (another 24 GB),
+precision. Repos such as FLUX.1-dev also carry the same weights as one big root-level file (another 22 GiB),
 which a whole-repo download would fetch for nothing.
 """
 
@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import InvalidInput, UprezError
-from engine.model_store import REPO_ID, LocalModel, find_local, hf_cache_dir, human_size, repo_folder, scan_hf_cache
+from engine.model_store import (
+    REPO_ID,
+    WEIGHTS,
+    LocalModel,
+    components,
+    find_local,
+    hf_cache_dir,
+    human_size,
+    repo_folder,
+    same_name,
+    scan_hf_cache,
+)
 
-WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".gguf")
 VARIANT = re.compile(r"\.(fp16|bf16|fp32|fp8\w*|int8|nf4)(?=[.-])")
 MARGIN = 2 * 2**30  # room left on the disk after the download: a full disk breaks more than the download
 
@@ -31,12 +41,6 @@ class PullError(UprezError):
 def _variant(name: str) -> str | None:
     match = VARIANT.search(name.rsplit("/", 1)[-1])
     return match.group(1) if match else None
-
-
-def components(index: Mapping[str, Any]) -> list[str]:
-    """The component folders model_index.json names (entries like "vae": ["diffusers", "AutoencoderKL"])."""
-    return [name for name, value in index.items()
-            if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
 
 
 def select_files(files: list[str], index: Mapping[str, Any]) -> list[str]:
@@ -82,8 +86,8 @@ def _offline(repo_id: str, exc: BaseException | None = None) -> PullError:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     why = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
     return PullError(f"cannot reach the Hugging Face Hub at {endpoint}{why}, so {repo_id} cannot be downloaded "
-                     "now. Check the network (or a proxy), then run the same command again: a download that was "
-                     "cut off resumes where it stopped. Models already here: `uprez models list`")
+                     "now. Check the network (or a proxy), then run the same command again: the files already "
+                     "downloaded are kept and only the rest is fetched. Models already here: `uprez models list`")
 
 
 def _gated(repo_id: str, logged_in: bool) -> PullError:
@@ -157,6 +161,10 @@ def pull(repo_id: str, *, elsewhere: list[LocalModel] | None = None, cache: Path
     if local is not None and revision is None:
         print(f"{repo_id} is already here: {local.path} ({human_size(local.size)}); nothing to download", file=out)
         return local.path
+    for namesake in same_name(repo_id, elsewhere or []):
+        print(f"note: {namesake.path} has the same name but does not say it is {repo_id}, so it is downloaded "
+              f"anyway; if that folder is the same model, `--model {namesake.path}` uses it instead (Ctrl-C now "
+              "stops the download)", file=out)
     from huggingface_hub import HfApi, get_token, hf_hub_download, snapshot_download
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true"):

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.errors import InvalidInput, UprezError
 from engine.memory import format_bytes
@@ -24,6 +25,7 @@ ENV_COMFYUI = "UPREZ_COMFYUI_DIRS"
 # all-in-one .safetensors checkpoints.
 COMFYUI_SUBFOLDERS = ("diffusers", "diffusion_models", "unet", "checkpoints")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_URL = re.compile(r"huggingface\.co/([\w.-]+/[\w.-]+?)(?:\.git)?/?$")  # a git remote of a Hub repo
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class LocalModel:
     where: str  # "hf-cache", "comfyui", "folder"
     path: Path
     size: int  # bytes on disk
-    complete: bool = True  # False: an interrupted download (`uprez models pull` resumes it)
+    complete: bool = True  # False: an interrupted download (`uprez models pull` finishes it)
     family: str | None = None
     missing: tuple[str, ...] = field(default=())
 
@@ -75,31 +77,58 @@ def _snapshot(folder: Path) -> Path | None:
     return max(snapshots, key=lambda p: p.stat().st_mtime) if snapshots else None
 
 
+# What model_index.json names and what counts as weights: `uprez models pull` fetches by the same rules.
+WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".gguf")
+SHARD = re.compile(r"^(?P<stem>.+)-(?P<n>\d{5})-of-(?P<total>\d{5})(?P<ext>\..+)$")
+
+
+def components(index: Mapping[str, Any]) -> list[str]:
+    """The component folders model_index.json names (entries like "vae": ["diffusers", "AutoencoderKL"])."""
+    return [name for name, value in index.items()
+            if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None]
+
+
 def _missing_components(folder: Path) -> tuple[str, ...]:
-    """Components model_index.json names whose folder has no weights (an interrupted download)."""
+    """Components model_index.json names whose folder has no weights yet (an interrupted download)."""
     try:
         index = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError):
         return ("model_index.json",)
-    missing = []
-    for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
-            continue
-        part = folder / name
-        if not part.is_dir() or not any(p.is_file() for p in part.iterdir()) or _missing_shards(part):
-            missing.append(name)
-    return tuple(missing)
+    if not isinstance(index, dict):
+        return ("model_index.json",)
+    return tuple(name for name in components(index) if not _component_complete(folder / name))
 
 
-def _missing_shards(part: Path) -> bool:
-    """True when a sharded component's index names a shard that is not there (yet)."""
+def _component_complete(part: Path) -> bool:
+    """A folder with files in it; when it has a config.json (a model, not a scheduler or tokenizer) also its
+    weights, every shard of them: a download fetches the small config first, so config alone is a cut-off one."""
+    try:
+        files = [p for p in part.iterdir() if p.is_file()]
+    except OSError:
+        return False
+    if not files:
+        return False
+    if (part / "config.json").is_file() and not any(p.name.endswith(WEIGHTS) for p in files):
+        return False
+    return not _missing_shards(part, {p.name for p in files})
+
+
+def _missing_shards(part: Path, names: set[str]) -> bool:
+    """True when a shard index, or a shard's own "-0000k-of-0000n" name, points at a shard that is not there."""
     for index in part.glob("*.index.json"):
         try:
             shards = set(json.loads(index.read_text()).get("weight_map", {}).values())
         except (OSError, ValueError, AttributeError):
             return True
-        if not all((part / shard).is_file() for shard in shards):
+        if not shards <= names:
             return True
+    for name in names:
+        shard = SHARD.match(name)
+        if shard and shard["ext"].endswith(WEIGHTS):
+            total = int(shard["total"])
+            if any(f"{shard['stem']}-{k:05d}-of-{shard['total']}{shard['ext']}" not in names
+                   for k in range(1, total + 1)):
+                return True
     return False
 
 
@@ -124,15 +153,22 @@ def tree_size(path: Path) -> int:
 def scan_hf_cache(cache: Path | None = None) -> list[LocalModel]:
     """Diffusers repos in the Hugging Face cache, complete or not."""
     cache = hf_cache_dir() if cache is None else cache
+    try:
+        folders = sorted(cache.glob("models--*--*"))
+    except OSError:
+        return []
     found = []
-    for folder in sorted(cache.glob("models--*--*")):
-        snapshot = _snapshot(folder)
-        if snapshot is None or not (snapshot / "model_index.json").exists():
-            continue  # not a diffusers repo (a text model, a single-file checkpoint repo)
-        repo_id = folder.name[len("models--"):].replace("--", "/", 1)
-        missing = _missing_components(snapshot)
-        found.append(LocalModel(repo_id, repo_id.split("/")[1], "diffusers", "hf-cache", snapshot,
-                                tree_size(snapshot), complete=not missing, missing=missing))
+    for folder in folders:
+        try:
+            snapshot = _snapshot(folder)
+            if snapshot is None or not (snapshot / "model_index.json").exists():
+                continue  # not a diffusers repo (a text model, a single-file checkpoint repo)
+            repo_id = folder.name[len("models--"):].replace("--", "/", 1)
+            missing = _missing_components(snapshot)
+            found.append(LocalModel(repo_id, repo_id.split("/")[1], "diffusers", "hf-cache", snapshot,
+                                    tree_size(snapshot), complete=not missing, missing=missing))
+        except OSError:
+            continue  # one unreadable repo must not hide the others (the server lists what it can)
     return found
 
 
@@ -167,15 +203,18 @@ def scan_folder(folder: Path, where: str) -> list[LocalModel]:
         return []  # a configured folder that does not exist (yet) lists nothing
     found = []
     for entry in entries:
-        if entry.is_dir() and (entry / "model_index.json").is_file() and not is_builtin_folder(entry):
-            missing = _missing_components(entry)
-            found.append(LocalModel(str(entry.resolve()), entry.name, "diffusers", where, entry.resolve(),
-                                    tree_size(entry), complete=not missing, missing=missing))
-        elif entry.is_file() and entry.suffix == ".safetensors":
-            family = checkpoint_family(entry)
-            if family is not None:
-                found.append(LocalModel(str(entry.resolve()), entry.name, "safetensors", where, entry.resolve(),
-                                        entry.stat().st_size, family=family))
+        try:
+            if entry.is_dir() and (entry / "model_index.json").is_file() and not is_builtin_folder(entry):
+                missing = _missing_components(entry)
+                found.append(LocalModel(str(entry.resolve()), entry.name, "diffusers", where, entry.resolve(),
+                                        tree_size(entry), complete=not missing, missing=missing))
+            elif entry.is_file() and entry.suffix == ".safetensors":
+                family = checkpoint_family(entry)
+                if family is not None:
+                    found.append(LocalModel(str(entry.resolve()), entry.name, "safetensors", where,
+                                            entry.resolve(), entry.stat().st_size, family=family))
+        except OSError:
+            continue  # one unreadable entry must not hide the others
     return found
 
 
@@ -191,6 +230,7 @@ def default_comfyui_roots(home: Path | None = None) -> list[Path]:
 
 
 def read_settings(config_dir: Path) -> dict:
+    """models.json, checked: an object whose "comfyui" and "model_dirs" are lists of folder paths."""
     path = config_dir / SETTINGS_FILE
     try:
         data = json.loads(path.read_text())
@@ -198,7 +238,15 @@ def read_settings(config_dir: Path) -> dict:
         return {}
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it or delete it") from exc
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path} must hold a JSON object such as "
+                           '{"comfyui": ["/path/to/ComfyUI"], "model_dirs": ["/path/to/models"]}')
+    for key in ("comfyui", "model_dirs"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidInput(f'{path}: "{key}" must be a list of folder paths, such as "{key}": '
+                               f'["/path/one", "/path/two"], not {json.dumps(value)}')
+    return data
 
 
 def _paths(text: str) -> list[Path]:
@@ -209,7 +257,7 @@ def comfyui_roots(config_dir: Path, environ: Mapping[str, str] | None = None) ->
     """ComfyUI folders: $UPREZ_COMFYUI_DIRS, models.json's "comfyui" list, then the usual places that exist."""
     environ = os.environ if environ is None else environ
     roots = _paths(environ.get(ENV_COMFYUI, ""))
-    roots += [Path(p).expanduser() for p in read_settings(config_dir).get("comfyui", []) if isinstance(p, str)]
+    roots += [Path(p).expanduser() for p in read_settings(config_dir).get("comfyui", [])]
     roots += [p for p in default_comfyui_roots() if p.is_dir()]
     unique: list[Path] = []
     for root in roots:
@@ -222,7 +270,7 @@ def model_dirs(config_dir: Path, environ: Mapping[str, str] | None = None) -> li
     """Plain model folders: $UPREZ_MODEL_DIRS, models.json's "model_dirs", and <config>/models."""
     environ = os.environ if environ is None else environ
     dirs = _paths(environ.get("UPREZ_MODEL_DIRS", ""))
-    dirs += [Path(p).expanduser() for p in read_settings(config_dir).get("model_dirs", []) if isinstance(p, str)]
+    dirs += [Path(p).expanduser() for p in read_settings(config_dir).get("model_dirs", [])]
     return [*dirs, config_dir / "models"]
 
 
@@ -246,34 +294,81 @@ def discover(config_dir: Path, extra_dirs: Iterable[Path] = (), cache: Path | No
     return list(unique.values())
 
 
+def recorded_repo_id(folder: Path) -> str | None:
+    """The Hub repo a model folder outside the cache says it came from, else None. Three records are trusted:
+    "_name_or_path" in model_index.json, the remote of a `git clone https://huggingface.co/ORG/NAME`, and a
+    folder that is a link into the cache's models--ORG--NAME/snapshots/. A folder's name proves nothing."""
+    try:
+        named = json.loads((folder / "model_index.json").read_text()).get("_name_or_path")
+        if isinstance(named, str) and REPO_ID.match(named):
+            return named
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        for line in (folder / ".git" / "config").read_text().splitlines():
+            key, _, url = line.partition("=")
+            remote = HUB_URL.search(url.strip()) if key.strip() == "url" else None
+            if remote:
+                return remote.group(1)
+    except (OSError, ValueError):  # no clone, or not a text file
+        pass
+    real = folder.resolve()
+    if real.parent.name == "snapshots" and real.parent.parent.name.startswith("models--"):
+        return real.parent.parent.name[len("models--"):].replace("--", "/", 1)
+    return None
+
+
 def find_local(repo_id: str, models: Iterable[LocalModel]) -> LocalModel | None:
-    """A complete copy of `repo_id` on disk: in the HF cache, or a folder of the same name (ComfyUI's
-    models/diffusers/FLUX.1-schnell, say), so that a pull never downloads what is already here."""
-    name = repo_id.split("/")[-1].lower()
+    """A complete copy of `repo_id` on disk: in the HF cache, or a folder elsewhere (ComfyUI's, say) that records
+    it came from `repo_id`, so that a pull does not download again what is already here. A folder that only has
+    the same name is not enough: orgA/FLUX.1-dev and orgB/FLUX.1-dev are different models."""
     for model in models:
         if not model.complete or model.kind != "diffusers":
             continue
-        if model.id == repo_id or (model.where != "hf-cache" and model.name.lower() == name):
+        if model.where == "hf-cache":
+            if model.id == repo_id:
+                return model
+        elif (recorded_repo_id(model.path) or "").lower() == repo_id.lower():
             return model
     return None
 
 
+def same_name(repo_id: str, models: Iterable[LocalModel]) -> list[LocalModel]:
+    """Diffusers folders outside the cache named like `repo_id` that do not record which repo they are: maybe
+    the same model, which `pull` mentions so the user can use it (`--model PATH`) instead of downloading."""
+    name = repo_id.split("/")[-1].lower()
+    return [m for m in models if m.kind == "diffusers" and m.where != "hf-cache" and m.name.lower() == name
+            and (recorded_repo_id(m.path) or "").lower() != repo_id.lower()]
+
+
 def remove(model_id: str, models: Iterable[LocalModel]) -> LocalModel:
-    """Delete a model from the Hugging Face cache (all its revisions); other folders belong to their owners."""
-    matches = [m for m in models if m.id == model_id or m.name == model_id]
+    """Delete a model from the Hugging Face cache (all its revisions); other folders belong to their owners.
+    `model_id` is the id `uprez models list` shows; a bare name is taken only when it names one model."""
+    models = list(models)
+    matches = [m for m in models if m.id == model_id] or [m for m in models if m.name == model_id]
     if not matches:
         raise InvalidInput(f"no model {model_id!r} on this machine; `uprez models list` shows what there is")
-    cached = [m for m in matches if m.removable]
-    if not cached:
-        place = matches[0]
-        raise InvalidInput(f"{place.id} is in {'ComfyUI' if place.where == 'comfyui' else 'a folder of yours'} "
-                           f"({place.path}); Uprez only removes what is in the Hugging Face cache. Delete it "
+    if len(matches) > 1:
+        listed = "; ".join(f"{m.id} ({m.where})" for m in matches)
+        raise InvalidInput(f"{model_id!r} could be any of {len(matches)} models: {listed}. Nothing was removed; "
+                           "run `uprez models remove ID` with the full id of the one to delete")
+    [model] = matches
+    if not model.removable:
+        raise InvalidInput(f"{model.id} is in {'ComfyUI' if model.where == 'comfyui' else 'a folder of yours'} "
+                           f"({model.path}); Uprez only removes what is in the Hugging Face cache. Delete it "
                            "there yourself if you no longer need it")
-    model = cached[0]
     folder = model.path.parent.parent  # snapshots/<rev> -> models--org--name
-    if not folder.name.startswith("models--"):
+    if not folder.name.startswith("models--") or model.path.parent.name != "snapshots":
         raise UprezError(f"unexpected cache layout at {model.path}; not removing anything")
-    shutil.rmtree(folder)
+    if folder.is_symlink():
+        raise UprezError(f"{folder} is a link to {folder.resolve()}, which may hold other things; Uprez does not "
+                         "delete through links. Remove the link and what it points to yourself")
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        left = " (it may be partly removed: `uprez models list` shows what is left)" if folder.exists() else ""
+        raise UprezError(f"could not remove {model.id} from {folder}: {exc.strerror or exc}{left}. Check that "
+                         "you may write there (the cache may belong to another user), then try again") from exc
     return model
 
 

@@ -8,6 +8,7 @@ what was downloaded. Endpoints: model info (`/api/models/ID[/revision/REV]`), th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -24,6 +25,8 @@ class Repo:
     granted: tuple[str, ...] = ()  # tokens whose account accepted the licence
     declared_sizes: dict[str, int] = field(default_factory=dict)  # sizes the API claims (for the disk check)
     cut_once: dict[str, int] = field(default_factory=dict)  # file -> byte where its first download breaks off
+    hold_once: dict[str, int] = field(default_factory=dict)  # file -> byte where its first download waits for
+    # StandInHub.release (a slow network: the test can interrupt the client mid-file)
     sha: str = "0123456789abcdef0123456789abcdef01234567"
 
     @classmethod
@@ -38,6 +41,7 @@ class Repo:
 class StandInHub:
     def __init__(self, repos: dict[str, Repo]) -> None:
         self.repos = repos
+        self.release = threading.Event()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         hub = self
 
@@ -57,6 +61,7 @@ class StandInHub:
         self.thread.start()
 
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -114,7 +119,14 @@ class StandInHub:
             request.close_connection = True
             request.connection.shutdown(2)  # the network drops half-way through
             return
-        request.wfile.write(data[start:])
+        if name in repo.hold_once and not start:
+            held = repo.hold_once.pop(name)
+            request.wfile.write(data[:held])
+            request.wfile.flush()
+            self.release.wait(timeout=120)
+            start = held
+        with contextlib.suppress(OSError):  # the client is gone: an interrupted pull
+            request.wfile.write(data[start:])
 
     @staticmethod
     def _json(request: BaseHTTPRequestHandler, body) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
+from cache_layouts import lay_out_as_comfyui
 from hub import Repo, StandInHub
 
 from engine.backends.loader import load_backend
@@ -15,15 +18,20 @@ from engine.model_pull import MARGIN, PullError, check_space, select_files
 
 REPO = "test-org/tiny-flux"
 GATED = "test-org/gated-flux"
+SLOW = "test-org/slow-flux"
+SLOW_FILE = "transformer/diffusion_pytorch_model.safetensors"
+
+
+def _environ(isolated, hub_url: str, **env: str) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "HOME": str(isolated["home"]), "UPREZ_CONFIG_DIR": str(isolated["config"]),
+            "HF_HOME": str(isolated["hf_home"]), "HF_HUB_CACHE": str(isolated["cache"]), "HF_ENDPOINT": hub_url,
+            "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": os.pathsep.join(sys.path), **env}
 
 
 def uprez(isolated, hub_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     """The `uprez` command as a user runs it, with only the test's own home, config and cache."""
-    environ = {"PATH": os.environ["PATH"], "HOME": str(isolated["home"]), "UPREZ_CONFIG_DIR": str(isolated["config"]),
-               "HF_HOME": str(isolated["hf_home"]), "HF_HUB_CACHE": str(isolated["cache"]), "HF_ENDPOINT": hub_url,
-               "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=environ, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=_environ(isolated, hub_url, **env),
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -37,9 +45,14 @@ def hub(tiny_model):
     # A file past huggingface_hub's 10 MB write chunk, whose first transfer the network drops at 11 MB.
     repo.files["transformer/notes.txt"] = b"n" * (12 * 2**20)
     repo.cut_once["transformer/notes.txt"] = 11 * 2**20
+    slow = Repo.from_folder(folder)
+    # Weights past huggingface_hub's 10 MiB write chunk (never loaded: what counts is that they arrive whole),
+    # whose first transfer stalls at 11 MiB until hub.release.
+    slow.files[SLOW_FILE] = b"s" * (12 * 2**20)
+    slow.hold_once[SLOW_FILE] = 11 * 2**20
     gated = Repo.from_folder(folder, gated=True, granted=("hf_granted",))
     huge = Repo.from_folder(folder, declared_sizes={"transformer/diffusion_pytorch_model.safetensors": 10**16})
-    server = StandInHub({REPO: repo, GATED: gated, "test-org/huge-flux": huge})
+    server = StandInHub({REPO: repo, GATED: gated, "test-org/huge-flux": huge, SLOW: slow})
     yield server
     server.stop()
 
@@ -88,7 +101,7 @@ def test_offline_and_unknown_repos_get_clear_messages(hub, isolated):
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     offline = uprez(isolated, closed, "models", "pull", REPO)
     assert offline.returncode == 1 and "cannot reach the Hugging Face Hub" in offline.stderr
-    assert "resumes where it stopped" in offline.stderr
+    assert "only the rest is fetched" in offline.stderr
     switched_off = uprez(isolated, hub.url, "models", "pull", REPO, HF_HUB_OFFLINE="1")
     assert switched_off.returncode == 1 and "offline mode is on" in switched_off.stderr
     missing = uprez(isolated, hub.url, "models", "pull", "test-org/no-such-model")
@@ -133,3 +146,64 @@ def test_space_check_counts_a_margin(tmp_path):
     check_space(10 * 2**30, tmp_path, free=lambda _p: 10 * 2**30 + MARGIN)
     with pytest.raises(PullError, match=r"needs 10\.0 GiB .* has 12\.0 GiB free"):
         check_space(10 * 2**30, tmp_path, free=lambda _p: 10 * 2**30 + MARGIN - 1)
+
+
+def test_a_pull_cut_off_after_a_config_file_resumes(hub, isolated):
+    """A download stopped after transformer/config.json and before its weights is not "already here"."""
+    assert uprez(isolated, hub.url, "models", "pull", REPO).returncode == 0
+    snapshot = next((isolated["cache"] / "models--test-org--tiny-flux" / "snapshots").iterdir())
+    weights = snapshot / "transformer" / "diffusion_pytorch_model.safetensors"
+    blob = weights.resolve()
+    weights.unlink()
+    blob.unlink()
+    hub.requests.clear()
+    again = uprez(isolated, hub.url, "models", "pull", REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to download" not in again.stderr
+    assert hub.downloads() == ["transformer/diffusion_pytorch_model.safetensors"]
+    assert load_backend(snapshot, device="cpu").family == "flux"
+
+
+def test_a_folder_that_only_shares_the_name_does_not_stop_a_pull(hub, isolated, tiny_model, tmp_path):
+    """A ComfyUI folder called tiny-flux may be any model of that name: it is pointed out, and the pull goes on."""
+    comfyui = tmp_path / "ComfyUI"
+    folder = lay_out_as_comfyui(tiny_model("flux-dev"), comfyui, "tiny-flux").resolve()
+    done = uprez(isolated, hub.url, "models", "pull", REPO, UPREZ_COMFYUI_DIRS=str(comfyui))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nothing to download" not in done.stderr
+    assert f"note: {folder} has the same name" in done.stderr and f"`--model {folder}` uses it" in done.stderr
+    assert "transformer/diffusion_pytorch_model.safetensors" in hub.downloads()
+
+
+def test_ctrl_c_during_a_pull_keeps_what_is_done_and_the_next_pull_fetches_the_rest(hub, isolated):
+    """A real SIGINT while a file is half-way: the command ends at once (not when the files in flight are done),
+    the finished files stay, the half file leaves no litter, and the next pull fetches only what is missing."""
+    repo = isolated["cache"] / "models--test-org--slow-flux"
+    with subprocess.Popen([sys.executable, "-m", "engine.cli", "models", "pull", SLOW], env=_environ(isolated, hub.url),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as pulling:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size >= 10 * 2**20 for p in (repo / "blobs").glob("*.incomplete")):
+            assert pulling.poll() is None and time.monotonic() < deadline, "the download never got under way"
+            time.sleep(0.1)
+        pulling.send_signal(signal.SIGINT)
+        try:
+            _, err = pulling.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pulling.kill()
+            pytest.fail("the pull did not stop on Ctrl-C while a file was still downloading")
+    assert pulling.returncode == 130
+    assert (f"interrupted; the partial download is kept (the files finished so far) and `uprez models pull {SLOW}` "
+            "fetches the rest") in err
+    assert not list((repo / "blobs").glob("*.incomplete"))
+    snapshot = next((repo / "snapshots").iterdir())
+    kept = {p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()}
+    assert "model_index.json" in kept and SLOW_FILE not in kept
+    listed = uprez(isolated, hub.url, "models", "list")
+    assert f"{SLOW}  " in listed.stdout and "INCOMPLETE, missing transformer" in listed.stdout
+    hub.release.set()
+    hub.requests.clear()
+    again = uprez(isolated, hub.url, "models", "pull", SLOW)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert SLOW_FILE in hub.downloads() and not kept & set(hub.downloads())
+    assert (snapshot / SLOW_FILE).stat().st_size == 12 * 2**20
+    assert "INCOMPLETE" not in uprez(isolated, hub.url, "models", "list").stdout
