@@ -39,19 +39,20 @@ def engine_url(environ: Mapping[str, str] | None = None) -> str:
     if url:
         return url.rstrip("/")
     for name in ("engine.json", "bridge.json"):
-        url = _url_in(os.path.join(config_dir(environ=environ), name))
-        if url:
-            return url
+        url = read_config_json(name, environ).get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return url.rstrip("/")
     return DEFAULT_URL
 
 
-def _url_in(path: str) -> str | None:
+def read_config_json(name: str, environ: Mapping[str, str] | None = None) -> dict:
+    """A JSON object from the config folder (engine.json, bridge.json); {} when it is missing or unreadable."""
     try:
-        with open(path, encoding="utf-8") as f:
-            url = json.load(f).get("url", "")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+        with open(os.path.join(config_dir(environ=environ), name), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_token(environ: Mapping[str, str] | None = None) -> str | None:

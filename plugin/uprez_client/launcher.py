@@ -6,15 +6,13 @@ Without it, a bridge only says how to start the engine by hand.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .client import Client
-from .discovery import config_dir
+from .discovery import read_config_json
 from .errors import EngineNotRunning
 
 SETTINGS_FILE = "bridge.json"
@@ -22,13 +20,7 @@ START_TIMEOUT_S = 120.0  # loading a big model can take a while; the built-in on
 
 
 def bridge_settings() -> dict[str, Any]:
-    path = os.path.join(config_dir(), SETTINGS_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_config_json(SETTINGS_FILE)
 
 
 def start_command() -> list[str] | None:
@@ -36,6 +28,22 @@ def start_command() -> list[str] | None:
     if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
         return command
     return None
+
+
+def connect(client: Any = None, on_starting: Callable[[], None] | None = None) -> Any:
+    """A client whose engine answers: `client` (default: found by discovery) if its engine is up, else one
+    for the engine started here as bridge.json says. Without a start command, the client's own
+    EngineNotRunning (which says how to start it by hand) goes to the caller."""
+    client = client or Client()
+    try:
+        client.health()
+        return client
+    except EngineNotRunning:
+        if start_command() is None:
+            raise
+    if on_starting is not None:
+        on_starting()
+    return start_engine(client)
 
 
 def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> Any:

@@ -80,23 +80,3 @@ def selection_region(bbox: tuple[int, int, int, int], bounds: tuple[int, int, in
     return Region(left, top, width, height, scaled(left, scale), scaled(top, scale),
                   scaled(width, scale), scaled(height, scale))
 
-
-def crop_plane(data: bytes, stride: int, x: int, y: int, width: int, height: int, pixel_bytes: int = 1) -> bytes:
-    """Rows y..y+height, columns x..x+width of a packed buffer `stride` pixels wide."""
-    row = stride * pixel_bytes
-    return b"".join(data[(y + r) * row + x * pixel_bytes:(y + r) * row + (x + width) * pixel_bytes]
-                    for r in range(height))
-
-
-def bounding_box(mask: bytes, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """(x, y, width, height) of the non-zero bytes of a one-byte-per-pixel mask; None when all are zero."""
-    rows = [r for r in range(height) if any(mask[r * width:(r + 1) * width])]
-    if not rows:
-        return None
-    left, right = width, 0
-    for r in rows:
-        line = mask[r * width:(r + 1) * width]
-        first = next(i for i, v in enumerate(line) if v)
-        last = width - next(i for i, v in enumerate(reversed(line)) if v)
-        left, right = min(left, first), max(right, last)
-    return left, rows[0], right - left, rows[-1] + 1 - rows[0]

@@ -79,16 +79,6 @@ def test_at_simple_factors_the_crop_edges_land_on_whole_scaled_pixels(box, scale
         or region.x + region.width == 640
 
 
-def test_crop_plane_and_bounding_box_read_one_byte_masks():
-    mask = bytes([0, 0, 0, 0,
-                  0, 9, 7, 0,
-                  0, 0, 5, 0])
-    assert regions.bounding_box(mask, 4, 3) == (1, 1, 2, 2)
-    assert regions.bounding_box(bytes(12), 4, 3) is None
-    assert regions.crop_plane(mask, 4, 1, 1, 2, 2) == bytes([9, 7, 0, 5])
-    assert regions.crop_plane(bytes(range(24)), 4, 1, 0, 2, 2, pixel_bytes=2) == bytes([2, 3, 4, 5, 10, 11, 12, 13])
-
-
 # -- plans ----------------------------------------------------------------------------------------------------
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import document as doc_ops
-from .client_import import launcher
 from .job import UpscaleJob
-
-BRIDGE_OPTIONS = ("node", "source", "client", "start_engine")
 
 
 def upscale(document: Any, scale: float = 2.0, target: str = "resize", selection_only: bool = False,
@@ -33,5 +30,5 @@ def upscale(document: Any, scale: float = 2.0, target: str = "resize", selection
     client = params.pop("client", None)
     start = params.pop("start_engine", True)
     src = doc_ops.read_source(document, scale, target, selection_only, node=node, source=source, params=params)
-    job = UpscaleJob(src, client, launcher.start_engine if start else None).start()
+    job = UpscaleJob(src, client, start_engine=start).start()
     return job.wait() if wait else job

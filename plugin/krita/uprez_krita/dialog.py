@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import document as doc_ops
 from . import form
-from .client_import import launcher, options, uprez_client
+from .client_import import options, uprez_client
 from .job import UpscaleJob
 from .plan import SOURCE_LABELS, TARGET_LABELS, TARGETS
 from .qt import (
@@ -187,7 +187,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         except ValueError as exc:
             self._show_error(str(exc))
             return
-        self.job = UpscaleJob(source, start_engine=launcher.start_engine)
+        self.job = UpscaleJob(source, start_engine=True)
         self.job.event.connect(self._on_event)
         self.job.finished.connect(self._on_finished)
         self.progress.setValue(0)

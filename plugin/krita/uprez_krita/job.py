@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from . import document as doc_ops
-from .client_import import uprez_client
+from .client_import import launcher, uprez_client
 from .qt import QObject, Signal, process_events
 
 PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
@@ -36,7 +36,7 @@ class UpscaleJob(QObject):
     _arrived = Signal(object)  # worker -> GUI thread: ("done", data, meta) / ("failed"|"cancelled", message)
 
     def __init__(self, source: doc_ops.Source, client: Any = None,
-                 start_engine: Callable[[Any], Any] | None = None) -> None:
+                 start_engine: bool = False) -> None:
         super().__init__()
         self.source = source
         self.client = client
@@ -121,14 +121,11 @@ class UpscaleJob(QObject):
 
     def _run(self) -> tuple[bytes, dict[str, Any]]:
         client = self.client or uprez_client.Client()
+        if self.start_engine:
+            client = launcher.connect(client, lambda: self.event.emit({"event": "starting_engine"}))
+        else:
+            client.health()  # EngineNotRunning says how to start it by hand
         self.client = client
-        try:
-            client.health()
-        except uprez_client.EngineNotRunning:
-            if self.start_engine is None:
-                raise
-            self.event.emit({"event": "starting_engine"})
-            client = self.client = self.start_engine(client)
         if self._cancel_requested.is_set():
             raise uprez_client.JobCancelled("cancelled before it was sent")
         src = self.source

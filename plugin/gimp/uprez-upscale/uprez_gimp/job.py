@@ -12,13 +12,13 @@ from uprez_client import (
     Unauthorized,
     UprezClientError,
     config_dir,
+    launcher,
 )
-from uprez_client.launcher import start_command, start_engine
 
 from .formats import CHANNELS, Transfer
+from .plan import AGAIN
 
 Progress = Callable[[Optional[float], Optional[str]], None]  # (fraction or None, text or None)
-AGAIN = "then run Filters > Enhance > Upscale with Uprez again"
 
 
 def progress_of(event: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -51,16 +51,11 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
 
     Raises EngineNotRunning saying how to start it by hand otherwise; called before any pixels are read.
     """
-    client = client or Client()
-    try:
-        client.health()
-        return client
-    except EngineNotRunning:
-        if start_command() is None:
-            raise
-    if on_progress is not None:
-        on_progress(None, "Starting the Uprez engine")
-    return start_engine(client)
+    def starting() -> None:
+        if on_progress is not None:
+            on_progress(None, "Starting the Uprez engine")
+
+    return launcher.connect(client, starting)
 
 
 def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Transfer, params: dict[str, Any],

@@ -21,6 +21,7 @@ TARGET_HINTS = {
 }
 
 Rect = Tuple[int, int, int, int]  # x, y, width, height
+AGAIN = "then run Filters > Enhance > Upscale with Uprez again"
 
 
 class PlanError(ValueError):
@@ -42,16 +43,15 @@ class Plan(NamedTuple):
 
 def check_drawable(is_layer: bool, is_rgb: bool, is_gray: bool, is_indexed: bool) -> None:
     """Refuse what the engine cannot take, with the menu item that fixes it."""
-    again = "then run Filters > Enhance > Upscale with Uprez again"
     if not is_layer:
         raise PlanError("Uprez upscales layers: pick a layer (not a channel or layer mask) in the Layers dialog, "
-                        + again + ".")
+                        + AGAIN + ".")
     if is_indexed:
         raise PlanError("This image uses indexed colour, which Uprez cannot upscale. Convert it with "
-                        "Image > Mode > RGB, " + again + ".")
+                        "Image > Mode > RGB, " + AGAIN + ".")
     if is_gray or not is_rgb:
         raise PlanError("This image is grayscale, which Uprez cannot upscale. Convert it with "
-                        "Image > Mode > RGB, " + again + ".")
+                        "Image > Mode > RGB, " + AGAIN + ".")
 
 
 def make_plan(image_size: tuple[int, int], layer: Rect, scale: float, target: str,
