@@ -177,8 +177,8 @@ def run_stages(
 
     Latents larger than `grid`'s tile (default: the model's) are denoised, encoded and decoded in blended
     tiles. With a soft `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent
-    elsewhere follows the re-noised reference, and each stage's pixels are blended by the mask with the
-    conventional upscale of `rgb`. `guidance` steers each stage toward the one before (DESIGN §4); for
+    elsewhere follows the re-noised reference, and each stage but the last has its pixels blended by the
+    mask with the conventional upscale of `rgb`; the caller composites the last one (engine.api). `guidance` steers each stage toward the one before (DESIGN §4); for
     the first stage that needs a reference, one pass at the input size runs first (not in the progress
     fraction). With `preview_every` = N > 0, every Nth step of a stage (and its last)
     carries a preview of at most `preview_side` pixels a side; each costs one small VAE decode.
@@ -219,7 +219,9 @@ def run_stages(
         previous_latent = x if guidance.match_statistics else None
         current = from_model_tensor(crop_to(tiled_decode(backend, x, grid), size_hw))
         del x
-        if stage_mask is not None:
+        if stage_mask is not None and index + 1 < len(stages):
+            # The last stage is composited once, by the caller, against the whole image's conventional upscale:
+            # blending it here as well would weigh the model's pixels by the mask squared.
             weight = stage_mask[:, :, None]
             current = weight * current + (1.0 - weight) * conventional_resize(rgb, stage.size)
     return current

@@ -153,6 +153,17 @@ def test_outside_the_mask_the_output_is_the_conventional_upscale_exactly(flux, w
     assert np.array_equal(out[outside], conventional[outside])
 
 
+def test_a_soft_mask_weighs_the_models_pixels_by_the_mask_itself(flux):
+    """Mask 0.5 everywhere denoises the same latents as mask 1 (both select every tile), so its result is
+    the half-and-half mix of that and the conventional upscale, not a mix weighted by 0.5 squared."""
+    image = np.random.default_rng(3).random((24, 32, 3), dtype=np.float32)
+    full = upscale(image, backend=flux, mask=np.ones((24, 32), np.float32))
+    half = upscale(image, backend=flux, mask=np.full((24, 32), 0.5, np.float32))
+    conventional = conventional_resize(image, (64, 48))
+    assert np.abs(full - conventional).mean() > 0.01  # the model did change the pixels
+    np.testing.assert_allclose(half, 0.5 * full + 0.5 * conventional, atol=1e-5)
+
+
 def test_region_only_returns_the_mask_as_alpha(flux):
     image = np.full((16, 24, 3), 128, np.uint8)
     mask = np.zeros((16, 24), np.uint8)
