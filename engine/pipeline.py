@@ -178,10 +178,11 @@ def run_stages(
     Latents larger than `grid`'s tile (default: the model's) are denoised, encoded and decoded in blended
     tiles. With a soft `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent
     elsewhere follows the re-noised reference, and each stage but the last has its pixels blended by the
-    mask with the conventional upscale of `rgb`; the caller composites the last one (engine.api). `guidance` steers each stage toward the one before (DESIGN §4); for
-    the first stage that needs a reference, one pass at the input size runs first (not in the progress
-    fraction). With `preview_every` = N > 0, every Nth step of a stage (and its last)
-    carries a preview of at most `preview_side` pixels a side; each costs one small VAE decode.
+    mask with the conventional upscale of `rgb`; the caller composites the last one (engine.api).
+    `guidance` steers each stage toward the one before (DESIGN §4); for the first stage that needs a
+    reference, one pass at the input size runs first (not in the progress fraction). With
+    `preview_every` = N > 0, every Nth step of a stage (and its last) carries a preview of at most
+    `preview_side` pixels a side; each costs one small VAE decode.
     """
     grid = grid or TileGrid.for_backend(backend)
     progress = _Progress(stages, on_progress)
