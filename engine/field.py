@@ -22,8 +22,10 @@ from engine.guidance import (
     merge_dilated_views,
     skip_residual,
     stochastic_step,
+    velocity_from_x0,
 )
 from engine.pixels import gaussian_blur
+from engine.sampler import predicted_x0, renoise
 from engine.settings import StructureGuidance
 from engine.tiled import TileGrid, tiled_velocity
 from engine.tiling import blend_weights, dilate, windows_touching
@@ -71,7 +73,8 @@ class StageField:
         self.reference = reference if guidance.uses_reference and reference is not None and len(reference) else None
         self.generator = generator
         self.trajectory = Trajectory() if keep_trajectory else None  # for the next stage's reference
-        self.previous: tuple[float, torch.Tensor] | None = None  # (sigma, guided x0_hat) of the step before
+        # (guided x0_hat, reference x0_hat) of the step before, for acceleration alignment
+        self.previous: tuple[torch.Tensor, torch.Tensor | None] | None = None
         height, width = latent.shape[-2:]
         windows = grid.windows(height, width)
         self.hold = self.reference_velocity = None
@@ -80,8 +83,7 @@ class StageField:
             self.reference_velocity = noise - latent  # eps - latent: what keeps x on the reference's path
             # Tiles touching the region plus the tile overlap of context: the rest is never computed.
             windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
-        self.whole = self.hold is None and len(windows) == 1 and windows[0].height == height \
-            and windows[0].width == width
+        self.whole = self.hold is None and grid.fits(height, width)
         self.windows, self.batch = windows, grid.batch
         # Dilated views of about a tile each (DemoFusion): only where the latent is more than a tile.
         self.stride = max(1, -(-max(height, width) // grid.tile)) if guidance.dilated_views > 0.0 else 1
@@ -89,7 +91,7 @@ class StageField:
 
     def reference_x(self, sigma: float) -> torch.Tensor:
         """The re-noised reference on its straight path: (1 - sigma) latent + sigma eps."""
-        return (1.0 - sigma) * self.latent + sigma * self.noise
+        return renoise(self.latent, self.noise, sigma)
 
     def model(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if self.whole:
@@ -128,7 +130,8 @@ class StageField:
         if g.skip_residual > 0.0:
             x_in = skip_residual(x, self.reference_x(sigma), g.skip_residual * cosine_decay(sigma, self.sigma_start))
         v = self.model(x_in, sigma)
-        x0_hat = x_in - sigma * v
+        x0_hat = predicted_x0(x_in, v, sigma)
+        reference_x0 = None
         if self.reference is not None:
             size, device = x.shape[-2:], x.device
             reference_x0 = self.reference.at(sigma, size, device)
@@ -136,13 +139,12 @@ class StageField:
                 alpha = alpha_schedule(sigma, self.sigma_start, g.direction_alignment)
                 x0_hat = align_direction(x0_hat, reference_x0, alpha=alpha)
             if g.acceleration_alignment > 0.0 and self.previous is not None:
-                previous_sigma, previous_x0 = self.previous
+                previous_x0, previous_reference_x0 = self.previous
                 beta = beta_schedule(sigma, self.sigma_start, g.acceleration_alignment)
-                x0_hat = align_acceleration(x0_hat, previous_x0, reference_x0,
-                                            self.reference.at(previous_sigma, size, device), beta=beta)
-            v = (x_in - x0_hat) / sigma
+                x0_hat = align_acceleration(x0_hat, previous_x0, reference_x0, previous_reference_x0, beta=beta)
+            v = velocity_from_x0(x_in, x0_hat, sigma)
         if g.acceleration_alignment > 0.0:
-            self.previous = (sigma, x0_hat)
+            self.previous = (x0_hat, reference_x0)
         if self.trajectory is not None:
             self.trajectory.record(sigma, x0_hat)
         stochastic = g.stochastic > 0.0 and sigma_next > 0.0
