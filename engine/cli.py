@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine import __version__
-from engine.settings import PRESETS
+from engine.settings import BUILTIN_MODEL, PRESETS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("input", type=Path, help="an image (PNG, JPEG, WebP, TIFF) or a folder of images")
     up.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder for a folder)")
     up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
-    up.add_argument("-m", "--model", default="builtin",
+    up.add_argument("-m", "--model", default=BUILTIN_MODEL,
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
                          "repo id, or a transformer .safetensors file")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
@@ -110,7 +110,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                             "the engine to the network, token still required")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 = any free port "
                        "(clients find it in engine.json in the config folder)")
-    serve.add_argument("-m", "--model", default="builtin",
+    serve.add_argument("-m", "--model", default=BUILTIN_MODEL,
                        help="model for jobs that name none, loaded at start (default: builtin)")
     serve.add_argument("--base", help="VAE and text encoders for a .safetensors checkpoint")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
