@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.excepthook = previous_hook
         signal.signal(signal.SIGINT, previous)
-        own_jobs = window.queue.own_ids | window.runner.own_job_ids()
-        window.runner.shutdown()
-        window.link.shutdown(own_jobs)  # acts once (closeEvent usually did): stops only an engine it started
+        window.shutdown_jobs()  # acts once (closeEvent usually did): stops only an engine it started
 
 
 if __name__ == "__main__":

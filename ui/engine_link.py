@@ -17,13 +17,13 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from plugin.uprez_client import Client, EngineNotRunning
+from plugin.uprez_client.launcher import START_TIMEOUT_S
 from ui.background import run_in_background
 from ui.settings_store import config_folder
 
 ACTIVE_STATES = ("queued", "running")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 120.0  # a cold start imports torch and loads the default model
 STOP_TIMEOUT_S = 10.0
 
 

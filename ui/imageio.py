@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PyQt6.QtGui import QImage
 
+from plugin.uprez_client.client import PNG_SIGNATURE, TIFF_SIGNATURES
+
 OPEN_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 SAVE_FORMATS = {  # file dialog filter -> suffix
     "PNG (*.png)": ".png",
@@ -25,7 +27,6 @@ SAVE_FORMATS = {  # file dialog filter -> suffix
     "JPEG (*.jpg *.jpeg)": ".jpg",
 }
 OPEN_FILTER = "Images (" + " ".join("*" + s for s in OPEN_SUFFIXES) + ");;All files (*)"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class BadImage(ValueError):
@@ -67,7 +68,8 @@ class Picture:
 
     def raw(self) -> bytes:
         """The engine's raw buffer: packed samples, little-endian for 16 bits."""
-        return np.ascontiguousarray(self.pixels.astype(self.pixels.dtype.newbyteorder("<"))).tobytes()
+        # copy=False: on a little-endian machine (and always for 8 bits) tobytes() makes the only copy.
+        return self.pixels.astype(self.pixels.dtype.newbyteorder("<"), copy=False).tobytes()
 
     def describe(self) -> str:
         alpha = ", alpha" if self.has_alpha else ""
@@ -121,13 +123,13 @@ def load_file(path: str | Path) -> Picture:
     try:
         with open(path, "rb") as f:
             head = f.read(33)
-        if path.suffix.lower() in (".tif", ".tiff") or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        if path.suffix.lower() in (".tif", ".tiff") or head[:4] in TIFF_SIGNATURES:
             import tifffile
 
             array = tifffile.imread(str(path))
             if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
                 array = np.moveaxis(array, 0, 2)  # planar TIFF
-        elif head.startswith(_PNG_SIGNATURE) and len(head) >= 25 and head[24] == 16:
+        elif head.startswith(PNG_SIGNATURE) and len(head) >= 25 and head[24] == 16:
             array = _read_png16(path)
         else:
             array = _read_pillow(path)

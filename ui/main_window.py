@@ -199,9 +199,9 @@ class MainWindow(QMainWindow):
         self.banner.retry.connect(self.connect_engine)
         self.brush_size.valueChanged.connect(lambda v: setattr(self.canvas, "brush_size", v))
         self.feather.valueChanged.connect(self.canvas.set_feather)
+        self.feather.valueChanged.connect(self._show_region)  # the label names the soft edge's width
         self.canvas.set_feather(self.feather.value())
         self.canvas.region_changed.connect(self._show_region)
-        self.panel.changed.connect(self._show_region)
         self.link.status.connect(self._engine_status)
         self.link.connected.connect(self._engine_connected)
         self.link.failed.connect(self._engine_failed)
@@ -315,8 +315,7 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(IMAGE_TAB)
         self.status_label.setText(f"{picture.name}: {picture.describe()}")
         self.setWindowTitle(f"{picture.name} — Uprez")
-        self.progress.setValue(0)
-        self.progress.setFormat("%p %")
+        self._reset_progress()
         self._update_actions()
         return True
 
@@ -363,8 +362,7 @@ class MainWindow(QMainWindow):
         save_settings(self.settings)
         if self.banner.kind == "error":
             self.banner.hide()
-        self.progress.setValue(0)
-        self.progress.setFormat("%p %")
+        self._reset_progress()
         self.status_label.setText("Sending the image to the engine…")
         assert self.canvas.image is not None
         source = RunSource(self.picture, self.source_path, self.settings.scale, self.canvas.image, self.out_size())
@@ -387,9 +385,12 @@ class MainWindow(QMainWindow):
             run_in_background(lambda: client.cancel(job_id), lambda _: self.queue.poll(),
                               lambda exc: self.banner.show_error(explain(exc, "cancel")))
 
-    def _on_progress(self, event: dict[str, Any]) -> None:
-        self.progress.setValue(int(round(float(event.get("fraction") or 0.0) * 100)))
+    def _reset_progress(self) -> None:
+        self.progress.setValue(0)
         self.progress.setFormat("%p %")
+
+    def _on_progress(self, event: dict[str, Any]) -> None:
+        self.progress.setValue(int(round(float(event.get("fraction") or 0.0) * 100)))  # run() set the format
         detail = progress_text(event)
         self.status_label.setText(f"Upscaling: {detail}" if detail else "Upscaling…")
 
@@ -515,10 +516,14 @@ class MainWindow(QMainWindow):
         self.settings.brush_size, self.settings.feather = self.brush_size.value(), self.feather.value()
         save_settings(self.settings)
         self.queue.set_client(None)
+        self.shutdown_jobs()
+        event.accept()
+
+    def shutdown_jobs(self) -> None:
+        """Stop this window's job, and the engine only if this window started it; safe to call again."""
         own_jobs = self.queue.own_ids | self.runner.own_job_ids()
         self.runner.shutdown()
         self.link.shutdown(own_jobs)
-        event.accept()
 
     def show_unexpected(self, exc: BaseException) -> None:
         """A bug's exception in the banner (the app's exception hook sends it here); the window goes on."""

@@ -18,9 +18,9 @@ from PyQt6.QtWidgets import (
 
 from plugin.uprez_client import Client
 from ui.background import run_in_background
+from ui.engine_link import ACTIVE_STATES
 
 POLL_MS = 1000
-ACTIVE_STATES = ("queued", "running")
 
 
 def describe_job(job: dict[str, Any], own_ids: set[str]) -> str:

@@ -27,6 +27,7 @@ class RegionMask:
         self._empty = True
         self._box: tuple[int, int, int, int] | None = None
         self._box_stale = False
+        self._alpha: np.ndarray | None = None
 
     def is_empty(self) -> bool:
         return self.bounding_box() is None
@@ -34,6 +35,7 @@ class RegionMask:
     def _changed(self, painted: bool) -> None:
         # The box costs a full scan of the mask (tens of ms at 24 MP): computed once per edit, on demand.
         self._box_stale = True
+        self._alpha = None
         if painted:
             self._empty = False
 
@@ -69,15 +71,19 @@ class RegionMask:
         self._changed(painted=not erase)
 
     def alpha(self) -> np.ndarray:
-        """(H, W) uint8: the painted mask, unfeathered."""
-        alpha = self.image.convertToFormat(QImage.Format.Format_Alpha8)
-        bits = alpha.constBits()
-        bits.setsize(alpha.sizeInBytes())
-        rows = np.frombuffer(bits, np.uint8).reshape(self.height, alpha.bytesPerLine())
-        return rows[:, :self.width].copy()
+        """(H, W) uint8, read-only: the painted mask, unfeathered; cached until the next edit."""
+        # The box, the overlay and the bytes sent at Run all read it: one conversion per edit, not one each.
+        if self._alpha is None:
+            alpha = self.image.convertToFormat(QImage.Format.Format_Alpha8)
+            bits = alpha.constBits()
+            bits.setsize(alpha.sizeInBytes())
+            rows = np.frombuffer(bits, np.uint8).reshape(self.height, alpha.bytesPerLine())
+            self._alpha = rows[:, :self.width].copy()
+            self._alpha.flags.writeable = False
+        return self._alpha
 
     def values(self, feather: float = 0.0) -> np.ndarray:
-        """(H, W) uint8 mask with its edge softened by a Gaussian of `feather` image pixels."""
+        """(H, W) uint8 mask with its edge softened by a Gaussian of `feather` image pixels (read-only)."""
         alpha = self.alpha()
         if feather <= 0 or not alpha.any():
             return alpha

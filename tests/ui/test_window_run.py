@@ -158,6 +158,19 @@ def test_brush_and_erase_paint_a_soft_region(make_window, write_photo, tmp_path,
     assert window.canvas.mask_bytes() is None and "whole image" in window.region_label.text()
 
 
+def test_region_label_follows_the_feather(make_window, write_photo, tmp_path, qtbot):
+    source = tmp_path / "photo.png"
+    write_photo(source, 96, 80)
+    window = make_window(connect=False)
+    window.open_file(source)
+    qtbot.mousePress(window.canvas, Qt.MouseButton.LeftButton, pos=widget_point(window.canvas, 20, 16))
+    qtbot.mouseRelease(window.canvas, Qt.MouseButton.LeftButton, pos=widget_point(window.canvas, 52, 48))
+    new_feather = window.feather.value() + 9
+    assert f"soft edge {new_feather} px" not in window.region_label.text()
+    window.feather.setValue(new_feather)
+    assert f"soft edge {new_feather} px" in window.region_label.text()
+
+
 def test_window_stays_responsive_while_the_engine_works(qtbot, make_window, write_photo, tmp_path):
     """Timer ticks keep coming while a job uploads, runs and downloads: no network call on the GUI thread."""
     source = tmp_path / "big.png"
