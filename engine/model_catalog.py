@@ -22,7 +22,6 @@ WORKING_MEMORY = 3 * 2**30  # activations and VAE buffers for 1024-pixel tiles
 @dataclass(frozen=True)
 class Recommended:
     repo_id: str
-    family: str
     licence: str
     gated: bool  # the licence must be accepted on huggingface.co while logged in before downloading
     parts_b: tuple[tuple[str, float], ...]  # (component, billions of parameters)
@@ -46,19 +45,19 @@ SD35_ENCODERS = (("T5-XXL text encoder", 4.76), ("CLIP-G text encoder", 0.695), 
                  ("VAE", 0.084))
 
 RECOMMENDED: tuple[Recommended, ...] = (
-    Recommended("Tongyi-MAI/Z-Image-Turbo", "z-image", "Apache-2.0", False,
+    Recommended("Tongyi-MAI/Z-Image-Turbo", "Apache-2.0", False,
                 (("transformer", 6.15), ("Qwen3-4B text encoder", 4.02), ("VAE", 0.084)),
                 "fast (8 steps), the smallest of these; a good first model"),
-    Recommended("black-forest-labs/FLUX.1-schnell", "flux", "Apache-2.0", False,
+    Recommended("black-forest-labs/FLUX.1-schnell", "Apache-2.0", False,
                 (("transformer", 11.9), *FLUX_ENCODERS), "fast (1-4 steps), free for commercial use"),
-    Recommended("black-forest-labs/FLUX.1-dev", "flux", "FLUX.1 [dev] Non-Commercial", True,
+    Recommended("black-forest-labs/FLUX.1-dev", "FLUX.1 [dev] Non-Commercial", True,
                 (("transformer", 11.9), *FLUX_ENCODERS), "the most detailed FLUX; not for commercial use"),
-    Recommended("stabilityai/stable-diffusion-3.5-medium", "sd3", "Stability AI Community", True,
+    Recommended("stabilityai/stable-diffusion-3.5-medium", "Stability AI Community", True,
                 (("transformer", 2.5), *SD35_ENCODERS),
                 "the lightest transformer; free below USD 1M yearly revenue"),
-    Recommended("stabilityai/stable-diffusion-3.5-large", "sd3", "Stability AI Community", True,
+    Recommended("stabilityai/stable-diffusion-3.5-large", "Stability AI Community", True,
                 (("transformer", 8.1), *SD35_ENCODERS), "free below USD 1M yearly revenue"),
-    Recommended("Qwen/Qwen-Image", "qwen-image", "Apache-2.0", False,
+    Recommended("Qwen/Qwen-Image", "Apache-2.0", False,
                 (("transformer", 20.4), ("Qwen2.5-VL-7B text encoder", 8.3), ("VAE", 0.127)),
                 "the largest: needs a 48 GiB GPU even with --offload"),
 )

@@ -9,7 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.model_store import LocalModel, discover, hf_cache_dir, human_size, repo_folder
+from engine.memory import format_bytes
+from engine.model_store import LocalModel, discover, hf_cache_dir, repo_folder
 
 EXIT_CANCELLED = 130  # as engine.cli's: the shell's code for a command ended by Ctrl-C
 PRIVATE_PARTIAL = re.compile(r"^[^.]+\.[0-9a-f]{8}\.incomplete$")
@@ -52,7 +53,7 @@ def run_models(args: argparse.Namespace) -> int:
         from engine.model_store import remove
 
         model = remove(args.model_id, discover(config))
-        print(f"removed {model.id} ({human_size(model.size)}) from the Hugging Face cache", file=sys.stderr)
+        print(f"removed {model.id} ({format_bytes(model.size)}) from the Hugging Face cache", file=sys.stderr)
         return 0
     models = discover(config, args.model_dir)
     print("builtin  (Uprez's own small model, always installed)")
@@ -60,7 +61,7 @@ def run_models(args: argparse.Namespace) -> int:
         state = "" if model.complete else f"  INCOMPLETE, missing {', '.join(model.missing)}: run " \
                                           f"`uprez models pull {model.id}` to finish"
         family = f", {model.family}" if model.family else ""
-        print(f"{model.id}  {human_size(model.size)}  {model.where}{family}: {model.path}{state}")
+        print(f"{model.id}  {format_bytes(model.size)}  {model.where}{family}: {model.path}{state}")
     if not models:
         print(f"no other models found (Hugging Face cache: {hf_cache_dir()}); `uprez models recommend` suggests "
               "some, `uprez models pull ID` fetches one")

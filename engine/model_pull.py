@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import InvalidInput, UprezError
+from engine.memory import format_bytes
 from engine.model_store import (
     REPO_ID,
     WEIGHTS,
@@ -24,7 +25,6 @@ from engine.model_store import (
     components,
     find_local,
     hf_cache_dir,
-    human_size,
     repo_folder,
     same_name,
     scan_hf_cache,
@@ -143,8 +143,8 @@ def check_space(needed: int, folder: Path, free: Callable[[Path], int] = _free_b
     """Refuse before downloading anything when `needed` bytes (plus a margin) do not fit where they go."""
     available = free(folder)
     if needed + MARGIN > available:
-        raise PullError(f"not enough disk space: the download needs {human_size(needed)} (+{human_size(MARGIN)} "
-                        f"to spare) and {folder} has {human_size(available)} free. Free some space, or point "
+        raise PullError(f"not enough disk space: the download needs {format_bytes(needed)} (+{format_bytes(MARGIN)} "
+                        f"to spare) and {folder} has {format_bytes(available)} free. Free some space, or point "
                         "the Hugging Face cache at a bigger disk (HF_HUB_CACHE=/big/disk/hf) and pull again")
 
 
@@ -159,7 +159,7 @@ def pull(repo_id: str, *, elsewhere: list[LocalModel] | None = None, cache: Path
     cache = hf_cache_dir() if cache is None else cache
     local = find_local(repo_id, scan_hf_cache(cache) + (elsewhere or []))
     if local is not None and revision is None:
-        print(f"{repo_id} is already here: {local.path} ({human_size(local.size)}); nothing to download", file=out)
+        print(f"{repo_id} is already here: {local.path} ({format_bytes(local.size)}); nothing to download", file=out)
         return local.path
     for namesake in same_name(repo_id, elsewhere or []):
         print(f"note: {namesake.path} has the same name but does not say it is {repo_id}, so it is downloaded "
@@ -184,8 +184,8 @@ def pull(repo_id: str, *, elsewhere: list[LocalModel] | None = None, cache: Path
     snapshot = repo_folder(cache, repo_id) / "snapshots" / str(info.sha)
     have = sum(sizes.get(f, 0) for f in wanted if (snapshot / f).is_file())
     total = sum(sizes.get(f, 0) for f in wanted)
-    print(f"{repo_id}: {len(wanted)} files, {human_size(total)}"
-          + (f" ({human_size(have)} already here)" if have else ""), file=out)
+    print(f"{repo_id}: {len(wanted)} files, {format_bytes(total)}"
+          + (f" ({format_bytes(have)} already here)" if have else ""), file=out)
     check_space(total - have, cache, free)
     path = _hub_call(repo_id, lambda: snapshot_download(repo_id, revision=info.sha, cache_dir=cache,
                                                         allow_patterns=wanted), logged_in)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidInput, UprezError
-from engine.memory import format_bytes
 
 SETTINGS_FILE = "models.json"  # in the config folder: {"comfyui": [...], "model_dirs": [...]}
 ENV_COMFYUI = "UPREZ_COMFYUI_DIRS"
@@ -253,11 +252,14 @@ def _paths(text: str) -> list[Path]:
     return [Path(part).expanduser() for part in text.split(os.pathsep) if part.strip()]
 
 
-def comfyui_roots(config_dir: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """ComfyUI folders: $UPREZ_COMFYUI_DIRS, models.json's "comfyui" list, then the usual places that exist."""
+def comfyui_roots(config_dir: Path, environ: Mapping[str, str] | None = None,
+                  settings: Mapping[str, Any] | None = None) -> list[Path]:
+    """ComfyUI folders: $UPREZ_COMFYUI_DIRS, models.json's "comfyui" list, then the usual places that exist.
+    `settings` is models.json as read_settings returned it, when the caller has read it already."""
     environ = os.environ if environ is None else environ
+    settings = read_settings(config_dir) if settings is None else settings
     roots = _paths(environ.get(ENV_COMFYUI, ""))
-    roots += [Path(p).expanduser() for p in read_settings(config_dir).get("comfyui", [])]
+    roots += [Path(p).expanduser() for p in settings.get("comfyui", [])]
     roots += [p for p in default_comfyui_roots() if p.is_dir()]
     unique: list[Path] = []
     for root in roots:
@@ -266,11 +268,13 @@ def comfyui_roots(config_dir: Path, environ: Mapping[str, str] | None = None) ->
     return unique
 
 
-def model_dirs(config_dir: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
+def model_dirs(config_dir: Path, environ: Mapping[str, str] | None = None,
+               settings: Mapping[str, Any] | None = None) -> list[Path]:
     """Plain model folders: $UPREZ_MODEL_DIRS, models.json's "model_dirs", and <config>/models."""
     environ = os.environ if environ is None else environ
+    settings = read_settings(config_dir) if settings is None else settings
     dirs = _paths(environ.get("UPREZ_MODEL_DIRS", ""))
-    dirs += [Path(p).expanduser() for p in read_settings(config_dir).get("model_dirs", [])]
+    dirs += [Path(p).expanduser() for p in settings.get("model_dirs", [])]
     return [*dirs, config_dir / "models"]
 
 
@@ -285,8 +289,10 @@ def scan_comfyui(roots: Iterable[Path]) -> list[LocalModel]:
 
 def discover(config_dir: Path, extra_dirs: Iterable[Path] = (), cache: Path | None = None) -> list[LocalModel]:
     """Every model on this machine, each once: the HF cache, ComfyUI, then the plain model folders."""
-    models = scan_hf_cache(cache) + scan_comfyui(comfyui_roots(config_dir))
-    for folder in [*extra_dirs, *model_dirs(config_dir)]:
+    models = scan_hf_cache(cache)
+    settings = read_settings(config_dir)  # once: it parses and checks models.json
+    models += scan_comfyui(comfyui_roots(config_dir, settings=settings))
+    for folder in [*extra_dirs, *model_dirs(config_dir, settings=settings)]:
         models += scan_folder(folder, "folder")
     unique: dict[str, LocalModel] = {}
     for model in models:
@@ -370,8 +376,3 @@ def remove(model_id: str, models: Iterable[LocalModel]) -> LocalModel:
         raise UprezError(f"could not remove {model.id} from {folder}: {exc.strerror or exc}{left}. Check that "
                          "you may write there (the cache may belong to another user), then try again") from exc
     return model
-
-
-def human_size(size: float) -> str:
-    """Sizes as the rest of the engine prints them (binary units)."""
-    return format_bytes(int(size))

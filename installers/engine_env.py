@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .locations import Host, venv_python
+from .locations import Host, venv_python, venv_script
 from .manifest import Manifest
 from .steps import InstallError, Step
 from .torch_choice import TORCH_VERSION, TorchBuild
@@ -107,10 +106,11 @@ def engine_steps(host: Host, venv: Path, python: str, build: TorchBuild | None, 
                                    "and Ubuntu install the python3-venv package")
 
         steps.append(Step(f"engine: {verb} virtual environment {venv} with {python}", create))
+    torch_now = installed_torch(vpy) if works and build is not None else None  # starts Python, imports torch
     if build is None:
         steps.append(Step("engine: torch left as it is (--torch none)"))
-    elif works and torch_matches(installed_torch(vpy), build, host):
-        steps.append(Step(f"engine: torch {installed_torch(vpy)} is already installed ({build.kind})"))
+    elif torch_matches(torch_now, build, host):
+        steps.append(Step(f"engine: torch {torch_now} is already installed ({build.kind})"))
     else:
         where = f"from {build.index}" if build.index else "from PyPI"
         steps.append(Step(f"engine: install torch {TORCH_VERSION} for {build.kind} {where} ({build.reason})",
@@ -127,6 +127,4 @@ def default_source(installer: Path) -> str | None:
 
 def engine_command(venv: Path, host: Host) -> list[str]:
     """How the bridges (and people) start the engine installed in `venv`."""
-    name = "uprez.exe" if host.system == "win32" else "uprez"
-    folder = "Scripts" if host.system == "win32" else "bin"
-    return [os.path.join(str(venv), folder, name), "serve"]
+    return [str(venv_script(venv, "uprez", host)), "serve"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `installers` importable f
 from installers import krita_zip  # noqa: E402
 from installers.bridges import MissingBridge, Sources, copy_file, make_executable, replace_folder, stage_folder  # noqa: E402
 from installers.engine_env import default_source, engine_command, engine_steps, find_python  # noqa: E402
+from installers.files import write_text_atomic  # noqa: E402
 from installers.locations import (  # noqa: E402
     GIMP_PLUGIN,
     KRITA_PLUGIN,
@@ -143,9 +143,7 @@ def settings_step(host: Host, args: argparse.Namespace, venv: Path, manifest: Ma
     def write() -> None:
         manifest.make_dirs(folder)
         manifest.add_path(path)
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
-        os.replace(str(temp), str(path))
+        write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
 
     how = " ".join(command) if command else "nothing (no engine installed here)"
     return Step(f"settings: write {path} (engine at {settings['url']}, started by: {how})", write)
@@ -223,13 +221,14 @@ def main(argv: Sequence[str] | None = None, host: Host | None = None, sources: S
         steps = plan_uninstall(manifest) if args.uninstall else plan_install(args, host, sources, manifest)
         print(f"Uprez {'uninstall' if args.uninstall else 'install'}{' (dry run: nothing is changed)' * args.dry_run}:")
         try:
-            execute(steps, args.dry_run)
-        finally:
+            execute(steps, args.dry_run)  # an install's last step records what it installed
+        except BaseException:
             if not args.dry_run and not args.uninstall and not manifest.is_empty():
                 # A step that failed halfway must not lose the record of what the earlier steps added:
                 # --uninstall (or the next run) reads it.
                 manifest.make_dirs(manifest.path.parent)
                 manifest.save()
+            raise
     except (InstallError, MissingBridge, ValueError, OSError) as exc:
         print(f"install.py: {exc}", file=sys.stderr)
         return 1

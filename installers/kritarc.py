@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .files import write_text_atomic
+
 
 def _lines(path: Path) -> list[str]:
     try:
@@ -59,9 +61,7 @@ def set_value(path: Path, section: str, key: str, value: str | None) -> None:
             lines.append("")
         lines += [f"[{section}]", f"{key}={value}"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".uprez-tmp")
-    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    temp.replace(path)  # Krita reading a half-written kritarc would lose the user's settings
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _drop_if_empty(lines: list[str], section: str) -> None:

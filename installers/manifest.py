@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import kritarc
+from .files import write_text_atomic
 
 FILE_NAME = "install-manifest.json"
 
@@ -60,10 +61,8 @@ class Manifest:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(self.path.name + ".tmp")
-        temp.write_text(json.dumps({"version": 1, "paths": self.paths, "created_dirs": self.created_dirs,
-                                    "kritarc": self.kritarc}, indent=1), encoding="utf-8")
-        temp.replace(self.path)
+        write_text_atomic(self.path, json.dumps({"version": 1, "paths": self.paths, "created_dirs": self.created_dirs,
+                                                 "kritarc": self.kritarc}, indent=1))
 
     def restore_kritarc(self, entry: dict[str, Any]) -> None:
         """Put one kritarc key back as it was before the first install (removed if it did not exist)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from engine import model_store
 from engine.builtin.backend import is_builtin_folder
 from engine.errors import InvalidInput
 from engine.settings import BUILTIN_MODEL
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _model_kind(path: Path) -> str | None:
@@ -51,7 +49,6 @@ def scan(model_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
 
 def _found_elsewhere() -> list[dict[str, Any]]:
     """Complete models in the Hugging Face cache (named by repo id) and in ComfyUI's models/ folders."""
-    from engine import model_store
     from engine.server.config import uprez_config_dir
 
     try:
@@ -101,7 +98,7 @@ def resolve(name: str | None, default: str | None) -> str:
     if exists:
         raise InvalidInput(f"model {name!r} exists but is neither a diffusers folder (with model_index.json) "
                            "nor a .safetensors file")
-    if _REPO_ID.match(name) and _in_hub_cache(name):
+    if model_store.REPO_ID.match(name) and _in_hub_cache(name):
         return name
     raise InvalidInput(f"model {name!r} was not found: it is not a local folder or .safetensors file, nor a "
                        "downloaded Hugging Face repo id; GET /v1/models lists what this engine has")
