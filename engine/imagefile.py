@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -96,6 +97,24 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
                 image = image.convert("RGB" if image.mode == "RGBA" else "L")
             options = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
             image.save(temp, **options)
+        os.chmod(temp, output_mode(path))
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def output_mode(path: Path) -> int:
+    """The permissions a written image gets: those of the file it replaces, else 0666 less the umask.
+
+    mkstemp makes its file 0600, which the rename would carry over: a user's output readable only by them.
+    (ui/imageio.py has the same rule; the window avoids importing the engine, which loads torch.)
+    """
+    if path.exists():
+        return stat.S_IMODE(path.stat().st_mode)
+    try:  # Linux says the umask without changing it
+        with open("/proc/self/status", encoding="ascii") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, ValueError, StopIteration):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -172,3 +173,16 @@ def test_mask_keeps_the_outside_conventional_and_region_only_gives_alpha(tiny_mo
     assert not np.array_equal(result[weight == 1], conventional[weight == 1])
     assert read_image(region).shape == (64, 64, 4)
     assert np.array_equal(read_image(region)[:, :, 3], np.round(weight * 255).astype(np.uint8))
+
+
+def test_outputs_get_the_usual_permissions_and_a_replaced_file_keeps_its_own(tiny_model, sample_png, tmp_path):
+    out = tmp_path / "out.png"
+    previous = os.umask(0o022)
+    try:
+        assert run(sample_png, "-o", out, "--model", tiny_model("flux-dev"), "-q") == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's 0600
+        out.chmod(0o640)
+        assert run(sample_png, "-o", out, "--model", tiny_model("flux-dev"), "-q", "--overwrite") == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
