@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
     up.add_argument("-m", "--model", default=BUILTIN_MODEL,
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
-                         "repo id, or a transformer .safetensors file")
-    up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
+                         "repo id, or a transformer .safetensors (full precision or fp8) or .gguf file")
+    up.add_argument("--base", help="VAE and text encoders (folder or repo id, on this machine) for a .safetensors "
+                    "or .gguf transformer; default: a model of its family found on disk")
+    up.add_argument("--quantize", choices=("nf4", "int8"),
+                    help="quantize the transformer with bitsandbytes on loading (needs a CUDA GPU)")
     up.add_argument("--preset", choices=PRESETS,
                     help="faithful / balanced / creative: the model's settings for that trade-off (default balanced); "
                          "explicit --strength, --steps and guidance flags win")
@@ -112,7 +115,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                        "(clients find it in engine.json in the config folder)")
     serve.add_argument("-m", "--model", default=BUILTIN_MODEL,
                        help="model for jobs that name none, loaded at start (default: builtin)")
-    serve.add_argument("--base", help="VAE and text encoders for a .safetensors checkpoint")
+    serve.add_argument("--base", help="VAE and text encoders for a .safetensors or .gguf transformer")
+    serve.add_argument("--quantize", choices=("nf4", "int8"),
+                       help="quantize transformers with bitsandbytes on loading (needs a CUDA GPU)")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     serve.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     serve.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
@@ -136,7 +141,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from engine.server import Limits, ServerConfig, serve
 
     config = ServerConfig.from_env(
-        host=args.host, port=args.port, model=args.model, base=args.base, device=args.device, dtype=args.dtype,
+        host=args.host, port=args.port, model=args.model, base=args.base, quantize=args.quantize,
+        device=args.device, dtype=args.dtype,
         offload=args.offload, max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
         model_dirs=tuple(args.model_dir), queue_size=args.queue_size, result_ttl=args.result_ttl,
         allowed_hosts=tuple(args.allow_host),
@@ -209,7 +215,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     mask = read_image(args.mask) if args.mask is not None else None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
     backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                                    base=args.base))
+                                    base=args.base, quantize=args.quantize))
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
     cancel = CancelToken()
 

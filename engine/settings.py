@@ -140,3 +140,4 @@ class ModelSpec:
     dtype: str = "auto"
     offload: bool = False  # keep components in CPU RAM and move each to the GPU only while it runs
     base: str | None = None  # VAE + text encoders for a transformer-only checkpoint
+    quantize: str | None = None  # "nf4" or "int8": bitsandbytes on the transformer (CUDA only)

@@ -87,40 +87,34 @@ def _pipeline_class(family: Family) -> type:
     return getattr(diffusers, family.pipeline_class)
 
 
-def _checkpoint_keys(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception as exc:  # a truncated or foreign file; safetensors raises several types
-        raise ModelNotFound(f"{path} is not a readable .safetensors checkpoint: {exc}") from exc
-
-
-def _load_single_file(path: Path, base: str | None, dtype: torch.dtype):
-    """A transformer-only checkpoint: its weights, plus VAE and text encoders from `base`."""
+def _load_single_file(path: Path, base: str | None, dtype: torch.dtype, device: torch.device,
+                      quantize: str | None = None):
+    """A transformer-only file (full precision, fp8 or GGUF), with VAE and text encoders from a local base."""
     import diffusers
 
-    keys = _checkpoint_keys(path)
-    family = family_for_keys(keys, str(path))
-    guided = any(marker in key for key in keys for marker in GUIDANCE_KEY_MARKERS)
-    base = base or (family.default_base_guided if guided and family.default_base_guided else family.default_base)
+    from engine.backends.pairing import resolve_base
+    from engine.backends.quantized import load_transformer, read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    family = family_for_keys(list(checkpoint.keys), str(path))
+    guided = any(marker in key for key in checkpoint.keys for marker in GUIDANCE_KEY_MARKERS)
+    folder = resolve_base(family, guided, base, path)  # on this machine only: never a silent download
     transformer_cls = getattr(diffusers, family.transformer_class)
     try:
-        transformer = transformer_cls.from_single_file(
-            str(path), config=base, subfolder="transformer", dtype=dtype
-        )
-        pipe = _pipeline_class(family).from_pretrained(base, transformer=transformer, dtype=dtype)
-    except (OSError, ValueError) as exc:
+        transformer = load_transformer(checkpoint, transformer_cls, folder, dtype, device, quantize)
+        pipe = _pipeline_class(family).from_pretrained(folder, transformer=transformer, dtype=dtype,
+                                                       local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
         raise ModelNotFound(
-            f"could not load the rest of the {family.name} model (VAE, text encoders) from {base!r} "
-            f"for the checkpoint {path.name}: {exc}. Pass --base with a local diffusers folder or a "
-            "downloaded repo id of the same family"
+            f"could not load {checkpoint.description} checkpoint {path.name} with the {family.name} model at "
+            f"{folder}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Pass --base with a "
+            "local diffusers folder of the same model"
         ) from exc
     return family, pipe
 
 
-def _load_pretrained(source: str, where: str, dtype: torch.dtype):
+def _load_pretrained(source: str, where: str, dtype: torch.dtype, device: torch.device | None = None,
+                     quantize: str | None = None):
     from diffusers import DiffusionPipeline
 
     if Path(source).is_dir():
@@ -135,8 +129,21 @@ def _load_pretrained(source: str, where: str, dtype: torch.dtype):
                 "`hf auth login` for gated models, or pass a local path"
             ) from exc
     family = family_for_pipeline(class_name, where)
+    extra = {}
+    if Path(source).is_dir():
+        from engine.backends.quantized import check_bnb_folder
+
+        check_bnb_folder(Path(source), device or torch.device("cpu"))
+    if quantize:  # only the transformer: it is most of the memory, and the text encoders may be cached away
+        import diffusers
+
+        from engine.backends.quantized import bnb_config
+
+        config = bnb_config(quantize, dtype, device or torch.device("cpu"))
+        extra["transformer"] = getattr(diffusers, family.transformer_class).from_pretrained(
+            source, subfolder="transformer", quantization_config=config, dtype=dtype)
     try:
-        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype)
+        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype, **extra)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"could not load {where}: {exc}") from exc
     return family, pipe
@@ -149,8 +156,12 @@ def load_backend(
     dtype: str = "auto",
     offload: bool = False,
     base: str | None = None,
+    quantize: str | None = None,
 ) -> FlowBackend:
-    """Load the built-in model or any supported family; `base` completes a single-file checkpoint."""
+    """Load the built-in model or any supported family; `base` completes a single-file checkpoint.
+
+    `quantize` ("nf4" or "int8") quantizes a full-precision transformer with bitsandbytes (CUDA only).
+    """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     text = str(source)
@@ -159,18 +170,20 @@ def load_backend(
         folder = WEIGHTS if text == BUILTIN_MODEL else path
         return load_builtin(folder, source=text, device=torch_device, dtype=torch_dtype)
     quiet_libraries()
+    if quantize and torch_device.type != "cuda":
+        from engine.backends.quantized import bnb_config
+
+        bnb_config(quantize, torch_dtype, torch_device)  # refuses in one line before anything loads
     if path.is_file():
-        if path.suffix == ".gguf":
-            raise ModelNotFound(f"{path.name}: GGUF checkpoints are not supported yet; use a .safetensors file")
-        if path.suffix != ".safetensors":
-            raise ModelNotFound(f"{path} is not a model: expected a diffusers folder or a .safetensors file")
-        family, pipe = _load_single_file(path, base, torch_dtype)
+        if path.suffix not in (".safetensors", ".gguf"):
+            raise ModelNotFound(f"{path} is not a model: expected a diffusers folder, a .safetensors or a .gguf file")
+        family, pipe = _load_single_file(path, base, torch_dtype, torch_device, quantize)
     elif path.is_dir():
-        family, pipe = _load_pretrained(str(path), str(path), torch_dtype)
+        family, pipe = _load_pretrained(str(path), str(path), torch_dtype, torch_device, quantize)
     elif _looks_like_path(text):
         raise ModelNotFound(f"model not found: {text} does not exist")
     else:
-        family, pipe = _load_pretrained(text, repr(text), torch_dtype)
+        family, pipe = _load_pretrained(text, repr(text), torch_dtype, torch_device, quantize)
 
     pipe.set_progress_bar_config(disable=True)
     if offload and torch_device.type != "cpu":

@@ -69,6 +69,7 @@ class ServerConfig:
     port: int = DEFAULT_PORT  # 0 = any free port (the chosen one is written to engine.json)
     model: str | None = None  # used by jobs that name no model, and loaded at start
     base: str | None = None
+    quantize: str | None = None  # "nf4"/"int8": bitsandbytes on every transformer loaded (CUDA only)
     device: str = "auto"
     dtype: str = "auto"
     offload: bool = False

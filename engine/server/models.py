@@ -12,13 +12,13 @@ from engine.settings import BUILTIN_MODEL
 
 
 def _model_kind(path: Path) -> str | None:
-    """`builtin`, `diffusers` (a folder with model_index.json), `safetensors` (a checkpoint file), or None."""
+    """`builtin`, `diffusers` (a folder with model_index.json), `safetensors` or `gguf` (a checkpoint file), or None."""
     if str(path) == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
         return "builtin"
     if path.is_dir() and (path / "model_index.json").is_file():
         return "diffusers"
-    if path.is_file() and path.suffix == ".safetensors":
-        return "safetensors"
+    if path.is_file() and path.suffix in (".safetensors", ".gguf"):
+        return path.suffix[1:]
     return None
 
 
@@ -97,7 +97,7 @@ def resolve(name: str | None, default: str | None) -> str:
         return str(path.resolve())
     if exists:
         raise InvalidInput(f"model {name!r} exists but is neither a diffusers folder (with model_index.json) "
-                           "nor a .safetensors file")
+                           "nor a .safetensors or .gguf file")
     if model_store.REPO_ID.match(name) and _in_hub_cache(name):
         return name
     raise InvalidInput(f"model {name!r} was not found: it is not a local folder or .safetensors file, nor a "

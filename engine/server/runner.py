@@ -23,7 +23,7 @@ class EngineRunner:
 
     def spec(self, source: str) -> ModelSpec:
         return ModelSpec(source, device=self.config.device, dtype=self.config.dtype, offload=self.config.offload,
-                         base=self.config.base)
+                         base=self.config.base, quantize=self.config.quantize)
 
     def warmup(self) -> None:
         """Load the default model before the first job, so that job does not pay for it."""
