@@ -19,6 +19,7 @@ class ShiftRule:
     max_seq_len: int = 4096
     exponential: bool = True  # time_shift_type "exponential" (FLUX, Qwen) vs "linear"
     shift_terminal: float | None = None  # Qwen-Image stretches the schedule to end at this sigma
+    empirical_mu: bool = False  # FLUX.2: mu from the token count and the step count (`empirical_mu`)
 
     @classmethod
     def from_scheduler_config(cls, config: dict[str, Any]) -> ShiftRule:
@@ -33,18 +34,32 @@ class ShiftRule:
             shift_terminal=config.get("shift_terminal") or None,
         )
 
-    def mu(self, tokens: int) -> float:
+    def mu(self, tokens: int, steps: int = 28) -> float:
         """Resolution-dependent shift exponent, linear in the token count (FLUX `calculate_shift`)."""
+        if self.empirical_mu:
+            return empirical_mu(tokens, steps)
         slope = (self.max_shift - self.base_shift) / (self.max_seq_len - self.base_seq_len)
         return self.base_shift + slope * (tokens - self.base_seq_len)
 
 
-def shift_sigma(sigma: float, rule: ShiftRule, tokens: int) -> float:
-    """Apply a model's shift to one sigma in (0, 1]; `tokens` is the token count `mu` is fixed at."""
+def empirical_mu(tokens: int, steps: int) -> float:
+    """FLUX.2's shift exponent, fitted over token and step counts (diffusers' `compute_empirical_mu`)."""
+    a1, b1 = 8.73809524e-05, 1.89833333  # the fit at 10 steps
+    a2, b2 = 0.00016927, 0.45666666  # at 200 steps, and for every step count above 4300 tokens
+    if tokens > 4300:
+        return a2 * tokens + b2
+    m_200, m_10 = a2 * tokens + b2, a1 * tokens + b1
+    slope = (m_200 - m_10) / 190.0
+    return slope * steps + (m_200 - 200.0 * slope)
+
+
+def shift_sigma(sigma: float, rule: ShiftRule, tokens: int, steps: int = 28) -> float:
+    """Apply a model's shift to one sigma in (0, 1]; `tokens` is the token count `mu` is fixed at, `steps` the
+    schedule's length (only FLUX.2's mu depends on it)."""
     if sigma <= 0.0:
         return 0.0
     if rule.dynamic:
-        mu = rule.mu(tokens)
+        mu = rule.mu(tokens, steps)
         if rule.exponential:
             return math.exp(mu) / (math.exp(mu) + (1.0 / sigma - 1.0))
         return mu / (mu + (1.0 / sigma - 1.0))
@@ -56,7 +71,7 @@ def model_sigmas(steps: int, rule: ShiftRule, tokens: int) -> list[float]:
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     base = [1.0 - i * (1.0 - 1.0 / steps) / max(steps - 1, 1) for i in range(steps)] if steps > 1 else [1.0]
-    shifted = [shift_sigma(s, rule, tokens) for s in base]
+    shifted = [shift_sigma(s, rule, tokens, steps) for s in base]
     if rule.shift_terminal and steps > 1:  # one step is sigma 1 alone: nothing to stretch
         # Stretch so the last sigma lands on shift_terminal, as diffusers' scheduler does.
         scale = (1.0 - shifted[-1]) / (1.0 - rule.shift_terminal)

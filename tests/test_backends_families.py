@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine.backends.flux import FluxBackend
+from engine.backends.flux2 import Flux2Backend, patchify, unpatchify
 from engine.backends.loader import load_backend
 from engine.backends.packing import pack_latents, unpack_latents
 from engine.backends.qwen_image import QwenImageBackend
@@ -21,10 +22,10 @@ from engine.errors import InvalidInput
 from engine.sampler import euler
 from engine.schedule import model_sigmas
 
-FAMILIES = ["flux-dev", "flux-schnell", "sd3", "qwen-image", "z-image"]
+FAMILIES = ["flux-dev", "flux-schnell", "sd3", "qwen-image", "z-image", "flux2-klein"]
 CFG_FAMILIES = ["sd3", "qwen-image", "z-image"]
 BACKENDS = {"flux-dev": FluxBackend, "flux-schnell": FluxBackend, "sd3": SD3Backend,
-            "qwen-image": QwenImageBackend, "z-image": ZImageBackend}
+            "qwen-image": QwenImageBackend, "z-image": ZImageBackend, "flux2-klein": Flux2Backend}
 PACKED = {"flux-dev", "flux-schnell", "qwen-image"}  # these pipelines take and return 2x2-packed latents
 # Options that make each stock pipeline run exactly one conditional model call per step, as we do here;
 # schnell was trained with 256 T5 tokens, which our adapter uses and the stock pipeline must be told.
@@ -34,6 +35,7 @@ STOCK_OPTIONS = {
     "sd3": {"guidance_scale": 1.0},
     "qwen-image": {"true_cfg_scale": 1.0},
     "z-image": {"guidance_scale": 0.0},
+    "flux2-klein": {},  # step-distilled: the pipeline never runs CFG
 }
 PROMPT = "a photo of a cat, high detail"
 NEGATIVE = "blurry, low quality"
@@ -62,10 +64,14 @@ def bf16_backend(tiny_model):
 
 
 def _to_pipeline_layout(family: str, x: torch.Tensor) -> torch.Tensor:
+    if family == "flux2-klein":  # the pipeline takes normalised latents patchified to (B, 4C, h/2, w/2)
+        return patchify(x)
     return pack_latents(x) if family in PACKED else x.clone()
 
 
 def _from_pipeline_layout(family: str, x: torch.Tensor, latent_hw: int) -> torch.Tensor:
+    if family == "flux2-klein" and x.ndim == 3:  # the transformer's tokens: (B, h/2 · w/2, 4C)
+        return unpatchify(x.transpose(1, 2).reshape(x.shape[0], -1, latent_hw // 2, latent_hw // 2))
     return unpack_latents(x, latent_hw, latent_hw) if family in PACKED else x
 
 
@@ -106,6 +112,8 @@ def test_our_loop_reproduces_the_stock_pipeline(family, guided, tiny_backend):
     sigmas = [*model_sigmas(steps, backend.shift_rule, backend.tokens_for(latent_hw, latent_hw)), 0.0]
     ours = euler(lambda z, s: backend.velocity(z, s, cond), x, sigmas)
     stock = _from_pipeline_layout(family, stock, latent_hw).float()
+    if family == "flux2-klein":  # its "latent" output is the raw VAE latent, denormalised and unpatchified
+        stock = backend._normalise(stock)
     torch.testing.assert_close(ours, stock, atol=1e-4, rtol=1e-4)
 
 

@@ -43,7 +43,7 @@ def test_repo_id_loads_from_the_hub_cache_offline(tiny_model, sample_png, tmp_pa
     assert "Traceback" not in missing.stderr
 
 
-@pytest.mark.parametrize("family", ["flux-dev", "qwen-image"])
+@pytest.mark.parametrize("family", ["flux-dev", "qwen-image", "flux2-klein"])
 def test_single_file_checkpoint_gives_the_same_result_as_its_folder(family, tiny_model, tmp_path):
     from engine.testing.tiny_models import save_single_file_transformer
 
@@ -73,6 +73,11 @@ def test_truncated_checkpoint_is_refused_clearly(tiny_model, tmp_path):
     (["pos_embed.proj.weight", "transformer_blocks.0.attn.add_q_proj.weight"], "sd3"),
     (["txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"], "qwen-image"),
     (["cap_embedder.0.weight", "noise_refiner.0.attention.to_q.weight"], "z-image"),
+    # FLUX.2, original (BFL/ComfyUI) and diffusers names: it has FLUX.1's block names too.
+    (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight",
+      "model.diffusion_model.single_stream_modulation.lin.weight"], "flux2"),
+    (["single_transformer_blocks.0.attn.to_qkv_mlp_proj.weight", "double_stream_modulation_img.linear.weight"],
+     "flux2"),
 ])
 def test_single_file_family_is_recognised_from_key_names(keys, family):
     assert family_for_keys(keys, "ckpt").name == family

@@ -56,6 +56,20 @@ FAMILIES: tuple[Family, ...] = (
         default_base="stabilityai/stable-diffusion-3.5-large",
     ),
     Family(
+        name="flux2",
+        backend="engine.backends.flux2:Flux2Backend",
+        # Klein (Qwen3 text encoder) and dev (Mistral 3) have different pipeline classes: the folder's
+        # model_index.json names which one, and DiffusionPipeline.from_pretrained builds it.
+        pipeline_class="DiffusionPipeline",
+        transformer_class="Flux2Transformer2DModel",
+        index_prefixes=("Flux2",),
+        # Original (BFL/ComfyUI) ".lin." and diffusers ".linear." names share these prefixes; FLUX.2 also has
+        # single_transformer_blocks./double_blocks., so it must be tried before FLUX.1.
+        key_markers=("single_stream_modulation.", "double_stream_modulation_img."),
+        default_base="black-forest-labs/FLUX.2-klein-4B",
+        default_base_guided="black-forest-labs/FLUX.2-dev",
+    ),
+    Family(
         name="flux",
         backend="engine.backends.flux:FluxBackend",
         pipeline_class="FluxPipeline",

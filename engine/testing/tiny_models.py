@@ -200,6 +200,14 @@ def _qwen3_encoder(tokenizer, hidden: int):
                                   vocab_size=len(tokenizer), **_qwen_text_ids(tokenizer)))
 
 
+def _qwen3_causal_encoder(tokenizer, hidden: int, layers: int):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    return Qwen3ForCausalLM(Qwen3Config(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=hidden // 2,
+                                        vocab_size=len(tokenizer), **_qwen_text_ids(tokenizer)))
+
+
 # ---- VAEs -----------------------------------------------------------------------------------------------
 
 
@@ -230,6 +238,21 @@ def _qwen_vae():
         latents_mean=[round(-0.4 + 0.05 * i, 4) for i in range(16)],
         latents_std=[round(1.0 + 0.1 * i, 4) for i in range(16)],
     )
+
+
+def _flux2_vae():
+    """FLUX.2's VAE with four levels (x8) and 16 latent channels (32 in the real one), and batch-norm statistics
+    far from (0, 1), so that a missing (de)normalisation shows up in comparisons."""
+    from diffusers import AutoencoderKLFlux2
+
+    vae = AutoencoderKLFlux2(
+        block_out_channels=[8, 8, 8, 8], layers_per_block=1, latent_channels=16, norm_num_groups=4,
+        use_quant_conv=False, use_post_quant_conv=False,
+    )
+    channels = vae.bn.running_mean.numel()
+    vae.bn.running_mean.copy_(torch.linspace(-0.3, 0.3, channels))
+    vae.bn.running_var.copy_(torch.linspace(0.5, 2.0, channels))
+    return vae
 
 
 # ---- pipelines --------------------------------------------------------------------------------------------
@@ -320,12 +343,34 @@ def _z_image(seed: int) -> DiffusionPipeline:
     )
 
 
+def _flux2_klein(seed: int) -> DiffusionPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+
+    tokenizer = _qwen_tokenizer()
+    # The pipeline stacks Qwen3's hidden states 9, 18 and 27: 27 layers of width 16 give 48-wide text tokens.
+    transformer = _seeded(seed, lambda: Flux2Transformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    ))
+    scheduler = FlowMatchEulerDiscreteScheduler(  # FLUX.2 Klein's config; the pipeline passes mu itself
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+        max_image_seq_len=4096, shift=3.0, time_shift_type="exponential",
+    )
+    return Flux2KleinPipeline(
+        scheduler=scheduler, transformer=transformer, vae=_seeded(seed + 1, _flux2_vae),
+        text_encoder=_seeded(seed + 2, partial(_qwen3_causal_encoder, tokenizer, 16, 27)), tokenizer=tokenizer,
+        is_distilled=True,  # as Klein 4B/9B (the step-distilled releases) ship
+    )
+
+
 FAMILIES: dict[str, TinyFamily] = {
     "flux-dev": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=True)),
     "flux-schnell": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=False)),
     "sd3": TinyFamily("StableDiffusion3Pipeline", "SD3Transformer2DModel", _sd3),
     "qwen-image": TinyFamily("QwenImagePipeline", "QwenImageTransformer2DModel", _qwen_image),
     "z-image": TinyFamily("ZImagePipeline", "ZImageTransformer2DModel", _z_image),
+    "flux2-klein": TinyFamily("Flux2KleinPipeline", "Flux2Transformer2DModel", _flux2_klein),
 }
 
 
