@@ -25,6 +25,7 @@ BNB_MODES = ("nf4", "int8")
 # Key fragments of formats that look like fp8/nf4 files but that diffusers' single-file loader cannot read.
 _SCALED_FP8 = ("scaled_fp8", ".scale_weight", ".weight_scale")
 _BNB_STATE = (".quant_state.", ".absmax", ".quant_map", ".SCB")
+COMFY_PREFIX = "model.diffusion_model."  # ComfyUI's whole-checkpoint prefix; not every converter strips it
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class CheckpointFile:
     kind: str  # "gguf", "fp8" or "safetensors" (full precision)
     storage: dict[str, torch.dtype]  # fp8 tensors' dtypes by key (empty unless kind == "fp8")
     quant_types: tuple[str, ...] = ()  # GGUF tensor types present, e.g. ("F32", "Q8_0")
+
+    @property
+    def prefixed(self) -> bool:
+        return bool(self.keys) and all(key.startswith(COMFY_PREFIX) for key in self.keys)
 
     @property
     def description(self) -> str:
@@ -115,7 +120,11 @@ def load_transformer(checkpoint: CheckpointFile, transformer_cls: type, base: st
                      device: torch.device, quantize: str | None = None) -> torch.nn.Module:
     """The transformer of `checkpoint`, its config from `base`'s transformer folder (no download)."""
     kwargs: dict[str, Any] = {"config": base, "subfolder": "transformer", "local_files_only": True}
-    path = str(checkpoint.path)
+    path: Any = str(checkpoint.path)
+    if checkpoint.prefixed:  # FLUX.2's converter, for one, expects the keys without ComfyUI's prefix
+        from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+        path = {key.removeprefix(COMFY_PREFIX): value for key, value in load_single_file_checkpoint(path).items()}
     if checkpoint.kind == "gguf":
         if quantize:
             raise ModelNotFound(f"{checkpoint.path.name} is already quantized (GGUF); drop --quantize {quantize}")
@@ -208,8 +217,9 @@ def _diffusers_names(transformer: torch.nn.Module, checkpoint: CheckpointFile) -
     from safetensors import safe_open
 
     with safe_open(str(checkpoint.path), framework="pt") as f:
-        meta = {key: torch.empty(f.get_slice(key).get_shape(), device="meta",
-                                 dtype=checkpoint.storage.get(key, torch.float32)) for key in checkpoint.keys}
+        meta = {key.removeprefix(COMFY_PREFIX): torch.empty(
+            f.get_slice(key).get_shape(), device="meta", dtype=checkpoint.storage.get(key, torch.float32))
+            for key in checkpoint.keys}
     if _should_convert_state_dict_to_diffusers(transformer.state_dict(), meta):
         mapping = SINGLE_FILE_LOADABLE_CLASSES[_get_single_file_loadable_mapping_class(type(transformer))]
         meta = mapping["checkpoint_mapping_fn"](config=transformer.config, checkpoint=meta)

@@ -1,9 +1,9 @@
 """Quantized transformer files made from a saved (tiny) model, as the public conversions lay them out.
 
 GGUF files are written with the `gguf` package (llama.cpp's own writer and quantizers), fp8 files with
-safetensors. Key names follow the published files where diffusers' converter works at any width (Z-Image's
-original names, optionally with ComfyUI's `model.diffusion_model.` prefix); diffusers' names otherwise (its
-FLUX.1 converter assumes the real 3072 width). As city96's conversions do, only linear-layer weights are
+safetensors. Key names follow the published files where diffusers' converter works at any width (Z-Image's and
+FLUX.2's original names, optionally with ComfyUI's `model.diffusion_model.` prefix); diffusers' names otherwise
+(its FLUX.1 converter assumes the real 3072 width). As city96's conversions do, only linear-layer weights are
 quantized, and only when their rows split into whole blocks; everything else stays F32.
 """
 
@@ -59,11 +59,63 @@ def z_image_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+_FLUX2_TOP = (
+    ("x_embedder.", "img_in."), ("context_embedder.", "txt_in."),
+    ("time_guidance_embed.timestep_embedder.linear_1.", "time_in.in_layer."),
+    ("time_guidance_embed.timestep_embedder.linear_2.", "time_in.out_layer."),
+    ("time_guidance_embed.guidance_embedder.linear_1.", "guidance_in.in_layer."),
+    ("time_guidance_embed.guidance_embedder.linear_2.", "guidance_in.out_layer."),
+    ("_modulation_img.linear.", "_modulation_img.lin."), ("_modulation_txt.linear.", "_modulation_txt.lin."),
+    ("single_stream_modulation.linear.", "single_stream_modulation.lin."), ("proj_out.", "final_layer.linear."),
+)
+_FLUX2_DOUBLE = {
+    "attn.norm_q.weight": "img_attn.norm.query_norm.scale", "attn.norm_k.weight": "img_attn.norm.key_norm.scale",
+    "attn.norm_added_q.weight": "txt_attn.norm.query_norm.scale",
+    "attn.norm_added_k.weight": "txt_attn.norm.key_norm.scale",
+    "attn.to_out.0.weight": "img_attn.proj.weight", "attn.to_add_out.weight": "txt_attn.proj.weight",
+    "ff.linear_in.weight": "img_mlp.0.weight", "ff.linear_out.weight": "img_mlp.2.weight",
+    "ff_context.linear_in.weight": "txt_mlp.0.weight", "ff_context.linear_out.weight": "txt_mlp.2.weight",
+}
+_FLUX2_SINGLE = {
+    "attn.to_qkv_mlp_proj.weight": "linear1.weight", "attn.to_out.weight": "linear2.weight",
+    "attn.norm_q.weight": "norm.query_norm.scale", "attn.norm_k.weight": "norm.key_norm.scale",
+}
+
+
+def flux2_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """FLUX.2's diffusers names -> BFL's: fused qkv per stream, `.scale` norms, (shift, scale) final modulation."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        block = re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", key)
+        single = re.fullmatch(r"single_transformer_blocks\.(\d+)\.(.+)", key)
+        if block:
+            n, rest = block.groups()
+            fused = {"attn.to_q.weight": ("img", "to_{}"), "attn.add_q_proj.weight": ("txt", "add_{}_proj")}
+            if rest in fused:
+                stream, name = fused[rest]
+                parts = [state[f"transformer_blocks.{n}.attn.{name.format(p)}.weight"] for p in "qkv"]
+                out[f"double_blocks.{n}.{stream}_attn.qkv.weight"] = torch.cat(parts)
+            elif rest in _FLUX2_DOUBLE:
+                out[f"double_blocks.{n}.{_FLUX2_DOUBLE[rest]}"] = value
+            continue  # k and v went into the fused qkv
+        if single:
+            out[f"single_blocks.{single[1]}.{_FLUX2_SINGLE[single[2]]}"] = value
+            continue
+        if key == "norm_out.linear.weight":  # diffusers keeps (scale, shift), the original (shift, scale)
+            scale, shift = value.chunk(2, dim=0)
+            out["final_layer.adaLN_modulation.1.weight"] = torch.cat([shift, scale])
+            continue
+        for old, new in _FLUX2_TOP:
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
 def _quantizable(state: dict[str, torch.Tensor], linear: set[str],
                  rename: Callable[[dict], dict]) -> set[str]:
     """Renamed keys that hold only linear weights (a fused qkv is three of them)."""
-    marks = {k: torch.tensor(1.0 if k in linear else 0.0) for k in state}
-    return {k for k, v in rename({k: v.reshape(1) for k, v in marks.items()}).items() if v.min() > 0}
+    marks = {k: torch.full((2,), 1.0 if k in linear else 0.0) for k in state}  # 2: renames may split halves
+    return {k for k, v in rename(marks).items() if v.min() > 0}
 
 
 def _renamer(names: str) -> Callable[[dict], dict]:
@@ -71,6 +123,8 @@ def _renamer(names: str) -> Callable[[dict], dict]:
         return lambda state: dict(state)
     if names == "z-image-original":
         return z_image_original
+    if names == "flux2-original":
+        return flux2_original
     raise ValueError(f"unknown key naming {names!r}")
 
 
