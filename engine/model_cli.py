@@ -61,7 +61,14 @@ def run_models(args: argparse.Namespace) -> int:
         state = "" if model.complete else f"  INCOMPLETE, missing {', '.join(model.missing)}: run " \
                                           f"`uprez models pull {model.id}` to finish"
         family = f", {model.family}" if model.family else ""
-        print(f"{model.id}  {format_bytes(model.size)}  {model.where}{family}: {model.path}{state}")
+        storage = f", {model.storage}" if model.storage else ""
+        print(f"{model.id}  {format_bytes(model.size)}  {model.where}{family}{storage}: {model.path}{state}")
+        if model.kind in ("safetensors", "gguf") and model.family:
+            from engine.backends.pairing import pairing_note
+
+            print(f"    {pairing_note(model.path, model.family)}")
+        elif model.kind in ("vae", "text-encoder"):
+            print(f"    a loose {model.kind} file; transformer files take theirs from a diffusers base")
     if not models:
         print(f"no other models found (Hugging Face cache: {hf_cache_dir()}); `uprez models recommend` suggests "
               "some, `uprez models pull ID` fetches one")

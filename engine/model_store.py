@@ -21,7 +21,7 @@ from engine.errors import InvalidInput, UprezError
 SETTINGS_FILE = "models.json"  # in the config folder: {"comfyui": [...], "model_dirs": [...]}
 ENV_COMFYUI = "UPREZ_COMFYUI_DIRS"
 # ComfyUI's subfolders that can hold what the loader takes: diffusers folders, transformer-only or
-# all-in-one .safetensors checkpoints.
+# all-in-one .safetensors checkpoints, GGUF transformers.
 COMFYUI_SUBFOLDERS = ("diffusers", "diffusion_models", "unet", "checkpoints")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_URL = re.compile(r"huggingface\.co/([\w.-]+/[\w.-]+?)(?:\.git)?/?$")  # a git remote of a Hub repo
@@ -33,13 +33,14 @@ class LocalModel:
 
     id: str
     name: str
-    kind: str  # "diffusers" or "safetensors"
+    kind: str  # "diffusers", "safetensors" or "gguf" (transformer files); "vae" or "text-encoder" (components)
     where: str  # "hf-cache", "comfyui", "folder"
     path: Path
     size: int  # bytes on disk
     complete: bool = True  # False: an interrupted download (`uprez models pull` finishes it)
     family: str | None = None
     missing: tuple[str, ...] = field(default=())
+    storage: str | None = None  # of a single file: "GGUF Q8_0", "fp8 e4m3fn", "bf16", ...
 
     @property
     def removable(self) -> bool:
@@ -207,13 +208,48 @@ def scan_folder(folder: Path, where: str) -> list[LocalModel]:
                 missing = _missing_components(entry)
                 found.append(LocalModel(str(entry.resolve()), entry.name, "diffusers", where, entry.resolve(),
                                         tree_size(entry), complete=not missing, missing=missing))
-            elif entry.is_file() and entry.suffix == ".safetensors":
-                family = checkpoint_family(entry)
-                if family is not None:
-                    found.append(LocalModel(str(entry.resolve()), entry.name, "safetensors", where,
-                                            entry.resolve(), entry.stat().st_size, family=family))
+            elif entry.is_file() and entry.suffix in (".safetensors", ".gguf"):
+                found += _transformer_file(entry, where)
         except OSError:
             continue  # one unreadable entry must not hide the others
+    return found
+
+
+def _transformer_file(entry: Path, where: str) -> list[LocalModel]:
+    """A transformer-only .safetensors (full precision or fp8) or .gguf file of a flow family, else nothing."""
+    from engine.model_files import summarize, transformer_family
+
+    try:
+        summary = summarize(entry)
+    except Exception:  # a broken or foreign file: not something Uprez can load
+        return []
+    family = transformer_family(summary)
+    if family is None:
+        return []
+    return [LocalModel(str(entry.resolve()), entry.name, entry.suffix[1:], where, entry.resolve(),
+                       entry.stat().st_size, family=family, storage=summary.storage)]
+
+
+def scan_components(models: Path) -> list[LocalModel]:
+    """ComfyUI's loose VAE and text-encoder files (models/vae, models/clip, models/text_encoders): listed so
+    the user sees them; a transformer file takes its VAE and text encoders from a diffusers base."""
+    from engine.model_files import COMPONENT_FOLDERS, summarize
+
+    found = []
+    for sub, kind in COMPONENT_FOLDERS.items():
+        try:
+            entries = sorted((models / sub).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.is_file() and entry.suffix in (".safetensors", ".gguf")):
+                continue
+            try:
+                storage = summarize(entry).storage
+            except Exception:  # unreadable: skip it, as scan_folder does
+                continue
+            found.append(LocalModel(str(entry.resolve()), entry.name, kind, "comfyui", entry.resolve(),
+                                    entry.stat().st_size, storage=storage))
     return found
 
 
@@ -284,6 +320,7 @@ def scan_comfyui(roots: Iterable[Path]) -> list[LocalModel]:
         models = comfyui_models_folder(root)
         for sub in COMFYUI_SUBFOLDERS:
             found += scan_folder(models / sub, "comfyui")
+        found += scan_components(models)
     return found
 
 

@@ -63,6 +63,11 @@ def candidates(checkpoint: Path) -> Iterable[Path]:
     yield from (m.path for m in found if m.kind == "diffusers" and m.complete)
 
 
+def usual_base(family: Family, guided: bool | None) -> str:
+    """The repo a transformer of `family` usually comes with (FLUX.1-dev's for a guidance-distilled one)."""
+    return family.default_base_guided if guided and family.default_base_guided else family.default_base
+
+
 def resolve_base(family: Family, guided: bool | None, base: str | None, checkpoint: Path) -> str:
     """The local folder that completes `checkpoint`, from `base` when given; one line when there is none."""
     what = f"{checkpoint.name} holds only a {family.name} transformer"
@@ -80,7 +85,7 @@ def resolve_base(family: Family, guided: bool | None, base: str | None, checkpoi
             raise ModelNotFound(f"{what}, and --base {base} is not (completely) in the Hugging Face cache; "
                                 f"`uprez models pull {base}` fetches it, or pass a local folder")
         raise ModelNotFound(f"{what}, and --base {base} does not exist; pass a diffusers folder or a repo id")
-    usual = family.default_base_guided if guided and family.default_base_guided else family.default_base
+    usual = usual_base(family, guided)
     snapshot = _cached_repo(usual)
     if snapshot is not None and base_matches(snapshot, family, guided):
         return str(snapshot)
@@ -92,3 +97,20 @@ def resolve_base(family: Family, guided: bool | None, base: str | None, checkpoi
         f"(Hugging Face cache, ComfyUI models/diffusers, model folders). `uprez models pull {usual}` fetches "
         "one, or pass --base FOLDER"
     )
+
+
+def pairing_note(checkpoint: Path, family_name: str) -> str:
+    """For `uprez models list`: the base a transformer file would load with, or what to do when there is none."""
+    from engine.backends.registry import GUIDANCE_KEY_MARKERS, family_named
+    from engine.model_files import summarize
+
+    family = family_named(family_name)
+    try:
+        keys = summarize(checkpoint).keys
+    except Exception as exc:  # an unreadable file: say so rather than break the listing
+        return f"unreadable ({type(exc).__name__})"
+    guided = any(marker in key for key in keys for marker in GUIDANCE_KEY_MARKERS)
+    try:
+        return f"VAE and text encoders from {resolve_base(family, guided, None, checkpoint)}"
+    except ModelNotFound:
+        return f"no {family_name} base on this machine: `uprez models pull {usual_base(family, guided)}` or --base"

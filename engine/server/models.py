@@ -57,7 +57,7 @@ def _found_elsewhere() -> list[dict[str, Any]]:
     except (OSError, InvalidInput):  # an unreadable cache or a broken models.json must not break the listing
         return []
     return [{"id": m.id, "name": m.name, "kind": m.kind, "installed": True, "where": m.where, "size": m.size}
-            for m in found if m.complete]
+            for m in found if m.complete and m.kind in ("diffusers", "safetensors", "gguf")]  # no loose VAEs
 
 
 def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, ...]) -> dict[str, Any]:
