@@ -140,6 +140,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from engine.server import Limits, ServerConfig, serve
 
+    if args.quantize:  # refuse now, not on every job: bitsandbytes needs CUDA
+        from engine.backends.loader import resolve_device
+        from engine.backends.quantized import bnb_config
+
+        bnb_config(args.quantize, torch_dtype=None, device=resolve_device(args.device))
     config = ServerConfig.from_env(
         host=args.host, port=args.port, model=args.model, base=args.base, quantize=args.quantize,
         device=args.device, dtype=args.dtype,

@@ -223,3 +223,13 @@ def test_bad_quantized_input_gets_one_line_and_no_output(case, tiny_model, sampl
     assert "Traceback" not in err
     assert not out.exists()
     assert not (tmp_path / "hub").exists() or not any((tmp_path / "hub").iterdir())  # nothing was downloaded
+
+
+def test_serve_with_bitsandbytes_but_no_cuda_refuses_at_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UPREZ_CONFIG_DIR", str(tmp_path / "config"))
+    code = main(["serve", "--port", "0", "--device", "cpu", "--quantize", "int8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == ("uprez: --quantize int8 uses bitsandbytes, which needs a CUDA GPU (the device here is cpu); "
+                   "use a GGUF or fp8 file instead, which run anywhere")
+    assert not (tmp_path / "config" / "engine.json").exists()  # no engine was started

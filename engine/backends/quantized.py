@@ -8,6 +8,7 @@ what diffusers cannot load is refused in one line before any weights are read.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,33 @@ def load_transformer(checkpoint: CheckpointFile, transformer_cls: type, base: st
             path, quantization_config=bnb_config(quantize, dtype, device), dtype=dtype, **kwargs)
     transformer = transformer_cls.from_single_file(path, dtype=dtype, **kwargs)
     if checkpoint.kind == "fp8":
-        keep_in_fp8(transformer, checkpoint, dtype)
+        missing = [d for d in set(checkpoint.storage.values()) if not fp8_storable(d, device)]
+        if missing:
+            # Older torch builds have no float8 tensors on Apple MPS: the weights then stay in `dtype` (exact, but
+            # twice fp8's memory). Said once, on stderr, as the job still runs.
+            logging.getLogger("uprez").warning(
+                "%s: this torch cannot keep %s weights on %s; they are kept in %s instead",
+                checkpoint.path.name, "/".join(sorted(_fp8_name(d) for d in missing)), device.type, dtype)
+        else:
+            keep_in_fp8(transformer, checkpoint, dtype)
     return transformer
 
 
-def bnb_config(mode: str, dtype: torch.dtype, device: torch.device) -> Any:
+def fp8_storable(storage: torch.dtype, device: torch.device) -> bool:
+    """Whether `device` can hold `storage` tensors and cast them (CUDA and the CPU can; MPS depends on torch)."""
+    try:
+        torch.zeros(2, device=device).to(storage).to(torch.float32)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+def bnb_config(mode: str, torch_dtype: torch.dtype | None, device: torch.device) -> Any:
     """diffusers' BitsAndBytesConfig for `mode`; bitsandbytes' kernels need CUDA, so anything else is refused."""
     if mode not in BNB_MODES:
         raise DeviceError(f"unknown quantization {mode!r}; use nf4 or int8 (bitsandbytes, CUDA only)")
     if device.type != "cuda":
-        raise DeviceError(f"--quantize {mode} uses bitsandbytes, which needs a CUDA GPU (this job runs on "
+        raise DeviceError(f"--quantize {mode} uses bitsandbytes, which needs a CUDA GPU (the device here is "
                           f"{device.type}); use a GGUF or fp8 file instead, which run anywhere")
     try:
         import bitsandbytes  # noqa: F401 - only to say clearly that it is missing
@@ -160,7 +178,8 @@ def bnb_config(mode: str, dtype: torch.dtype, device: torch.device) -> Any:
     from diffusers import BitsAndBytesConfig
 
     if mode == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=torch_dtype or torch.bfloat16)
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
