@@ -103,6 +103,11 @@ def test_gguf_weights_stay_quantized_and_fp8_weights_stay_fp8_in_memory(tiny_mod
         # Every linear layer but the embedders diffusers marks precision-sensitive (t_embedder, cap_embedder).
         assert len(kept) == len(weights) - 3
         assert fp8.pipe.transformer.dtype == torch.float32  # what the layers compute in on the CPU
+    # bfloat16 compute, as on CUDA: the same fp8 weights, cast to bf16 inside each layer.
+    bf16 = load_backend(checkpoint, device="cpu", dtype="bfloat16", base=str(folder))
+    upscale(image, backend=bf16)
+    weights = [m.weight.dtype for m in bf16.pipe.transformer.modules() if isinstance(m, torch.nn.Linear)]
+    assert weights.count(torch.float8_e5m2) == len(weights) - 3 and bf16.pipe.transformer.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q5_K", "Q6_K"])
@@ -179,6 +184,24 @@ def _forge_nf4(tmp_path, _folder):
     return path
 
 
+def _truncated_gguf(tmp_path, folder):
+    whole = save_gguf(folder, tmp_path / "whole.gguf", "Q8_0")
+    cut = tmp_path / "flux1-dev-Q8_0.gguf"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    return cut
+
+
+def _scaled_fp8(tmp_path, folder):
+    from safetensors.torch import load_file, save_file
+
+    path = save_fp8(folder, tmp_path / "flux1-dev-fp8-scaled.safetensors")
+    state = load_file(path)
+    state["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)  # ComfyUI's marker, with per-tensor scales
+    state["transformer_blocks.0.attn.to_q.scale_weight"] = torch.ones(1)
+    save_file(state, str(path))
+    return path
+
+
 def _bnb_folder(tmp_path, folder):
     import shutil
 
@@ -202,6 +225,8 @@ BAD = {
     "bitsandbytes without CUDA": (lambda t, f: f, ["--quantize", "nf4"], "needs a CUDA GPU"),
     "bitsandbytes folder without CUDA": (_bnb_folder, [], "bitsandbytes (nf4/int8) weights, which need a CUDA"),
     "Forge nf4 single file": (_forge_nf4, [], "bitsandbytes (nf4/int8) checkpoint"),
+    "truncated GGUF": (_truncated_gguf, ["--base", "{folder}"], "is not a readable GGUF file"),
+    "scaled fp8": (_scaled_fp8, ["--base", "{folder}"], "is a *scaled* fp8 checkpoint"),
 }
 
 
@@ -217,9 +242,12 @@ def test_bad_quantized_input_gets_one_line_and_no_output(case, tiny_model, sampl
     folder = tiny_model("flux-dev")
     model = make(tmp_path, folder)
     out = tmp_path / "out.png"
+    capsys.readouterr()  # building the tiny model and the file may print; only the command's output counts
     code = run(sample_png, "-o", out, "--model", model, "--device", "cpu", "-q",
                *[arg.format(folder=folder) for arg in extra])
     err = capsys.readouterr().err
+    with capsys.disabled():
+        print(f"\n{case}: exit {code}: {err.strip()}")
     assert code != 0
     assert message in err
     assert err.strip().count("\n") == 0, err  # one line

@@ -72,7 +72,8 @@ def _read_gguf(path: Path) -> CheckpointFile:
     try:
         reader = GGUFReader(str(path))
     except Exception as exc:  # gguf raises ValueError, struct errors and more on a foreign or cut file
-        raise ModelNotFound(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})") from exc
+        raise ModelNotFound(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc}); if it was cut "
+                            "short, download it again") from exc
     field = reader.get_field("general.architecture")
     arch = str(field.contents()) if field is not None else None
     if arch is not None and arch not in GGUF_ARCHITECTURES:
@@ -194,7 +195,7 @@ def check_bnb_folder(folder: Path, device: torch.device) -> None:
             continue
         if method == "bitsandbytes" and device.type != "cuda":
             raise DeviceError(f"{folder.name}/{config.parent.name} holds bitsandbytes (nf4/int8) weights, which "
-                              f"need a CUDA GPU (this job runs on {device.type}); use a GGUF or fp8 file here")
+                              f"need a CUDA GPU (the device here is {device.type}); use a GGUF or fp8 file here")
 
 
 def keep_in_fp8(transformer: torch.nn.Module, checkpoint: CheckpointFile, compute: torch.dtype) -> int:
