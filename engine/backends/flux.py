@@ -42,6 +42,9 @@ class FluxBackend(DiffusersBackend):
         )
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled, "txt_ids": text_ids}
 
+    def _text_options(self) -> str:
+        return f"t5_tokens={self._max_text_tokens()}"
+
     def _max_text_tokens(self) -> int:
         # schnell was trained with 256 T5 tokens, dev with 512 (as diffusers' pipeline documents).
         return 512 if self.has_guidance_embedding else 256

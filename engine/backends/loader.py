@@ -9,6 +9,7 @@ import torch
 
 from engine.backends.base import FlowBackend
 from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
+from engine.backends.text_encoders import deferred_text_components
 from engine.builtin.backend import WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
 from engine.settings import BUILTIN_MODEL
@@ -110,7 +111,8 @@ def _load_single_file(path: Path, base: str | None, dtype: torch.dtype):
         transformer = transformer_cls.from_single_file(
             str(path), config=base, subfolder="transformer", dtype=dtype
         )
-        pipe = _pipeline_class(family).from_pretrained(base, transformer=transformer, dtype=dtype)
+        pipe = _pipeline_class(family).from_pretrained(base, transformer=transformer, dtype=dtype,
+                                                       **deferred_text_components(base))
     except (OSError, ValueError) as exc:
         raise ModelNotFound(
             f"could not load the rest of the {family.name} model (VAE, text encoders) from {base!r} "
@@ -136,7 +138,7 @@ def _load_pretrained(source: str, where: str, dtype: torch.dtype):
             ) from exc
     family = family_for_pipeline(class_name, where)
     try:
-        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype)
+        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype, **deferred_text_components(source))
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"could not load {where}: {exc}") from exc
     return family, pipe
