@@ -109,17 +109,25 @@ class DiffusersBackend(FlowBackend):
         are freed again before the transformer runs."""
         if self.text_encoders is None:
             return [self._encode_text(prompt) for prompt in prompts]
+        device = self.device
         identity = self.text_encoders.identity
         keys = [entry_key(family=self.family, options=self._text_options(), encoder_identity=identity,
-                          dtype=self.dtype, device_type=self.device.type, prompt=prompt) for prompt in prompts]
+                          dtype=self.dtype, device_type=self._text_device.type, prompt=prompt) for prompt in prompts]
         found = [self.prompt_cache.get(key, self.device) for key in keys]
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
             with self.text_encoders.loaded():
                 for i in missing:
-                    found[i] = self._encode_text(prompts[i])
-                    self.prompt_cache.put(keys[i], found[i])
+                    encoded = self._encode_text(prompts[i])
+                    self.prompt_cache.put(keys[i], encoded)
+                    # Encoders the memory plan put on the CPU hand their tensors over to the model's device.
+                    found[i] = {k: None if v is None else v.to(device) for k, v in encoded.items()}
         return found  # type: ignore[return-value]  # every None was filled above
+
+    @property
+    def _text_device(self) -> torch.device:
+        """Where the text encoders run: the model's device unless the memory plan put them on the CPU."""
+        return self.device if self.text_encoders is None else self.text_encoders.device
 
     def _text_options(self) -> str:
         """What besides the encoder files and the prompt changes this family's encoding (e.g. a token count)."""

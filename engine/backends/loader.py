@@ -12,6 +12,8 @@ from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_ke
 from engine.backends.text_encoders import deferred_text_components
 from engine.builtin.backend import WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
+from engine.memory_modes import apply_mode, check_mode, choose_mode, free_device_bytes, make_plan
+from engine.memory_plan import MemoryPlan
 from engine.settings import BUILTIN_MODEL
 
 DTYPES = {
@@ -151,16 +153,22 @@ def load_backend(
     dtype: str = "auto",
     offload: bool = False,
     base: str | None = None,
+    memory: str | None = None,
 ) -> FlowBackend:
-    """Load the built-in model or any supported family; `base` completes a single-file checkpoint."""
+    """Load the built-in model or any supported family; `base` completes a single-file checkpoint. `memory` is
+    auto, gpu, model-offload, group-offload or sequential (`offload=True` is the older model-offload)."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    requested = memory or ("model-offload" if offload and torch_device.type != "cpu" else "auto")
+    check_mode(requested, torch_device)  # before a load of minutes
     text = str(source)
     path = Path(text).expanduser()
     if text == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
         folder = WEIGHTS if text == BUILTIN_MODEL else path
         return load_builtin(folder, source=text, device=torch_device, dtype=torch_dtype)
     quiet_libraries()
+    # Planned from the config files on the meta device, before any weight is read (the CPU has one mode).
+    memory_plan = None if torch_device.type == "cpu" else make_plan(text, base, torch_device, torch_dtype)
     if path.is_file():
         if path.suffix == ".gguf":
             raise ModelNotFound(f"{path.name}: GGUF checkpoints are not supported yet; use a .safetensors file")
@@ -175,10 +183,20 @@ def load_backend(
         family, pipe = _load_pretrained(text, repr(text), torch_dtype)
 
     pipe.set_progress_bar_config(disable=True)
-    if offload and torch_device.type != "cpu":
-        # Accelerate's hooks move each component to the device on its first call and back afterwards,
-        # which also covers our direct transformer/VAE calls.
-        pipe.enable_model_cpu_offload(device=torch_device)
-    else:
-        pipe.to(torch_device)
-    return family.backend_class()(pipe, source=text, device=torch_device, dtype=torch_dtype)
+    backend = family.backend_class()(pipe, source=text, device=torch_device, dtype=torch_dtype)
+    _place(backend, memory_plan, requested, torch_device)
+    return backend
+
+
+def _place(backend: FlowBackend, memory_plan: MemoryPlan | None, requested: str, device: torch.device) -> None:
+    """Apply the memory mode (accelerate's hooks also cover our direct transformer/VAE calls) and say where the
+    text encoders will run and whether they may stay loaded."""
+    free = free_device_bytes(device)
+    mode = choose_mode(requested, memory_plan, device, free)
+    apply_mode(backend.pipe, mode, device)
+    backend.memory_mode, backend.memory_plan = mode, memory_plan
+    encoders = getattr(backend, "text_encoders", None)
+    if encoders is not None and memory_plan is not None and device.type != "cpu":
+        if not memory_plan.text_on_device(mode, free):
+            encoders.device = torch.device("cpu")  # they would not fit beside what this mode keeps on the device
+        encoders.keep = memory_plan.keep_text_encoders(mode, free)
