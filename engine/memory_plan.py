@@ -16,11 +16,12 @@ import torch
 
 from engine.memory import format_bytes
 from engine.model_architectures import ARCHITECTURES, Architecture, Part
+from engine.settings import MEMORY_CHOICES, MEMORY_MODES
 
 # Fastest first: everything resident; one whole component at a time (moved per stage); one block at a time,
 # streamed (moved every step); one leaf layer at a time (the least memory, the most traffic).
-MODES = ("gpu", "model-offload", "group-offload", "sequential")
-MEMORY_CHOICES = ("auto", *MODES)
+MODES = MEMORY_MODES
+
 
 # Bits per weight of a quantized Linear weight. GGML's block layouts (ggml-common.h; gguf's GGML_QUANT_SIZES):
 # Q8_0 is 32 int8 + an fp16 scale per 32 weights (34 bytes); Q6_K 210 bytes, Q5_K 176, Q4_K 144, Q3_K 110,
@@ -37,8 +38,8 @@ FORMATS = (*FLOAT_BYTES, *QUANT_BITS)
 FP8_SKIP = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$")
 # Transient activations of one transformer call per token, in hidden widths: q, k, v, attention out, the
 # residual stream and a 4x MLP (FLUX's single blocks fuse 3 + 4 widths), with room for the allocator.
-_ACTIVATION_WIDTHS = 16
-_VAE_LIVE_ACTIVATIONS = 4  # as engine.memory: full-resolution activations of the VAE's widest top level
+_ACTIVATION_WIDTHS = 32  # twice that count: rotary embeddings and norms work in float32
+_VAE_LIVE_ACTIVATIONS = 8  # full-resolution activations of the VAE's widest level, some in float32 (GroupNorm)
 SAFETY = 512 * 2**20  # the CUDA context, allocator fragmentation and our own buffers
 
 
@@ -81,8 +82,12 @@ def component_bytes(name: str, model: torch.nn.Module, fmt: str, compute_dtype: 
     compute_bits = float(torch.finfo(compute_dtype).bits)
     skip = (*FP8_SKIP, *(getattr(model, "_skip_layerwise_casting_patterns", None) or ()))
     sizes: dict[str, float] = {}
+    seen: set[int] = set()  # a tied weight (an lm_head that is the embedding) is stored once
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
             bits = _element_bits(module, module_name, param_name, param, fmt, compute_bits, skip)
             sizes[f"{module_name}.{param_name}" if module_name else param_name] = param.numel() * bits / 8
         for buffer_name, buffer in module.named_buffers(recurse=False):
@@ -111,7 +116,9 @@ def build_on_meta(part: Part) -> torch.nn.Module:
 
         config = dict(part.config)
         config_obj = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-        return getattr(transformers, part.class_name)._from_config(config_obj)
+        model = getattr(transformers, part.class_name)._from_config(config_obj)
+        model.tie_weights()  # a tied lm_head is the embedding itself, not a second copy
+        return model
 
 
 def _transformer_width(config: dict[str, Any]) -> tuple[int, int]:
@@ -193,9 +200,9 @@ class MemoryPlan:
             lines.append(f"    {mode:<14} {format_bytes(self.peak(mode)):>10}   text encoders {text}{fits}")
         if free is not None:
             chosen = self.choose(free)
-            where = f" on {device}" if device else ""
+            where = f" ({device})" if device else ""
             none = "nothing that fits: a smaller tile or a quantized file (--format Q4_K) is needed"
-            lines.append(f"  free{where}: {format_bytes(free)} -> auto picks {chosen or none}")
+            lines.append(f"  free device memory{where}: {format_bytes(free)} -> auto picks {chosen or none}")
         return "\n".join(lines)
 
 
