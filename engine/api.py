@@ -33,7 +33,7 @@ def get_backend(spec: ModelSpec) -> FlowBackend:
             return _cached[1]
         _cached = None  # drop the old model before loading the next, or both would sit in memory
         backend = load_backend(spec.source, device=spec.device, dtype=spec.dtype, offload=spec.offload,
-                               base=spec.base, quantize=spec.quantize)
+                               base=spec.base, memory=spec.memory, quantize=spec.quantize)
         _cached = (spec, backend)
         return backend
 

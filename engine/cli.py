@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine import __version__
-from engine.settings import BUILTIN_MODEL, PRESETS
+from engine.settings import BUILTIN_MODEL, MEMORY_CHOICES, MEMORY_HELP, PRESETS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     up.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     up.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
+    up.add_argument("--memory", choices=MEMORY_CHOICES, help=MEMORY_HELP)
     up.add_argument("--max-memory", type=float, metavar="GIB",
                     help="refuse jobs estimated to need more than this (default: what is free)")
     up.add_argument("--mask", type=Path, help="grey image, same size as the input: white = upscale with the "
@@ -121,6 +122,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     serve.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     serve.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
+    serve.add_argument("--memory", choices=MEMORY_CHOICES, help=MEMORY_HELP)
     serve.add_argument("--max-memory", type=float, metavar="GIB", help="refuse jobs estimated to need more")
     serve.add_argument("--model-dir", action="append", type=Path, default=[], metavar="DIR",
                        help="folder whose model folders and .safetensors files GET /v1/models lists (repeatable)")
@@ -147,8 +149,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         bnb_config(args.quantize, torch_dtype=None, device=resolve_device(args.device))
     config = ServerConfig.from_env(
         host=args.host, port=args.port, model=args.model, base=args.base, quantize=args.quantize,
-        device=args.device, dtype=args.dtype,
-        offload=args.offload, max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
+        device=args.device, dtype=args.dtype, offload=args.offload, memory=args.memory,
+        max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
         model_dirs=tuple(args.model_dir), queue_size=args.queue_size, result_ttl=args.result_ttl,
         allowed_hosts=tuple(args.allow_host),
     )
@@ -220,7 +222,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     mask = read_image(args.mask) if args.mask is not None else None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
     backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                                    base=args.base, quantize=args.quantize))
+                                    base=args.base, memory=args.memory, quantize=args.quantize))
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
     cancel = CancelToken()
 

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from engine.memory import format_bytes
+from engine.model_plan_cli import add_plan_parser
 from engine.model_store import LocalModel, discover, hf_cache_dir, repo_folder
 
 EXIT_CANCELLED = 130  # as engine.cli's: the shell's code for a command ended by Ctrl-C
@@ -32,7 +33,8 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     pull.add_argument("--revision", help="a branch, tag or commit (default: main; also re-checks a cached model)")
     remove = actions.add_parser("remove", help="delete a model from the Hugging Face cache")
     remove.add_argument("model_id", metavar="ID", help="the id `uprez models list` shows")
-    actions.add_parser("recommend", help="a short list of models with licence, size and VRAM need")
+    actions.add_parser("recommend", help="a short list of models with licence, size and VRAM per memory mode")
+    add_plan_parser(actions)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -41,10 +43,17 @@ def run_models(args: argparse.Namespace) -> int:
     config = uprez_config_dir()
     if args.models_command == "recommend":
         from engine.model_catalog import table
+        from engine.model_plan_cli import mode_table
 
         installed = {m.id for m in discover(config) if m.complete}
         print(table(installed))
+        print()
+        print(mode_table())
         return 0
+    if args.models_command == "plan":
+        from engine.model_plan_cli import run_plan
+
+        return run_plan(args)
     if args.models_command == "pull":
         elsewhere = [m for m in discover(config) if m.where != "hf-cache"]
         _pull_until_interrupted(args.repo_id, elsewhere, args.revision)

@@ -131,6 +131,13 @@ class UpscaleSettings:
         return cls(**data)
 
 
+# Where weights live between calls, fastest first (engine.memory_modes); "auto" plans from free memory.
+MEMORY_MODES = ("gpu", "model-offload", "group-offload", "sequential")
+MEMORY_CHOICES = ("auto", *MEMORY_MODES)
+MEMORY_HELP = ("where the weights live: auto (plan from free VRAM), gpu (all on it), model-offload (one component "
+               "at a time), group-offload (one block at a time, streamed), sequential (one layer at a time)")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model to load and where: a repo id, a diffusers folder or a .safetensors checkpoint."""
@@ -140,4 +147,5 @@ class ModelSpec:
     dtype: str = "auto"
     offload: bool = False  # keep components in CPU RAM and move each to the GPU only while it runs
     base: str | None = None  # VAE + text encoders for a transformer-only checkpoint
+    memory: str | None = None  # auto, gpu, model-offload, group-offload, sequential (engine.memory_modes)
     quantize: str | None = None  # "nf4" or "int8": bitsandbytes on the transformer (CUDA only)

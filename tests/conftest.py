@@ -24,6 +24,19 @@ torch.set_num_threads(1)
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "data" / "sample.jpg"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prompt_cache_dir(tmp_path_factory) -> Path:
+    """UPREZ_CACHE_DIR for the session (and the engines and CLIs it starts): encoded prompts stay in the test."""
+    folder = tmp_path_factory.mktemp("uprez-cache")
+    previous = os.environ.get("UPREZ_CACHE_DIR")
+    os.environ["UPREZ_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("UPREZ_CACHE_DIR", None)
+    else:
+        os.environ["UPREZ_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """`tiny_model("flux-dev") -> Path` of a saved diffusers folder with random weights, cached per session."""

@@ -63,6 +63,12 @@ def bf16_backend(tiny_model):
     return get
 
 
+def _attach_text_encoders(backend) -> None:
+    """The stock pipeline encodes its own prompt: give it the text encoders our loader leaves out until needed."""
+    if backend.text_encoders is not None and not backend.text_encoders.attached:
+        backend.text_encoders.load()
+
+
 def _to_pipeline_layout(family: str, x: torch.Tensor) -> torch.Tensor:
     if family == "flux2-klein":  # the pipeline takes normalised latents patchified to (B, 4C, h/2, w/2)
         return patchify(x)
@@ -104,6 +110,7 @@ def test_our_loop_reproduces_the_stock_pipeline(family, guided, tiny_backend):
     else:
         options = STOCK_OPTIONS[family]
         cond = backend.encode_prompt(PROMPT, cfg_scale=1.0)
+    _attach_text_encoders(backend)
     stock = backend.pipe(prompt=PROMPT, height=size, width=size, num_inference_steps=steps,
                          sigmas=list(np.linspace(1.0, 1.0 / steps, steps)), output_type="latent",
                          latents=_to_pipeline_layout(family, x), **options).images
@@ -146,6 +153,7 @@ def _assert_same(ours: Any, stock: Any, name: str) -> None:
 def test_transformer_gets_the_stock_pipelines_inputs_in_bfloat16(family, bf16_backend):
     backend = bf16_backend(family)
     pipe = backend.pipe
+    _attach_text_encoders(backend)
     latent_hw = 8
     x = torch.randn(1, 16, latent_hw, latent_hw, generator=torch.Generator().manual_seed(2))
     calls, handle = _record_calls(pipe.transformer)

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import torch
 
 from engine.backends.base import Conditioning, FlowBackend
+from engine.backends.text_encoders import TextEncoders
+from engine.prompt_cache import PromptCache, entry_key
 from engine.schedule import ShiftRule
 
 
@@ -25,6 +27,9 @@ class DiffusersBackend(FlowBackend):
             shift_rule=ShiftRule.from_scheduler_config(dict(pipe.scheduler.config)),
         )
         self.pipe = pipe
+        # Text encoders load only for prompts the cache lacks (None: the pipeline came with them, from memory).
+        self.text_encoders = TextEncoders.for_pipe(pipe, device, dtype)
+        self.prompt_cache = PromptCache()
 
     @property
     def vae_module(self) -> torch.nn.Module:
@@ -86,8 +91,9 @@ class DiffusersBackend(FlowBackend):
         """Encode the prompt once per job; the negative branch exists only when CFG will use it."""
         cfg = self.default_cfg_scale if cfg_scale is None else float(cfg_scale)
         use_cfg = cfg > 1.0 and (bool(prompt) or bool(negative_prompt))
-        positive = self._encode_text(prompt)
-        negative = self._encode_text(negative_prompt or "") if use_cfg else None
+        texts = self._encoded_texts([prompt, negative_prompt or ""] if use_cfg else [prompt])
+        positive = texts[0]
+        negative = texts[1] if use_cfg else None
         return Conditioning(
             positive=positive,
             negative=negative,
@@ -97,6 +103,35 @@ class DiffusersBackend(FlowBackend):
 
     def _guidance_value(self, guidance: float | None) -> float | None:
         return None
+
+    def _encoded_texts(self, prompts: list[str]) -> list[dict[str, Any]]:
+        """Each prompt's encoding from the prompt cache; the text encoders load only for the ones it lacks, and
+        are freed again before the transformer runs."""
+        if self.text_encoders is None:
+            return [self._encode_text(prompt) for prompt in prompts]
+        device = self.device
+        identity = self.text_encoders.identity
+        keys = [entry_key(family=self.family, options=self._text_options(), encoder_identity=identity,
+                          dtype=self.dtype, device_type=self._text_device.type, prompt=prompt) for prompt in prompts]
+        found = [self.prompt_cache.get(key, self.device) for key in keys]
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            with self.text_encoders.loaded():
+                for i in missing:
+                    encoded = self._encode_text(prompts[i])
+                    self.prompt_cache.put(keys[i], encoded)
+                    # Encoders the memory plan put on the CPU hand their tensors over to the model's device.
+                    found[i] = {k: None if v is None else v.to(device) for k, v in encoded.items()}
+        return found  # type: ignore[return-value]  # every None was filled above
+
+    @property
+    def _text_device(self) -> torch.device:
+        """Where the text encoders run: the model's device unless the memory plan put them on the CPU."""
+        return self.device if self.text_encoders is None else self.text_encoders.device
+
+    def _text_options(self) -> str:
+        """What besides the encoder files and the prompt changes this family's encoding (e.g. a token count)."""
+        return ""
 
     @abstractmethod
     def _encode_text(self, prompt: str) -> dict[str, Any]:

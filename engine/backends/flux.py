@@ -38,9 +38,12 @@ class FluxBackend(DiffusersBackend):
 
     def _encode_text(self, prompt: str) -> dict[str, Any]:
         embeds, pooled, text_ids = self.pipe.encode_prompt(
-            prompt=prompt, prompt_2=None, device=self.device, max_sequence_length=self._max_text_tokens()
+            prompt=prompt, prompt_2=None, device=self._text_device, max_sequence_length=self._max_text_tokens()
         )
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled, "txt_ids": text_ids}
+
+    def _text_options(self) -> str:
+        return f"t5_tokens={self._max_text_tokens()}"
 
     def _max_text_tokens(self) -> int:
         # schnell was trained with 256 T5 tokens, dev with 512 (as diffusers' pipeline documents).

@@ -47,6 +47,10 @@ class Flux2Backend(DiffusersBackend):
         super().__init__(pipe, source=source, device=device, dtype=dtype)
         # The pipelines pass mu from `compute_empirical_mu`, not the scheduler config's linear rule.
         self.shift_rule = replace(self.shift_rule, dynamic=True, empirical_mu=True)
+        # Read once while the weights are real: sequential offload later leaves the VAE's buffers on `meta`.
+        vae = pipe.vae
+        self._bn_mean = vae.bn.running_mean.detach().clone().view(1, -1, 1, 1)
+        self._bn_std = torch.sqrt(vae.bn.running_var.detach().clone() + vae.config.batch_norm_eps).view(1, -1, 1, 1)
 
     @property
     def has_guidance_embedding(self) -> bool:
@@ -68,10 +72,7 @@ class Flux2Backend(DiffusersBackend):
 
     # -- normalisation: per patchified channel, from the VAE's batch-norm running statistics ----------
     def _bn_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        vae = self.pipe.vae
-        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, like.dtype)
-        return mean, std
+        return self._bn_mean.to(like.device, like.dtype), self._bn_std.to(like.device, like.dtype)
 
     def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
         patches = patchify(raw)
@@ -86,7 +87,7 @@ class Flux2Backend(DiffusersBackend):
     # -- text and the model ---------------------------------------------------------------------------
     def _encode_text(self, prompt: str) -> dict[str, Any]:
         """Stacked intermediate hidden states of the chat-templated prompt (512 tokens) and their text ids."""
-        embeds, text_ids = self.pipe.encode_prompt(prompt=prompt, device=self.device)
+        embeds, text_ids = self.pipe.encode_prompt(prompt=prompt, device=self._text_device)
         return {"encoder_hidden_states": embeds, "txt_ids": text_ids}
 
     def _predict(self, x: torch.Tensor, sigma: float, text: dict[str, Any], cond: Conditioning) -> torch.Tensor:

@@ -9,8 +9,11 @@ import torch
 
 from engine.backends.base import FlowBackend
 from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
+from engine.backends.text_encoders import deferred_text_components
 from engine.builtin.backend import WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
+from engine.memory_modes import apply_mode, check_mode, choose_mode, free_device_bytes, make_plan
+from engine.memory_plan import MemoryPlan
 from engine.settings import BUILTIN_MODEL
 
 DTYPES = {
@@ -103,7 +106,7 @@ def _load_single_file(path: Path, base: str | None, dtype: torch.dtype, device: 
     try:
         transformer = load_transformer(checkpoint, transformer_cls, folder, dtype, device, quantize)
         pipe = _pipeline_class(family).from_pretrained(folder, transformer=transformer, dtype=dtype,
-                                                       local_files_only=True)
+                                                       local_files_only=True, **deferred_text_components(folder))
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelNotFound(
             f"could not load {checkpoint.description} checkpoint {path.name} with the {family.name} model at "
@@ -143,7 +146,8 @@ def _load_pretrained(source: str, where: str, dtype: torch.dtype, device: torch.
         extra["transformer"] = getattr(diffusers, family.transformer_class).from_pretrained(
             source, subfolder="transformer", quantization_config=config, dtype=dtype)
     try:
-        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype, **extra)
+        pipe = _pipeline_class(family).from_pretrained(source, dtype=dtype, **deferred_text_components(source),
+                                                       **extra)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"could not load {where}: {exc}") from exc
     return family, pipe
@@ -156,14 +160,16 @@ def load_backend(
     dtype: str = "auto",
     offload: bool = False,
     base: str | None = None,
+    memory: str | None = None,
     quantize: str | None = None,
 ) -> FlowBackend:
-    """Load the built-in model or any supported family; `base` completes a single-file checkpoint.
-
-    `quantize` ("nf4" or "int8") quantizes a full-precision transformer with bitsandbytes (CUDA only).
-    """
+    """Load the built-in model or any supported family; `base` completes a single-file checkpoint. `memory` is
+    auto, gpu, model-offload, group-offload or sequential (`offload=True` is the older model-offload);
+    `quantize` ("nf4" or "int8") quantizes a full-precision transformer with bitsandbytes (CUDA only)."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    requested = memory or ("model-offload" if offload and torch_device.type != "cpu" else "auto")
+    check_mode(requested, torch_device)  # before a load of minutes
     text = str(source)
     path = Path(text).expanduser()
     if text == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
@@ -174,6 +180,8 @@ def load_backend(
         from engine.backends.quantized import bnb_config
 
         bnb_config(quantize, torch_dtype, torch_device)  # refuses in one line before anything loads
+    # Planned from the config files on the meta device, before any weight is read (the CPU has one mode).
+    memory_plan = None if torch_device.type == "cpu" else make_plan(text, base, torch_device, torch_dtype)
     if path.is_file():
         if path.suffix not in (".safetensors", ".gguf"):
             raise ModelNotFound(f"{path} is not a model: expected a diffusers folder, a .safetensors or a .gguf file")
@@ -186,10 +194,20 @@ def load_backend(
         family, pipe = _load_pretrained(text, repr(text), torch_dtype, torch_device, quantize)
 
     pipe.set_progress_bar_config(disable=True)
-    if offload and torch_device.type != "cpu":
-        # Accelerate's hooks move each component to the device on its first call and back afterwards,
-        # which also covers our direct transformer/VAE calls.
-        pipe.enable_model_cpu_offload(device=torch_device)
-    else:
-        pipe.to(torch_device)
-    return family.backend_class()(pipe, source=text, device=torch_device, dtype=torch_dtype)
+    backend = family.backend_class()(pipe, source=text, device=torch_device, dtype=torch_dtype)
+    _place(backend, memory_plan, requested, torch_device)
+    return backend
+
+
+def _place(backend: FlowBackend, memory_plan: MemoryPlan | None, requested: str, device: torch.device) -> None:
+    """Apply the memory mode (accelerate's hooks also cover our direct transformer/VAE calls) and say where the
+    text encoders will run and whether they may stay loaded."""
+    free = free_device_bytes(device)
+    mode = choose_mode(requested, memory_plan, device, free)
+    apply_mode(backend.pipe, mode, device)
+    backend.memory_mode, backend.memory_plan = mode, memory_plan
+    encoders = getattr(backend, "text_encoders", None)
+    if encoders is not None and memory_plan is not None and device.type != "cpu":
+        if not memory_plan.text_on_device(mode, free):
+            encoders.device = torch.device("cpu")  # they would not fit beside what this mode keeps on the device
+        encoders.keep = memory_plan.keep_text_encoders(mode, free)

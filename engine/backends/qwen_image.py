@@ -48,7 +48,7 @@ class QwenImageBackend(DiffusersBackend):
 
     def _encode_text(self, prompt: str) -> dict[str, Any]:
         """Qwen2.5-VL hidden states of the templated prompt; the mask is None when nothing is padded."""
-        embeds, mask = self.pipe.encode_prompt(prompt=prompt, device=self.device)
+        embeds, mask = self.pipe.encode_prompt(prompt=prompt, device=self._text_device)
         return {"encoder_hidden_states": embeds, "encoder_hidden_states_mask": mask}
 
     def _predict(

@@ -21,7 +21,7 @@ class SD3Backend(DiffusersBackend):
     def _encode_text(self, prompt: str) -> dict[str, Any]:
         """CLIP-L + CLIP-G + T5 through the pipeline's encode_prompt; the negative is encoded on its own."""
         embeds, _, pooled, _ = self.pipe.encode_prompt(
-            prompt=prompt, prompt_2=None, prompt_3=None, device=self.device, do_classifier_free_guidance=False
+            prompt=prompt, prompt_2=None, prompt_3=None, device=self._text_device, do_classifier_free_guidance=False
         )
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
 

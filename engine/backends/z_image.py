@@ -26,7 +26,7 @@ class ZImageBackend(DiffusersBackend):
     def _encode_text(self, prompt: str) -> dict[str, Any]:
         """Qwen3 hidden states of the chat-templated prompt, padding dropped: one (L, D) tensor per prompt."""
         embeds, _ = self.pipe.encode_prompt(
-            prompt=prompt, device=self.device, do_classifier_free_guidance=False
+            prompt=prompt, device=self._text_device, do_classifier_free_guidance=False
         )
         return {"cap_feats": embeds[0]}
 

@@ -73,6 +73,7 @@ class ServerConfig:
     device: str = "auto"
     dtype: str = "auto"
     offload: bool = False
+    memory: str | None = None  # auto, gpu, model-offload, group-offload, sequential; None = auto (or --offload)
     max_memory: int | None = None  # bytes; None = what the device has free
     model_dirs: tuple[Path, ...] = ()  # folders scanned for models to list in GET /v1/models
     queue_size: int = 8  # jobs waiting behind the running one; more get 429

@@ -97,9 +97,10 @@ def free_memory() -> None:
 
 
 def out_of_memory_message(exc: BaseException) -> str:
-    return (f"out of memory, also after retrying with smaller tiles ({exc or type(exc).__name__}); "
-            "use a smaller scale or tile_size, upscale a selected region instead of the whole image, or restart "
-            "the engine with `uprez serve --offload`")
+    return (f"out of memory, also after retrying with smaller tiles and less memory ({exc or type(exc).__name__}); "
+            "use a smaller scale or tile_size, upscale a selected region instead of the whole image, a quantized "
+            "model file (GGUF Q4_K, fp8; `uprez models plan MODEL` shows what fits), or restart the engine with "
+            "`uprez serve --memory sequential`")
 
 
 class JobQueue:
@@ -232,7 +233,7 @@ class JobQueue:
                 self._sweep()
 
     def _run(self, job: Job) -> None:
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             job.attempt = attempt
             began = time.monotonic()
             try:
@@ -245,6 +246,14 @@ class JobQueue:
                     with self._lock:
                         self._emit(job, "retrying", message=f"out of memory ({exc}); freed caches, retrying once "
                                    "with tiles of half the side")
+                    continue
+                lower = getattr(self.runner, "lower_memory", None)  # smaller tiles were not enough: less resident
+                mode = lower(job) if is_out_of_memory(exc) and attempt == 2 and lower is not None else None
+                if mode is not None:
+                    free_memory()
+                    with self._lock:
+                        self._emit(job, "retrying", message=f"out of memory with smaller tiles too; retrying with "
+                                   f"memory mode {mode}")
                     continue
                 outcome = (JobState.FAILED, self._failure_message(exc), None, None)
             else:

@@ -20,10 +20,28 @@ class EngineRunner:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.loaded: str | None = None  # the model the last job (or the warm-up) ran on
+        self.lowered: dict[str, str] = {}  # model -> memory mode it was moved to after running out of memory
 
     def spec(self, source: str) -> ModelSpec:
         return ModelSpec(source, device=self.config.device, dtype=self.config.dtype, offload=self.config.offload,
-                         base=self.config.base, quantize=self.config.quantize)
+                         base=self.config.base, memory=self.lowered.get(source, self.config.memory),
+                         quantize=self.config.quantize)
+
+    def lower_memory(self, job: Job) -> str | None:
+        """After running out of memory with smaller tiles: the next memory mode for this job's model (kept for
+        later jobs too), or None when there is none to go to."""
+        from engine.memory_modes import next_mode
+
+        model = job.request.model
+        if model is None:
+            return None
+        backend = get_backend(self.spec(model))
+        current = getattr(backend, "memory_mode", None)
+        lower = next_mode(current) if current is not None and backend.device.type != "cpu" else None
+        if lower is None:
+            return None
+        self.lowered[model] = lower
+        return lower
 
     def warmup(self) -> None:
         """Load the default model before the first job, so that job does not pay for it."""
