@@ -17,9 +17,10 @@ import torch
 
 from engine.errors import DeviceError, ModelNotFound, UnknownModelFamily
 
-# GGUF `general.architecture` values that public conversions of our families use (city96's ComfyUI-GGUF tools
-# write "lumina2" for Z-Image, whose layout is Lumina 2's). A file naming another architecture is not ours.
-GGUF_ARCHITECTURES = ("flux", "flux2", "sd3", "qwen_image", "lumina2", "z_image")
+# GGUF `general.architecture` values that public conversions of our families use (ComfyUI-GGUF's names: "flux"
+# also for FLUX.2, "lumina2" for Z-Image, whose layout is Lumina 2's; "pig" is one converter's family-less tag).
+# Files without the field are judged by their keys alone; a file naming another architecture is not ours.
+GGUF_ARCHITECTURES = ("flux", "flux2", "sd3", "qwen_image", "lumina2", "z_image", "pig")
 # safetensors dtype names of the float8 formats ComfyUI's "fp8" checkpoints use, and their torch dtypes.
 FP8_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 BNB_MODES = ("nf4", "int8")
@@ -78,8 +79,8 @@ def _read_gguf(path: Path) -> CheckpointFile:
     arch = str(field.contents()) if field is not None else None
     if arch is not None and arch not in GGUF_ARCHITECTURES:
         raise UnknownModelFamily(
-            f"{path.name} is a GGUF of architecture {arch!r}, not an image transformer Uprez runs "
-            f"(GGUF architectures it knows: {', '.join(GGUF_ARCHITECTURES)})"
+            f"{path.name} is a GGUF of architecture {arch!r}, which Uprez does not run; it runs GGUF transformers "
+            "of FLUX.1, FLUX.2, SD3, Qwen-Image and Z-Image (architectures flux, sd3, qwen_image, lumina2)"
         )
     plain = (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
     unloadable = sorted({t.tensor_type.name for t in reader.tensors
