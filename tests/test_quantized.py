@@ -61,14 +61,36 @@ def reference(tiny_model, tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def engine(serve_process, tiny_model):
+    """The real `uprez serve`, started as users start it. It is given no --base: it pairs each job's file with a
+    model of its family on disk, here the tiny models' folder (UPREZ_MODEL_DIRS)."""
+    from plugin.uprez_client import Client
+    from plugin.uprez_client.discovery import read_token
+
+    root = tiny_model("flux-dev").parent
+    for family in LAYOUTS:
+        tiny_model(family)  # built before the server looks for bases
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UPREZ_MODEL_DIRS", str(root))
+        server = serve_process("--model", "builtin")
+    return Client(server.url, read_token({"UPREZ_CONFIG_DIR": str(server.config_dir)}))
+
+
 @pytest.mark.parametrize("fmt", list(FLOORS))
 @pytest.mark.parametrize("family", list(LAYOUTS))
-def test_quantized_file_upscales_close_to_full_precision(family, fmt, tiny_model, reference, sample_png, tmp_path,
-                                                         capsys):
+def test_quantized_file_upscales_close_to_full_precision(family, fmt, tiny_model, reference, engine, sample_png,
+                                                         tmp_path, capsys):
+    """`uprez upscale --model FILE --base DIR` against the full-precision model; a job on the real server naming
+    the same file gives the same pixels."""
     folder = tiny_model(family)
     checkpoint = write_file(fmt, family, folder, tmp_path)
     out = tmp_path / "out.png"
     assert run(sample_png, "-o", out, "--model", checkpoint, "--base", folder, "-q") == 0, capsys.readouterr().err
+    job = engine.submit_file(sample_png, model=str(checkpoint), scale=2, seed=0)
+    engine.wait(job)
+    (tmp_path / "server.png").write_bytes(engine.result(job)[0])
+    assert np.array_equal(read_image(tmp_path / "server.png"), read_image(out))
     full = reference(family, sample_png)
     got = read_image(out)
     with Image.open(sample_png) as image:
