@@ -286,3 +286,36 @@ def test_serve_with_bitsandbytes_but_no_cuda_refuses_at_start(tmp_path, monkeypa
     assert err == ("uprez: --quantize int8 uses bitsandbytes, which needs a CUDA GPU (the device here is cpu); "
                    "use a GGUF or fp8 file instead, which run anywhere")
     assert not (tmp_path / "config" / "engine.json").exists()  # no engine was started
+
+
+@pytest.mark.parametrize("family", list(LAYOUTS))
+def test_fp8_file_loaded_as_fp8_equals_diffusers_plain_load(family, tiny_model, tmp_path):
+    """The low-peak fp8 load (the file loaded as fp8, the rest put back) holds exactly what diffusers' plain load
+    in the compute dtype holds: every parameter and buffer, with the fp8 layers' weights still in fp8."""
+    import diffusers
+
+    from engine.backends.fp8 import load_fp8
+    from engine.backends.quantized import read_checkpoint
+
+    folder = tiny_model(family)
+    names, _, prefix = LAYOUTS[family]
+    checkpoint = read_checkpoint(save_fp8(folder, tmp_path / "t.safetensors", names=names, prefix=prefix))
+    cls = getattr(diffusers, json.loads((folder / "transformer" / "config.json").read_text())["_class_name"])
+    kwargs = {"config": str(folder), "subfolder": "transformer", "local_files_only": True}
+    from safetensors.torch import load_file
+
+    def source():  # as the loader hands a file over: its path, or its keys without ComfyUI's prefix
+        if not prefix:
+            return str(checkpoint.path)
+        return {k.removeprefix(prefix): v for k, v in load_file(checkpoint.path).items()}
+
+    low = load_fp8(cls, source(), checkpoint.storage, torch.float32, kwargs)
+    plain = cls.from_single_file(source(), dtype=torch.float32, **kwargs)
+    ours, theirs = low.state_dict(), plain.state_dict()
+    assert ours.keys() == theirs.keys()
+    fp8 = [k for k, v in ours.items() if v.dtype == torch.float8_e4m3fn]
+    assert len(fp8) >= 5
+    for key, value in ours.items():
+        assert theirs[key].dtype == torch.float32
+        assert torch.equal(value.float(), theirs[key]), key
+    assert all(b.dtype == torch.float32 for b in low.buffers() if b.is_floating_point())

@@ -1,8 +1,8 @@
 """Quantized transformer files through diffusers' own quantizers: GGUF, fp8 .safetensors, bitsandbytes nf4/int8.
 
 Nothing here dequantizes or converts keys itself: GGUF goes through `GGUFQuantizationConfig`, fp8 through
-diffusers' layerwise-casting hook, nf4/int8 through `BitsAndBytesConfig`, and original/ComfyUI key names
-through the family's converter that `from_single_file` picks. What is ours is reading the file first, so that
+diffusers' layerwise-casting hook (`fp8.py`), nf4/int8 through `BitsAndBytesConfig`, and original/ComfyUI key
+names through the family's converter that `from_single_file` picks. What is ours is reading the file first, so that
 what diffusers cannot load is refused in one line before any weights are read.
 """
 
@@ -15,14 +15,13 @@ from typing import Any
 
 import torch
 
+from engine.backends.fp8 import FP8_DTYPES
 from engine.errors import DeviceError, ModelNotFound, UnknownModelFamily
 
 # GGUF `general.architecture` values that public conversions of our families use (ComfyUI-GGUF's names: "flux"
 # also for FLUX.2, "lumina2" for Z-Image, whose layout is Lumina 2's; "pig" is one converter's family-less tag).
 # Files without the field are judged by their keys alone; a file naming another architecture is not ours.
 GGUF_ARCHITECTURES = ("flux", "flux2", "sd3", "qwen_image", "lumina2", "z_image", "pig")
-# safetensors dtype names of the float8 formats ComfyUI's "fp8" checkpoints use, and their torch dtypes.
-FP8_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 BNB_MODES = ("nf4", "int8")
 # Key fragments of formats that look like fp8/nf4 files but that diffusers' single-file loader cannot read.
 _SCALED_FP8 = ("scaled_fp8", ".scale_weight", ".weight_scale")
@@ -142,27 +141,19 @@ def load_transformer(checkpoint: CheckpointFile, transformer_cls: type, base: st
                                 "full-precision checkpoint")
         return transformer_cls.from_single_file(
             path, quantization_config=bnb_config(quantize, dtype, device), dtype=dtype, **kwargs)
-    transformer = transformer_cls.from_single_file(path, dtype=dtype, **kwargs)
-    if checkpoint.kind == "fp8":
-        missing = [d for d in set(checkpoint.storage.values()) if not fp8_storable(d, device)]
-        if missing:
-            # Older torch builds have no float8 tensors on Apple MPS: the weights then stay in `dtype` (exact, but
-            # twice fp8's memory). Said once, on stderr, as the job still runs.
-            logging.getLogger("uprez").warning(
-                "%s: this torch cannot keep %s weights on %s; they are kept in %s instead",
-                checkpoint.path.name, "/".join(sorted(_fp8_name(d) for d in missing)), device.type, dtype)
-        else:
-            keep_in_fp8(transformer, checkpoint, dtype)
-    return transformer
+    if checkpoint.kind != "fp8":
+        return transformer_cls.from_single_file(path, dtype=dtype, **kwargs)
+    from engine.backends.fp8 import fp8_storable, load_fp8
 
-
-def fp8_storable(storage: torch.dtype, device: torch.device) -> bool:
-    """Whether `device` can hold `storage` tensors and cast them (CUDA and the CPU can; MPS depends on torch)."""
-    try:
-        torch.zeros(2, device=device).to(storage).to(torch.float32)
-    except (RuntimeError, TypeError):
-        return False
-    return True
+    missing = [d for d in set(checkpoint.storage.values()) if not fp8_storable(d, device)]
+    if missing:
+        # Older torch builds have no float8 tensors on Apple MPS: the weights then stay in `dtype` (exact, but
+        # twice fp8's memory). Said once, on stderr, as the job still runs.
+        logging.getLogger("uprez").warning(
+            "%s: this torch cannot keep %s weights on %s; they are kept in %s instead",
+            checkpoint.path.name, "/".join(sorted(_fp8_name(d) for d in missing)), device.type, dtype)
+        return transformer_cls.from_single_file(path, dtype=dtype, **kwargs)
+    return load_fp8(transformer_cls, path, checkpoint.storage, dtype, kwargs)
 
 
 def bnb_config(mode: str, torch_dtype: torch.dtype | None, device: torch.device) -> Any:
@@ -197,79 +188,3 @@ def check_bnb_folder(folder: Path, device: torch.device) -> None:
         if method == "bitsandbytes" and device.type != "cuda":
             raise DeviceError(f"{folder.name}/{config.parent.name} holds bitsandbytes (nf4/int8) weights, which "
                               f"need a CUDA GPU (the device here is {device.type}); use a GGUF or fp8 file here")
-
-
-def keep_in_fp8(transformer: torch.nn.Module, checkpoint: CheckpointFile, compute: torch.dtype) -> int:
-    """Store each layer whose weight is fp8 in the file in that fp8 type again, cast up only while it runs.
-
-    diffusers' loader casts every tensor to `compute` on the way in (fp8 -> bf16/fp16/fp32 is exact), so
-    casting back loses nothing. Only the weight goes back to fp8: a bias or norm the file keeps in higher
-    precision stays there. Layers the model marks as precision-sensitive (diffusers' skip patterns: embedders
-    that cast their input to their weight's dtype, norms) stay in `compute`. Returns the layers kept in fp8.
-    """
-    import re
-
-    from diffusers.hooks import HookRegistry
-    from diffusers.hooks.layerwise_casting import _LAYERWISE_CASTING_HOOK, DEFAULT_SKIP_MODULES_PATTERN
-
-    skip = [*(getattr(transformer, "_skip_layerwise_casting_patterns", None) or DEFAULT_SKIP_MODULES_PATTERN),
-            *(getattr(transformer, "_keep_in_fp32_modules", None) or ())]
-    stored = _diffusers_names(transformer, checkpoint)
-    kept = 0
-    for name, module in transformer.named_modules():
-        storage = stored.get(f"{name}.weight")
-        if storage is None or not isinstance(getattr(module, "weight", None), torch.Tensor):
-            continue
-        if any(re.search(pattern, name) for pattern in skip):
-            continue
-        registry = HookRegistry.check_if_exists_or_initialize(module)
-        registry.register_hook(WeightCastingHook(storage, compute), _LAYERWISE_CASTING_HOOK)
-        kept += 1
-    return kept
-
-
-def _diffusers_names(transformer: torch.nn.Module, checkpoint: CheckpointFile) -> dict[str, torch.dtype]:
-    """The fp8 tensors under the model's own names: the family's key converter run on shape-less meta tensors."""
-    from diffusers.loaders.single_file_model import (
-        SINGLE_FILE_LOADABLE_CLASSES,
-        _get_single_file_loadable_mapping_class,
-        _should_convert_state_dict_to_diffusers,
-    )
-    from safetensors import safe_open
-
-    with safe_open(str(checkpoint.path), framework="pt") as f:
-        meta = {key.removeprefix(COMFY_PREFIX): torch.empty(
-            f.get_slice(key).get_shape(), device="meta", dtype=checkpoint.storage.get(key, torch.float32))
-            for key in checkpoint.keys}
-    if _should_convert_state_dict_to_diffusers(transformer.state_dict(), meta):
-        mapping = SINGLE_FILE_LOADABLE_CLASSES[_get_single_file_loadable_mapping_class(type(transformer))]
-        meta = mapping["checkpoint_mapping_fn"](config=transformer.config, checkpoint=meta)
-    return {key: t.dtype for key, t in meta.items() if t.dtype in FP8_DTYPES.values()}
-
-
-def _layerwise_hook_base() -> type:
-    from diffusers.hooks.layerwise_casting import LayerwiseCastingHook
-
-    return LayerwiseCastingHook
-
-
-class WeightCastingHook(_layerwise_hook_base()):
-    """diffusers' layerwise casting for the weight alone: fp8 at rest, `compute` inside the layer's forward."""
-
-    def __init__(self, storage: torch.dtype, compute: torch.dtype) -> None:
-        super().__init__(storage, compute, non_blocking=False)
-
-    def _cast(self, module: torch.nn.Module, dtype: torch.dtype) -> None:
-        module.weight.data = module.weight.data.to(dtype)
-
-    def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
-        self._cast(module, self.storage_dtype)
-        return module
-
-    def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        self._cast(module, self.compute_dtype)
-        return args, kwargs
-
-    def post_forward(self, module: torch.nn.Module, output: Any) -> Any:
-        self._cast(module, self.storage_dtype)
-        return output
