@@ -116,13 +116,18 @@ def _model_names(model: torch.nn.Module, checkpoint: dict[str, torch.Tensor]) ->
 
 
 def _fp8_layers(model: torch.nn.Module, named: dict[str, torch.Tensor]) -> dict[str, torch.dtype]:
-    """Module name -> fp8 dtype of each layer that stays in fp8: its weight is fp8 in the file, and diffusers does
-    not mark it precision-sensitive (its skip patterns: embedders that cast their input to their weight's dtype,
-    norms; and what it keeps in fp32)."""
+    """Module name -> fp8 dtype of each layer that stays in fp8: its weight is fp8 in the file, and the model does
+    not exempt it from layerwise casting (diffusers' skip patterns: embedders whose parent casts the input to their
+    weight's dtype, as Z-Image's t_embedder; what it keeps in fp32).
+
+    The one pattern left out is "norm": diffusers skips normalisation layers so as not to *quantize* them, and an
+    fp8 file has quantized them already (FLUX's AdaLayerNorm linears are a quarter of its weights), so casting
+    them up per call computes exactly what an upcast at load would, in half the memory.
+    """
     from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
-    skip = [*(getattr(model, "_skip_layerwise_casting_patterns", None) or DEFAULT_SKIP_MODULES_PATTERN),
-            *(getattr(model, "_keep_in_fp32_modules", None) or ())]
+    patterns = getattr(model, "_skip_layerwise_casting_patterns", None) or DEFAULT_SKIP_MODULES_PATTERN
+    skip = [*(p for p in patterns if p != "norm"), *(getattr(model, "_keep_in_fp32_modules", None) or ())]
     layers = {}
     for name, module in model.named_modules():
         weight = named.get(f"{name}.weight")
