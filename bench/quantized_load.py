@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,12 +45,13 @@ def build(folder: Path, width: int) -> None:
     save_gguf(folder, folder / "Q4_0.gguf", "Q4_0")
 
 
-def _rss_kib() -> int:
-    """The process's resident set now (Linux /proc): the imports' transient peak is not counted against a load."""
+def _status_kib(field: str) -> int:
+    """VmRSS (resident now) or VmHWM (its peak) from Linux's /proc: unlike ru_maxrss, which a child inherits from
+    the parent that forked it, VmHWM belongs to this process's own memory."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status (this script measures on Linux)")
+    raise RuntimeError(f"no {field} in /proc/self/status (this script measures on Linux)")
 
 
 def measure(folder: Path, case: str) -> dict:
@@ -67,18 +67,18 @@ def measure(folder: Path, case: str) -> dict:
     file = {"full": "full.safetensors", "fp8": "fp8.safetensors", "fp8-plain": "fp8.safetensors"}.get(
         case, f"{case}.gguf")
     checkpoint = read_checkpoint(folder / file)
-    before = _rss_kib()
+    before = _status_kib("VmRSS")
     if case == "fp8-plain":  # diffusers' own load in the compute dtype: what Uprez avoids
         model = FluxTransformer2DModel.from_single_file(str(checkpoint.path), config=str(folder),
                                                         subfolder="transformer", dtype=torch.float32)
     else:
         model = load_transformer(checkpoint, FluxTransformer2DModel, str(folder), torch.float32,
                                  torch.device("cpu"))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     # Weights loaded in the file's own dtype can stay mapped from the file until first read: read every byte.
     for tensor in [*model.parameters(), *model.buffers()]:
         torch.Tensor._make_subclass(torch.Tensor, tensor.detach()).reshape(-1).view(torch.uint8).max()  # GGUF too
-    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    used = _status_kib("VmHWM")
     held = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     return {"case": case, "file_mib": (folder / file).stat().st_size / 2**20, "peak_mib": (peak - before) / 1024,
             "used_mib": (used - before) / 1024, "held_mib": held / 2**20,
