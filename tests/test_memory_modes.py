@@ -15,7 +15,16 @@ from engine import upscale
 from engine.backends.loader import load_backend
 from engine.errors import DeviceError
 from engine.memory_modes import apply_mode, check_mode, next_mode
-from engine.memory_plan import MODES, QUANT_BITS, SAFETY, build_on_meta, component_bytes, plan_model
+from engine.memory_plan import (
+    GGUF_BLOCK,
+    K_FALLBACK,
+    MODES,
+    QUANT_BITS,
+    SAFETY,
+    build_on_meta,
+    component_bytes,
+    plan_model,
+)
 from engine.model_architectures import ARCHITECTURES, Part
 from engine.model_catalog import RECOMMENDED
 from engine.testing.tiny_models import build_tiny_pipeline
@@ -47,16 +56,17 @@ def test_quantized_formats_count_bytes_per_block():
         "num_attention_heads": 2, "joint_attention_dim": 256, "pooled_projection_dim": 256})
     model = build_on_meta(part)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert {m.in_features for m in linears} >= {64, 256}  # rows of whole K blocks and rows of 32-blocks only
+    others = sum(p.numel() for p in model.parameters()) - sum(m.weight.numel() for m in linears)
     bf16 = component_bytes("transformer", model, "bf16", torch.bfloat16).total
     for fmt in ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0"):
-        # GGML blocks: 256 weights for K quants, 32 for the others; rows that do not split stay in bf16.
-        block = 256 if fmt.endswith("_K") else 32
-        quantizable = [m for m in linears if m.in_features % block == 0]
-        assert 0 < len(quantizable) <= len(linears)  # K quants keep the 64-wide input embedder in bf16
-        rest = sum(p.numel() for p in model.parameters()) - sum(m.weight.numel() for m in quantizable)
+        # GGML blocks: 256 weights for K quants, 32 for the others; a row of 64 takes the K type's 32-block
+        # fallback (llama.cpp's: Q6_K -> Q8_0, Q5_K -> Q5_1, Q4_K -> Q5_0).
+        bits = [QUANT_BITS[fmt] if m.in_features % GGUF_BLOCK[fmt] == 0 else QUANT_BITS[K_FALLBACK[fmt]]
+                for m in linears]
+        weights = sum(m.weight.numel() * b / 8 for m, b in zip(linears, bits, strict=True))
         counted = component_bytes("transformer", model, fmt, torch.bfloat16).total
-        weights = sum(m.weight.numel() for m in quantizable) * QUANT_BITS[fmt] / 8
-        assert counted == round(weights + rest * 2 + sum(b.numel() * 4 for b in model.buffers()))
+        assert counted == round(weights + others * 2 + sum(b.numel() * 4 for b in model.buffers()))
         assert counted < bf16
     fp8 = component_bytes("transformer", model, "fp8", torch.bfloat16)
     assert component_bytes("transformer", model, "Q4_K", torch.bfloat16).total < fp8.total < bf16
