@@ -28,12 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 TINY_MODES = ("gpu", "model-offload", "group-offload")
-REAL_MODELS = ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.2-klein-4B", "black-forest-labs/FLUX.2-klein-9B",
-               "Qwen/Qwen-Image", "Tongyi-MAI/Z-Image-Turbo", "stabilityai/stable-diffusion-3.5-large")
+REAL_MODELS = ("black-forest-labs/FLUX.2-klein-4B", "Tongyi-MAI/Z-Image-Turbo", "black-forest-labs/FLUX.2-klein-9B",
+               "black-forest-labs/FLUX.1-dev", "stabilityai/stable-diffusion-3.5-large", "Qwen/Qwen-Image")
 REAL_FORMATS = ("bf16", "fp8", "Q8_0", "Q6_K", "Q4_K")
 PREFERRED = ("bf16", "Q8_0", "fp8", "Q6_K", "Q4_K")  # closest to the original weights first
 CARDS_GIB = (8, 12, 16, 24)
 DESKTOP_GIB = 0.7  # what a desktop session and the CUDA context leave unused on a card
+APPLE_GIB = (16, 32)
+APPLE_SHARE = 2 / 3  # torch.mps.recommended_max_memory() is about this share of the unified memory
 
 
 def _rss_mib() -> float:
@@ -107,24 +109,33 @@ def real_plan_table() -> str:
 
 
 def gpu_table() -> str:
-    """Per card size: for each model the highest-precision format that runs all on the GPU, else bf16's mode."""
+    """Per card size: for each model the highest-precision format that runs all on the GPU, else the first format
+    and mode that fit. Apple silicon: offloading to "CPU" memory frees nothing (it is the same memory), and fp8
+    needs CUDA, so only all-on-the-GPU with bf16/fp16 or GGUF counts, within MPS's share of the memory."""
     from engine.memory_plan import MODES, SAFETY, plan_model
 
     plans = {(repo_id, fmt): plan_model(repo_id, weight_format=fmt) for repo_id in REAL_MODELS for fmt in REAL_FORMATS}
     header = "| GPU | " + " | ".join(repo_id.split("/")[1] for repo_id in REAL_MODELS) + " |"
     rows = [header, "|---|" + "---|" * len(REAL_MODELS)]
+
+    def cell(repo_id: str, free: int, formats: tuple[str, ...], modes: tuple[str, ...]) -> str:
+        all_on = next((fmt for fmt in formats if plans[repo_id, fmt].peak("gpu") + SAFETY <= free), None)
+        if all_on is not None:
+            return f"{all_on}, gpu"
+        best = next(((fmt, mode) for fmt in formats for mode in modes[1:]
+                     if plans[repo_id, fmt].peak(mode) + SAFETY <= free), None)
+        return f"{best[0]}, {best[1]}" if best else "no"
+
     for card in CARDS_GIB:
         free = int((card - DESKTOP_GIB) * 2**30)
-        cells = []
-        for repo_id in REAL_MODELS:
-            all_on = next((fmt for fmt in PREFERRED if plans[repo_id, fmt].peak("gpu") + SAFETY <= free), None)
-            if all_on is not None:
-                cells.append(f"{all_on}, gpu")
-                continue
-            best = next(((fmt, mode) for fmt in PREFERRED for mode in MODES[1:]
-                         if plans[repo_id, fmt].peak(mode) + SAFETY <= free), None)
-            cells.append(f"{best[0]}, {best[1]}" if best else "no")
-        rows.append(f"| {card} GB | " + " | ".join(cells) + " |")
+        rows.append(f"| {card} GB | " + " | ".join(cell(r, free, PREFERRED, MODES) for r in REAL_MODELS) + " |")
+    for memory in APPLE_GIB:
+        free = int(memory * APPLE_SHARE * 2**30)
+        formats = tuple(fmt for fmt in PREFERRED if fmt != "fp8")
+        rows.append(f"| Apple silicon, {memory} GB | "
+                    + " | ".join(cell(r, free, formats, ("gpu",)) for r in REAL_MODELS) + " |")
+    rows.append("| CPU only | the built-in model (seconds); the others run, minutes per image |"
+                + " |" * (len(REAL_MODELS) - 1))
     return "\n".join(rows)
 
 
