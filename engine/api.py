@@ -136,7 +136,7 @@ def upscale(
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "
-            "or tile size, --offload, or a device with more memory"
+            "or tile size, --memory group-offload, a quantized model file, or a device with more memory"
         ) from exc
     finally:
         if backend.device.type == "cuda":

@@ -157,6 +157,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     given = {"max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
              "max_pixels": args.max_pixels, "max_output_pixels": args.max_output_pixels}
     limits: Limits = replace(config.limits, **{k: v for k, v in given.items() if v is not None})
+    if args.memory is not None:  # a mode this device lacks is refused before the server starts
+        from engine.backends.loader import resolve_device
+        from engine.memory_modes import check_mode
+
+        check_mode(args.memory, resolve_device(args.device))
     try:
         serve(replace(config, limits=limits))
     except OSError as exc:  # the port is taken, or the address is not one of this machine's

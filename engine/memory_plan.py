@@ -32,6 +32,8 @@ QUANT_BITS: dict[str, float] = {
     "Q3_K": 3.4375, "Q2_K": 2.625, "fp8": 8.0, "nf4": 4.5, "int8": 8.0,
 }
 GGUF_BLOCK = {name: 256 if name.endswith("_K") else 32 for name in QUANT_BITS if name.startswith("Q")}
+# Rows that do not split into 256-weight K blocks get a 32-block type instead, as llama.cpp's quantizer does.
+K_FALLBACK = {"Q6_K": "Q8_0", "Q5_K": "Q5_1", "Q4_K": "Q5_0", "Q3_K": "Q4_0", "Q2_K": "Q4_0"}
 FLOAT_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2}
 FORMATS = (*FLOAT_BYTES, *QUANT_BITS)
 # Modules diffusers' layerwise casting (the fp8 path) leaves in the compute dtype.
@@ -69,10 +71,12 @@ def _element_bits(module: torch.nn.Module, module_name: str, param_name: str, pa
         skipped = any(re.search(pattern, module_name) or re.search(pattern, leaf) for pattern in skip)
         return 8.0 if castable and not skipped else compute_bits
     if isinstance(module, torch.nn.Linear) and param_name == "weight":
-        block = GGUF_BLOCK.get(fmt, 64)
-        if module.in_features % block == 0:  # the converters keep rows that do not split into blocks unquantized
+        if module.in_features % GGUF_BLOCK.get(fmt, 64) == 0:
             return QUANT_BITS[fmt]
-    return compute_bits
+        fallback = K_FALLBACK.get(fmt)
+        if fallback is not None and module.in_features % GGUF_BLOCK[fallback] == 0:
+            return QUANT_BITS[fallback]
+    return compute_bits  # rows that split into no block stay unquantized
 
 
 def component_bytes(name: str, model: torch.nn.Module, fmt: str, compute_dtype: torch.dtype) -> ComponentBytes:

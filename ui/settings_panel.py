@@ -25,6 +25,16 @@ from ui.settings_store import DesktopSettings
 AUTO = "model's default"
 SEED_MAX = 2**31 - 1  # what a spin box holds; the engine takes more, but nobody types those
 BUILTIN_LABEL = "Built-in (small, fast, CPU)"
+# The engine's --memory modes (engine.settings.MEMORY_CHOICES), with what each means for a person; None = the
+# engine's own setting.
+MEMORY_ITEMS = (
+    ("Engine's setting", None, "what `uprez serve --memory` says (auto unless set)"),
+    ("Auto", "auto", "plan from free GPU memory and pick the fastest mode that fits"),
+    ("All on the GPU", "gpu", "fastest; needs the whole model in GPU memory"),
+    ("Model offload", "model-offload", "one component on the GPU at a time"),
+    ("Group offload", "group-offload", "one transformer block at a time, streamed: much less memory, slower"),
+    ("Sequential offload", "sequential", "one layer at a time: the least memory, the slowest"),
+)
 
 
 def model_label(model: dict[str, Any]) -> str:
@@ -105,6 +115,11 @@ class SettingsPanel(QWidget):
         self.tile_size.setSpecialValueText(AUTO)
         self.tile_size.setSuffix(" px")
         self.tile_size.setToolTip("side of the tiles large images are worked in; smaller = less memory")
+        self.memory = QComboBox()
+        for index, (label, value, hint) in enumerate(MEMORY_ITEMS):
+            self.memory.addItem(label, value)
+            self.memory.setItemData(index, hint, Qt.ItemDataRole.ToolTipRole)
+        self.memory.setToolTip("where the model's weights live while it runs (the engine's --memory)")
         self.live_preview = QCheckBox("Live preview")
         self.live_preview.setToolTip("small previews while it runs (each costs a little time)")
 
@@ -115,6 +130,7 @@ class SettingsPanel(QWidget):
         advanced_form.addRow("Strength", self.strength)
         advanced_form.addRow("Guidance", self.guidance)
         advanced_form.addRow("Tile size", self.tile_size)
+        advanced_form.addRow("GPU memory", self.memory)
         advanced_form.addRow("", self.live_preview)
 
         model_row = QHBoxLayout()
@@ -143,7 +159,7 @@ class SettingsPanel(QWidget):
         for signal in (self.scale.currentTextChanged, self.preset.currentIndexChanged, self.model.currentIndexChanged,
                        self.seed.valueChanged, self.prompt.textChanged, self.steps.valueChanged,
                        self.strength.valueChanged, self.guidance.valueChanged, self.tile_size.valueChanged,
-                       self.live_preview.toggled, self.advanced_button.toggled):
+                       self.live_preview.toggled, self.advanced_button.toggled, self.memory.currentIndexChanged):
             signal.connect(lambda *_: self.changed.emit())
 
     # -- values ---------------------------------------------------------------------------------------
@@ -157,6 +173,7 @@ class SettingsPanel(QWidget):
         self.strength.setValue(self.strength.minimum() if settings.strength is None else settings.strength)
         self.guidance.setValue(self.guidance.minimum() if settings.guidance is None else settings.guidance)
         self.tile_size.setValue(settings.tile_size or 0)
+        self.memory.setCurrentIndex(max(0, self.memory.findData(settings.memory)))
         self.live_preview.setChecked(settings.live_preview)
         self.advanced_button.setChecked(settings.advanced_open)
         self._preset_hint()
@@ -172,6 +189,7 @@ class SettingsPanel(QWidget):
         settings.strength = None if self.strength.value() < 0 else self.strength.value()
         settings.guidance = None if self.guidance.value() < 0 else self.guidance.value()
         settings.tile_size = self.tile_size.value() if self.tile_size.value() >= 64 else None
+        settings.memory = self.memory.currentData()
         settings.live_preview = self.live_preview.isChecked()
         settings.advanced_open = self.advanced_button.isChecked()
 

@@ -34,6 +34,7 @@ class DesktopSettings:
     strength: float | None = None
     guidance: float | None = None
     tile_size: int | None = None
+    memory: str | None = None  # the engine's memory mode for this window's jobs; None = the engine's setting
     live_preview: bool = True
     advanced_open: bool = False
     brush_size: int = 48
@@ -46,6 +47,8 @@ class DesktopSettings:
                             strength=self.strength, guidance=self.guidance, tile_size=self.tile_size)
         if self.live_preview:
             params["preview_every"] = 1
+        if self.memory is not None:
+            params["memory"] = self.memory
         return params
 
     @classmethod
@@ -66,7 +69,8 @@ _NUMBER = (int, float)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "scale": _NUMBER, "preset": (str,), "model": (str, type(None)), "seed": (int,), "prompt": (str,),
     "steps": (int, type(None)), "strength": (*_NUMBER, type(None)), "guidance": (*_NUMBER, type(None)),
-    "tile_size": (int, type(None)), "live_preview": (bool,), "advanced_open": (bool,), "brush_size": (int,),
+    "tile_size": (int, type(None)), "memory": (str, type(None)), "live_preview": (bool,), "advanced_open": (bool,),
+    "brush_size": (int,),
     "feather": (int,), "last_folder": (str,),
 }
 

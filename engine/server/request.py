@@ -9,13 +9,13 @@ from typing import Any
 
 from engine.errors import InvalidInput
 from engine.server.codec import ImageFormat
-from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, UpscaleSettings
+from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, MEMORY_CHOICES, UpscaleSettings
 
 _SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
 _NUMBERS = ("scale", "strength", "cfg_scale", "guidance", *GUIDANCE_WEIGHTS)
 _WHOLE = ("steps", "seed", "tile_size", "tile_overlap", "tile_batch")
 _FORMAT = ("format", "width", "height", "channels", "depth")
-_OWN = ("model", "region_only", "mask_format", "preview_every", "client")
+_OWN = ("model", "region_only", "mask_format", "preview_every", "client", "memory")
 MAX_PREVIEW_EVERY = 1000
 MAX_CLIENT_NAME = 64
 KNOWN_PARAMS = frozenset(_SETTINGS + _FORMAT + _OWN)
@@ -53,7 +53,8 @@ def _check_types(data: dict[str, Any]) -> None:
         value = data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidInput(f"{name} must be a whole number, got {value!r}")
-    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset", "client"):
+    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset", "client",
+                 "memory"):
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name} must be text, got {value!r}")
@@ -74,6 +75,7 @@ class JobRequest:
     mask_format: str | None = None  # raw / png when a mask comes with the image
     preview_every: int = 0  # a small JPEG preview on every Nth denoising step; 0 = none (each costs a VAE decode)
     client: str = ""  # who sent it ("Krita", "GIMP", ...), so a queue view can say whose job it is
+    memory: str | None = None  # memory mode for this job's model (engine.memory_modes); None = the server's
 
     @classmethod
     def from_params(cls, data: dict[str, Any], *, sniffed: str | None = None, has_mask: bool = False) -> JobRequest:
@@ -110,7 +112,10 @@ class JobRequest:
         if len(client) > MAX_CLIENT_NAME or not client.isprintable():
             raise InvalidInput(f"client must be a short printable name (at most {MAX_CLIENT_NAME} characters), "
                                f"got {client[:80]!r}")
-        return cls(settings, image, model, region_only, mask_format, preview_every, client)
+        memory = data.get("memory") or None
+        if memory is not None and memory not in MEMORY_CHOICES:
+            raise InvalidInput(f"memory must be one of {', '.join(MEMORY_CHOICES)}, got {memory!r}")
+        return cls(settings, image, model, region_only, mask_format, preview_every, client, memory)
 
     def to_params(self) -> dict[str, Any]:
         """The params object that `from_params` reads back into an equal request."""
@@ -122,4 +127,6 @@ class JobRequest:
                           depth=self.image.depth)
         if self.mask_format is not None:
             params["mask_format"] = self.mask_format
+        if self.memory is not None:
+            params["memory"] = self.memory
         return params

@@ -22,9 +22,11 @@ class EngineRunner:
         self.loaded: str | None = None  # the model the last job (or the warm-up) ran on
         self.lowered: dict[str, str] = {}  # model -> memory mode it was moved to after running out of memory
 
-    def spec(self, source: str) -> ModelSpec:
+    def spec(self, source: str, memory: str | None = None) -> ModelSpec:
+        """How `source` loads: in the mode it was lowered to after running out of memory, else the job's, else
+        the server's."""
         return ModelSpec(source, device=self.config.device, dtype=self.config.dtype, offload=self.config.offload,
-                         base=self.config.base, memory=self.lowered.get(source, self.config.memory),
+                         base=self.config.base, memory=self.lowered.get(source) or memory or self.config.memory,
                          quantize=self.config.quantize)
 
     def lower_memory(self, job: Job) -> str | None:
@@ -35,7 +37,7 @@ class EngineRunner:
         model = job.request.model
         if model is None:
             return None
-        backend = get_backend(self.spec(model))
+        backend = get_backend(self.spec(model, job.request.memory))
         current = getattr(backend, "memory_mode", None)
         lower = next_mode(current) if current is not None and backend.device.type != "cpu" else None
         if lower is None:
@@ -54,7 +56,8 @@ class EngineRunner:
         if request.model is None:
             raise ValueError("the server resolves every job's model before queueing it")
         job.cancel.raise_if_cancelled()
-        backend = get_backend(self.spec(request.model))  # switching models frees the previous one first
+        # Switching models (or memory modes) frees the previous one first.
+        backend = get_backend(self.spec(request.model, request.memory))
         self.loaded = request.model
         job.cancel.raise_if_cancelled()  # loading can take a while; a cancel meanwhile should not run the job
         settings = request.settings

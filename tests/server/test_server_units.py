@@ -200,7 +200,7 @@ def test_out_of_memory_is_retried_once_then_fails_with_advice():
     _wait_terminal(failed)
     queue.stop()
     assert failed.state is JobState.FAILED
-    assert "smaller scale" in failed.message and "--offload" in failed.message and "region" in failed.message
+    assert "smaller scale" in failed.message and "--memory" in failed.message and "region" in failed.message
 
 
 def test_unexpected_errors_fail_the_job_not_the_worker():
