@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -90,24 +91,33 @@ def _pipeline_class(family: Family) -> type:
     return getattr(diffusers, family.pipeline_class)
 
 
-def _load_single_file(path: Path, base: str | None, dtype: torch.dtype, device: torch.device,
-                      quantize: str | None = None):
-    """A transformer-only file (full precision, fp8 or GGUF), with VAE and text encoders from a local base."""
-    import diffusers
-
+def _pair(path: Path, base: str | None) -> tuple[Any, Family, str]:
+    """A transformer-only file (full precision, fp8 or GGUF), its family, and the local base that completes it."""
     from engine.backends.pairing import resolve_base
-    from engine.backends.quantized import load_transformer, read_checkpoint
+    from engine.backends.quantized import read_checkpoint
 
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path)  # refuses, in one line, what diffusers could not load
     family = family_for_keys(list(checkpoint.keys), str(path))
     guided = any(marker in key for key in checkpoint.keys for marker in GUIDANCE_KEY_MARKERS)
-    folder = resolve_base(family, guided, base, path)  # on this machine only: never a silent download
+    return checkpoint, family, resolve_base(family, guided, base, path)  # on this machine only: never a download
+
+
+def _load_single_file(checkpoint: Any, family: Family, folder: str, dtype: torch.dtype, device: torch.device,
+                      quantize: str | None = None):
+    """The file's transformer, with VAE and text encoders (deferred) from the base folder."""
+    import diffusers
+
+    from engine.backends.quantized import load_transformer
+
+    path = checkpoint.path
     transformer_cls = getattr(diffusers, family.transformer_class)
     try:
         transformer = load_transformer(checkpoint, transformer_cls, folder, dtype, device, quantize)
         pipe = _pipeline_class(family).from_pretrained(folder, transformer=transformer, dtype=dtype,
                                                        local_files_only=True, **deferred_text_components(folder))
     except (OSError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
         raise ModelNotFound(
             f"could not load {checkpoint.description} checkpoint {path.name} with the {family.name} model at "
             f"{folder}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Pass --base with a "
@@ -180,12 +190,16 @@ def load_backend(
         from engine.backends.quantized import bnb_config
 
         bnb_config(quantize, torch_dtype, torch_device)  # refuses in one line before anything loads
-    # Planned from the config files on the meta device, before any weight is read (the CPU has one mode).
-    memory_plan = None if torch_device.type == "cpu" else make_plan(text, base, torch_device, torch_dtype)
+    single = None
     if path.is_file():
         if path.suffix not in (".safetensors", ".gguf"):
             raise ModelNotFound(f"{path} is not a model: expected a diffusers folder, a .safetensors or a .gguf file")
-        family, pipe = _load_single_file(path, base, torch_dtype, torch_device, quantize)
+        single = _pair(path, base)
+        base = single[2]  # the plan below and the load take the file's rest from the same folder
+    # Planned from the config files on the meta device, before any weight is read (the CPU has one mode).
+    memory_plan = None if torch_device.type == "cpu" else make_plan(text, base, torch_device, torch_dtype)
+    if single is not None:
+        family, pipe = _load_single_file(*single, torch_dtype, torch_device, quantize)
     elif path.is_dir():
         family, pipe = _load_pretrained(str(path), str(path), torch_dtype, torch_device, quantize)
     elif _looks_like_path(text):
