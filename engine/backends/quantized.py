@@ -46,7 +46,8 @@ class CheckpointFile:
     @property
     def description(self) -> str:
         if self.kind == "gguf":
-            return "GGUF " + "/".join(t for t in self.quant_types if t not in ("F32", "F16")) or "GGUF"
+            quantized = "/".join(t for t in self.quant_types if t not in ("F32", "F16"))
+            return f"GGUF {quantized}" if quantized else "GGUF"
         if self.kind == "fp8":
             return "fp8 " + "/".join(sorted({_fp8_name(d) for d in self.storage.values()}))
         return "safetensors"
