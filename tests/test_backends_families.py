@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine.backends.base import Conditioning
+from engine.backends.chroma import ChromaBackend
 from engine.backends.flux import FluxBackend
 from engine.backends.flux2 import Flux2Backend, patchify, unpatchify
 from engine.backends.loader import load_backend
@@ -23,11 +24,12 @@ from engine.errors import InvalidInput
 from engine.sampler import euler
 from engine.schedule import model_sigmas
 
-FAMILIES = ["flux-dev", "flux-schnell", "sd3", "qwen-image", "z-image", "flux2-klein"]
-CFG_FAMILIES = ["sd3", "qwen-image", "z-image"]
+FAMILIES = ["flux-dev", "flux-schnell", "sd3", "qwen-image", "z-image", "flux2-klein", "chroma"]
+CFG_FAMILIES = ["sd3", "qwen-image", "z-image", "chroma"]
 BACKENDS = {"flux-dev": FluxBackend, "flux-schnell": FluxBackend, "sd3": SD3Backend,
-            "qwen-image": QwenImageBackend, "z-image": ZImageBackend, "flux2-klein": Flux2Backend}
-PACKED = {"flux-dev", "flux-schnell", "qwen-image"}  # these pipelines take and return 2x2-packed latents
+            "qwen-image": QwenImageBackend, "z-image": ZImageBackend, "flux2-klein": Flux2Backend,
+            "chroma": ChromaBackend}
+PACKED = {"flux-dev", "flux-schnell", "qwen-image", "chroma"}  # these pipelines take and return 2x2-packed latents
 # Options that make each stock pipeline run exactly one conditional model call per step, as we do here;
 # schnell was trained with 256 T5 tokens, which our adapter uses and the stock pipeline must be told.
 STOCK_OPTIONS = {
@@ -37,6 +39,7 @@ STOCK_OPTIONS = {
     "qwen-image": {"true_cfg_scale": 1.0},
     "z-image": {"guidance_scale": 0.0},
     "flux2-klein": {},  # step-distilled: the pipeline never runs CFG
+    "chroma": {"guidance_scale": 1.0},
 }
 PROMPT = "a photo of a cat, high detail"
 NEGATIVE = "blurry, low quality"
@@ -46,6 +49,7 @@ STOCK_CFG_OPTIONS = {
     "sd3": {"guidance_scale": CFG_SCALE},
     "qwen-image": {"true_cfg_scale": CFG_SCALE},
     "z-image": {"guidance_scale": CFG_SCALE - 1.0},
+    "chroma": {"guidance_scale": CFG_SCALE},
 }
 LOOP_CASES = [(family, False) for family in FAMILIES] + [(family, True) for family in CFG_FAMILIES]
 LOOP_IDS = [f"{family}-{'cfg' if guided else 'plain'}" for family, guided in LOOP_CASES]

@@ -78,6 +78,7 @@ def test_truncated_checkpoint_is_refused_clearly(tiny_model, tmp_path):
       "model.diffusion_model.single_stream_modulation.lin.weight"], "flux2"),
     (["single_transformer_blocks.0.attn.to_qkv_mlp_proj.weight", "double_stream_modulation_img.linear.weight"],
      "flux2"),
+    (["distilled_guidance_layer.in_proj.weight", "double_blocks.0.img_attn.qkv.weight"], "chroma"),
 ])
 def test_single_file_family_is_recognised_from_key_names(keys, family):
     assert family_for_keys(keys, "ckpt").name == family

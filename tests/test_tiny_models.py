@@ -27,6 +27,8 @@ SCHEDULERS = {
                    "base_image_seq_len": 256, "max_image_seq_len": 8192, "shift_terminal": 0.02,
                    "time_shift_type": "exponential"},
     "z-image": {"use_dynamic_shifting": False, "shift": 3.0},
+    "chroma": {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
+               "base_image_seq_len": 256, "max_image_seq_len": 4096, "shift": 3.0},
     "flux2-klein": {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
                     "base_image_seq_len": 256, "max_image_seq_len": 4096, "shift": 3.0},
 }

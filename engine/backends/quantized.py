@@ -21,7 +21,7 @@ from engine.errors import DeviceError, ModelNotFound, UnknownModelFamily
 # GGUF `general.architecture` values that public conversions of our families use (ComfyUI-GGUF's names: "flux"
 # also for FLUX.2, "lumina2" for Z-Image, whose layout is Lumina 2's; "pig" is one converter's family-less tag).
 # Files without the field are judged by their keys alone; a file naming another architecture is not ours.
-GGUF_ARCHITECTURES = ("flux", "flux2", "sd3", "qwen_image", "lumina2", "z_image", "pig")
+GGUF_ARCHITECTURES = ("flux", "flux2", "chroma", "sd3", "qwen_image", "lumina2", "z_image", "pig")
 BNB_MODES = ("nf4", "int8")
 # Key fragments of formats that look like fp8/nf4 files but that diffusers' single-file loader cannot read.
 _SCALED_FP8 = ("scaled_fp8", ".scale_weight", ".weight_scale")
@@ -80,7 +80,7 @@ def _read_gguf(path: Path) -> CheckpointFile:
     if arch is not None and arch not in GGUF_ARCHITECTURES:
         raise UnknownModelFamily(
             f"{path.name} is a GGUF of architecture {arch!r}, which Uprez does not run; it runs GGUF transformers "
-            "of FLUX.1, FLUX.2, SD3, Qwen-Image and Z-Image (architectures flux, sd3, qwen_image, lumina2)"
+            "of FLUX.1, FLUX.2, Chroma, SD3, Qwen-Image and Z-Image (architectures flux, sd3, qwen_image, lumina2)"
         )
     plain = (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
     unloadable = sorted({t.tensor_type.name for t in reader.tensors

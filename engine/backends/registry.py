@@ -70,6 +70,15 @@ FAMILIES: tuple[Family, ...] = (
         default_base_guided="black-forest-labs/FLUX.2-dev",
     ),
     Family(
+        name="chroma",
+        backend="engine.backends.chroma:ChromaBackend",
+        pipeline_class="ChromaPipeline",
+        transformer_class="ChromaTransformer2DModel",
+        index_prefixes=("Chroma",),
+        key_markers=("distilled_guidance_layer.",),  # its modulation approximator, in both key conventions
+        default_base="lodestones/Chroma1-HD",
+    ),
+    Family(
         name="flux",
         backend="engine.backends.flux:FluxBackend",
         pipeline_class="FluxPipeline",

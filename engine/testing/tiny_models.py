@@ -364,6 +364,23 @@ def _flux2_klein(seed: int) -> DiffusionPipeline:
     )
 
 
+def _chroma(seed: int) -> DiffusionPipeline:
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    t5_tok = _t5_tokenizer()
+    transformer = _seeded(seed, lambda: ChromaTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6), approximator_num_channels=16,
+        approximator_hidden_dim=32, approximator_layers=1,
+    ))
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096, shift=3.0)
+    return ChromaPipeline(
+        scheduler=scheduler, transformer=transformer, vae=_seeded(seed + 1, _flux_vae),
+        text_encoder=_seeded(seed + 3, partial(_t5_encoder, t5_tok, 32)), tokenizer=t5_tok,
+    )
+
+
 FAMILIES: dict[str, TinyFamily] = {
     "flux-dev": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=True)),
     "flux-schnell": TinyFamily("FluxPipeline", "FluxTransformer2DModel", partial(_flux, guided=False)),
@@ -371,6 +388,7 @@ FAMILIES: dict[str, TinyFamily] = {
     "qwen-image": TinyFamily("QwenImagePipeline", "QwenImageTransformer2DModel", _qwen_image),
     "z-image": TinyFamily("ZImagePipeline", "ZImageTransformer2DModel", _z_image),
     "flux2-klein": TinyFamily("Flux2KleinPipeline", "Flux2Transformer2DModel", _flux2_klein),
+    "chroma": TinyFamily("ChromaPipeline", "ChromaTransformer2DModel", _chroma),
 }
 
 
