@@ -3,7 +3,7 @@
 The files are written from the tiny models with the `gguf` package's own quantizers (Q8_0, Q4_0, ...) and as
 ComfyUI's fp8 checkpoints are (linear weights in float8, the rest bf16); Z-Image and FLUX.2 with their original
 key names (diffusers' converters for them work at any width), FLUX.1 with diffusers' (its converter assumes
-the real 3072 width), SD3 and Qwen-Image with diffusers' too. Outputs are compared with the full-precision
+the real 3072 width), SD3, Qwen-Image and Chroma with diffusers' too. Outputs are compared with the full-precision
 folder's on the same seed.
 """
 
@@ -28,6 +28,7 @@ LAYOUTS = {
     "z-image": ("z-image-original", "lumina2", COMFY_PREFIX),  # ComfyUI's whole-checkpoint prefix too
     "sd3": ("diffusers", "sd3", ""),
     "qwen-image": ("diffusers", "qwen_image", ""),  # Qwen-Image's published names are diffusers' own
+    "chroma": ("diffusers", "flux", ""),
 }
 # The issue's floors. Plain Lanczos scores about 8 dB against these tiny models' outputs (checked below), so
 # a file that silently fell back to no model, or to the wrong weights, fails them.
