@@ -128,12 +128,19 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-output-pixels", type=int, help="largest output, width x height (default 268435456)")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also accept this Host header name (for a server reached by name, e.g. via a proxy)")
+    serve.add_argument("--unload-after", type=float, metavar="SECONDS",
+                       help="free the loaded model after this long with no job (default: UPREZ_UNLOAD_AFTER, "
+                            "unload_after in bridge.json, else 300; 0 = never); the next job loads it again")
+    serve.add_argument("--exit-after", type=float, metavar="SECONDS",
+                       help="exit after this long with no job (default: never; an engine the window or an editor "
+                            "started on demand: UPREZ_EXIT_AFTER, exit_after in bridge.json, else 1200)")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engine.server import Limits, ServerConfig, serve
+    from engine.server.idle import idle_policy
 
     config = ServerConfig.from_env(
         host=args.host, port=args.port, model=args.model, base=args.base, device=args.device, dtype=args.dtype,
@@ -144,8 +151,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     given = {"max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
              "max_pixels": args.max_pixels, "max_output_pixels": args.max_output_pixels}
     limits: Limits = replace(config.limits, **{k: v for k, v in given.items() if v is not None})
+    idle = idle_policy(config.config_dir, args.unload_after, args.exit_after)
     try:
-        serve(replace(config, limits=limits))
+        serve(replace(config, limits=limits, idle=idle))
     except OSError as exc:  # the port is taken, or the address is not one of this machine's
         print(f"uprez: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); is another engine "
               "running? choose another --port", file=sys.stderr)
