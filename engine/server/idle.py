@@ -126,7 +126,7 @@ class IdleWatch:
         self.stop_reason = ""
         self.unloaded_model: str | None = None  # what the idle unload dropped, until a job loads a model again
         self._lock = threading.Lock()
-        self._last_work = self._last_request = clock()
+        self._last_work = self._last_request = self._last_touch = clock()
         self._streams = 0
         self._requests = 0
         self._stopping = False
@@ -162,9 +162,10 @@ class IdleWatch:
                 is not None, "unload_after": self.policy.unload_after, "exit_after": self.policy.exit_after}
 
     def touch(self) -> None:
-        """Someone is about to use the engine (a health check before a submission): restart the idle clock."""
+        """Someone is about to use the engine (a health check before a submission): restart the exit clock
+        (not the unload clock: a front end that checks health now and then must not keep a model loaded)."""
         with self._lock:
-            self._last_work = self.clock()
+            self._last_touch = self.clock()
 
     def request_started(self) -> bool:
         """Count a request in; False once the engine is stopping (the caller answers 503)."""
@@ -213,11 +214,12 @@ class IdleWatch:
     def check(self) -> bool:
         """One look: unload or stop as the policy says; True once the engine is stopping."""
         now = self.clock()
-        busy = bool(self.queue.waiting) or self.queue.running is not None
+        busy = bool(self.queue.waiting) or self.queue.running is not None or getattr(self.queue, "warming", False)
         with self._lock:
             if busy or self._streams:
                 self._last_work = now
             idle_for = now - self._last_work
+            untouched_for = now - max(self._last_work, self._last_touch)
         if getattr(self.runner, "loaded", None) is not None:
             self.unloaded_model = None
             unload_after = self.policy.unload_after
@@ -226,7 +228,7 @@ class IdleWatch:
         reason = ""
         if self._parent_gone.is_set():
             reason = "the process that started it is gone"
-        elif self.policy.exit_after is not None and idle_for >= self.policy.exit_after:
+        elif self.policy.exit_after is not None and untouched_for >= self.policy.exit_after:
             reason = f"it was started on demand and has been idle for {self.policy.exit_after:g} s"
         if not reason:
             return False

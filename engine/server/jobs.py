@@ -211,6 +211,12 @@ class JobQueue:
             return True
 
     @property
+    def warming(self) -> bool:
+        """The worker is still loading the default model (the idle clock starts after it)."""
+        with self._lock:
+            return self._warming
+
+    @property
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
