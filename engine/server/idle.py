@@ -233,7 +233,9 @@ class IdleWatch:
         if not reason:
             return False
         with self._lock:
-            if busy or self._streams or self._requests or now - self._last_request < LINGER_S:
+            # After the parent went, a bridge fetches its result right after its job's end: give it LINGER_S.
+            lingering = self._parent_gone.is_set() and now - self._last_request < LINGER_S
+            if busy or self._streams or self._requests or lingering:
                 return False
             self._stopping = True  # from here on every request gets 503: nobody sees a dying engine as up
         self.stop_reason = reason

@@ -185,7 +185,7 @@ def test_an_engine_started_on_demand_exits_when_idle_and_the_next_call_starts_an
         pids.append(json.loads((own_config / "engine.json").read_text())["pid"])
         assert pids[1] != pids[0]
         job = again.submit_raw(raw_image(16, 16), 16, 16, "RGBA", 8)
-        assert again.wait(job)["event"] == "done"
+        assert again.wait(job)["state"] == "done"
     finally:
         for pid in pids:
             if not gone(pid):
