@@ -27,7 +27,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,13 +181,14 @@ class IdleWatch:
             self._requests -= 1
             self._last_request = self.clock()
 
-    async def follow(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    async def follow(self, stream: AsyncGenerator[str, None]) -> AsyncIterator[str]:
         """An event stream, counted as work for as long as it is open."""
         with self._lock:
             self._streams += 1
         try:
-            async for chunk in stream:
-                yield chunk
+            async with contextlib.aclosing(stream):  # its own `finally` (cancel on disconnect) runs now, not at gc
+                async for chunk in stream:
+                    yield chunk
         finally:
             with self._lock:
                 self._streams -= 1
