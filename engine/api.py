@@ -38,6 +38,15 @@ def get_backend(spec: ModelSpec) -> FlowBackend:
         return backend
 
 
+def release_backend() -> bool:
+    """Forget the loaded model (the idle engine's unload); True if one was loaded. The next get_backend loads
+    it again. Memory goes back only once nothing else holds the backend: callers drop theirs first."""
+    global _cached
+    with _cache_lock:
+        released, _cached = _cached is not None, None
+    return released
+
+
 # Input pixels around a mask's bounding box that go to the model with it: the context it composes from.
 MASK_CONTEXT = 64
 MAX_FEATHER = 256.0

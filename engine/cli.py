@@ -135,12 +135,19 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-output-pixels", type=int, help="largest output, width x height (default 268435456)")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also accept this Host header name (for a server reached by name, e.g. via a proxy)")
+    serve.add_argument("--unload-after", type=float, metavar="SECONDS",
+                       help="free the loaded model after this long with no job (default: UPREZ_UNLOAD_AFTER, "
+                            "unload_after in bridge.json, else 300; 0 = never); the next job loads it again")
+    serve.add_argument("--exit-after", type=float, metavar="SECONDS",
+                       help="exit after this long with no job (default: never; an engine the window or an editor "
+                            "started on demand: UPREZ_EXIT_AFTER, exit_after in bridge.json, else 1200)")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engine.server import Limits, ServerConfig, serve
+    from engine.server.idle import idle_policy
 
     if args.quantize:  # refuse now, not on every job: bitsandbytes needs CUDA
         from engine.backends.loader import resolve_device
@@ -162,8 +169,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         from engine.memory_modes import check_mode
 
         check_mode(args.memory, resolve_device(args.device))
+    idle = idle_policy(config.config_dir, args.unload_after, args.exit_after)
     try:
-        serve(replace(config, limits=limits))
+        serve(replace(config, limits=limits, idle=idle))
     except OSError as exc:  # the port is taken, or the address is not one of this machine's
         print(f"uprez: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); is another engine "
               "running? choose another --port", file=sys.stderr)

@@ -49,10 +49,14 @@ class EngineProcess:
         env = dict(os.environ)
         # Works from a checkout that is not installed, too: the child finds `engine` next to `ui`.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        # Started on demand, and watching us: its stdin is a pipe only this process holds, which the kernel
+        # closes however this process ends (even SIGKILL); the engine then exits once no other app's job
+        # needs it (engine/server/idle.py). It also exits by itself after a long idle time.
+        env.update(UPREZ_STARTED_BY="window", UPREZ_PARENT_WATCH="stdin")
         with self._lock:
             if self._stopped:
                 raise EngineStartFailed("the window closed before the engine was started")
-            self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log,
+            self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=self._log,
                                             stderr=subprocess.STDOUT, env=env)
         engine_file = config_folder() / "engine.json"
         deadline = time.monotonic() + timeout
@@ -115,8 +119,12 @@ class EngineProcess:
         self.release()
 
     def release(self) -> None:
-        """Let go of the child without stopping it: closes this side's copy of its log."""
+        """Let go of the child without stopping it: closes this side's copy of its log, and its stdin pipe,
+        which tells it we are gone (it exits when the jobs it still has are done)."""
         self._log.close()
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
 
 
 class EngineLink(QObject):
@@ -192,7 +200,7 @@ class EngineLink(QObject):
         pid = process.process.pid if process.process is not None else "?"
         self.left_running = (f"the engine this window started ({process.url or 'starting'}, process {pid}) is left "
                              f"running: other apps still have jobs queued or running on it ({apps}). "
-                             f"Stop it when they are done (e.g. `kill {pid}`).")
+                             "It stops by itself when they are done.")
         print(f"uprez-gui: {self.left_running}", file=sys.stderr)
         self.status.emit(self.left_running)
         process.release()

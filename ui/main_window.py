@@ -25,7 +25,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from plugin.uprez_client import Client
+from plugin.uprez_client import Client, EngineNotRunning
+from plugin.uprez_client.idle import IDLE_STOPPED, idle_note, is_stopping
 from plugin.uprez_client.regions import scaled_size
 from ui.background import run_in_background
 from ui.banner import Banner
@@ -92,6 +93,10 @@ class MainWindow(QMainWindow):
         self.run_source: RunSource | None = None  # what the running (or last) job was started on
         self.result_saved = True
         self.last_run_seconds: float | None = None
+        self.engine_text = "Engine: not connected"  # the engine label without the idle note
+        self.engine_on_demand = False  # the engine exits by itself when idle (it says so: exit_after)
+        self.engine_asleep = False  # it did: Upscale starts it again
+        self._run_when_connected = False
         self._build()
         self._wire()
         self.panel.set_settings(self.settings)
@@ -213,6 +218,8 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.queue.cancel_requested.connect(self.cancel_job)
+        self.queue.engine_state.connect(self._engine_idle_state)
+        self.queue.lost.connect(self._engine_lost)
         self.panel.refresh_models.connect(self.refresh_models)
 
     # -- engine ---------------------------------------------------------------------------------------
@@ -233,11 +240,34 @@ class MainWindow(QMainWindow):
 
     def _engine_connected(self, client: Client, health: dict[str, Any], models: dict[str, Any]) -> None:
         started = " (started by this window)" if self.link.started is not None else ""
-        self.engine_label.setText(f"Engine: {client.url} · {health.get('device', '?')}{started}")
+        self.engine_text = f"Engine: {client.url} · {health.get('device', '?')}{started}"
+        self.engine_asleep = False
+        self._engine_idle_state(health)
         if self.banner.kind == "info":
             self.banner.hide()
         self.panel.set_models(models, self.settings.model)
         self.queue.set_client(client)
+        self._update_actions()
+        if self._run_when_connected:  # Upscale was pressed while the engine slept
+            self._run_when_connected = False
+            self.run()
+
+    def _engine_idle_state(self, state: dict[str, Any]) -> None:
+        """The engine label, with "engine idle, model unloaded" while the engine has freed its model."""
+        self.engine_on_demand = state.get("exit_after") is not None
+        note = idle_note(state)
+        self.engine_label.setText(f"{self.engine_text} · {note}" if note else self.engine_text)
+
+    def _engine_lost(self, exc: BaseException) -> None:
+        """A queue poll found no engine: one started on demand exits after idling, which is no error; the
+        next Upscale starts it again. Anything else is left to the next request to explain."""
+        if not self.engine_on_demand or not (isinstance(exc, EngineNotRunning) or is_stopping(exc)):
+            return
+        self.queue.set_client(None)
+        self.link.client = None
+        self.engine_asleep = True
+        self.engine_text = f"Engine: {IDLE_STOPPED}"
+        self.engine_label.setText(self.engine_text)
         self._update_actions()
 
     def refresh_models(self) -> None:
@@ -247,7 +277,9 @@ class MainWindow(QMainWindow):
                               lambda exc: self.banner.show_error(explain(exc, "listing the models")))
 
     def _engine_failed(self, exc: BaseException) -> None:
-        self.engine_label.setText("Engine: not connected")
+        self._run_when_connected = False
+        self.engine_text = "Engine: not connected"
+        self.engine_label.setText(self.engine_text)
         self.queue.set_client(None)
         self.banner.show_error(explain(exc, "cannot reach the engine"))
         self._update_actions()
@@ -351,7 +383,12 @@ class MainWindow(QMainWindow):
         return QSize(width, height)
 
     def run(self) -> None:
-        if self.picture is None or self.client is None or self.runner.running:
+        if self.picture is None or self.runner.running:
+            return
+        if self.client is None:
+            if self.engine_asleep:  # it exited after idling: start it again, then run
+                self._run_when_connected = True
+                self.connect_engine()
             return
         try:
             self.panel.update_settings(self.settings)
@@ -496,8 +533,9 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         running = self.runner.running
-        self.run_button.setEnabled(self.picture is not None and self.client is not None and not running)
-        self.run_button.setToolTip("" if self.client is not None else "waiting for the engine")
+        ready = self.client is not None or self.engine_asleep
+        self.run_button.setEnabled(self.picture is not None and ready and not running)
+        self.run_button.setToolTip("" if ready else "waiting for the engine")
         self.cancel_button.setEnabled(running)
         self.open_action.setEnabled(not running)
         self.paste_action.setEnabled(not running)

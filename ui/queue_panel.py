@@ -50,6 +50,8 @@ class QueuePanel(QWidget):
 
     cancel_requested = pyqtSignal(str)
     polled = pyqtSignal(list)  # the jobs of each successful poll (tests wait on it)
+    engine_state = pyqtSignal(dict)  # each poll's whole answer: model_loaded, idle_unloaded, exit_after…
+    lost = pyqtSignal(object)  # a poll failed: the exception (the engine may have exited after idling)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,13 +91,17 @@ class QueuePanel(QWidget):
             return  # a slow engine gets one request at a time, not a pile-up
         self._in_flight = True
         client = self.client
-        run_in_background(client.jobs, self._show, self._poll_failed)
+        run_in_background(client.queue, self._show, self._poll_failed)
 
-    def _poll_failed(self, _exc: BaseException) -> None:
+    def _poll_failed(self, exc: BaseException) -> None:
         self._in_flight = False  # the window's engine status says what is wrong; keep the last list
+        if self.client is not None:
+            self.lost.emit(exc)
 
-    def _show(self, jobs: list[dict[str, Any]]) -> None:
+    def _show(self, answer: dict[str, Any]) -> None:
         self._in_flight = False
+        jobs = answer.get("jobs") or []
+        self.engine_state.emit(answer)
         self.table.setRowCount(len(jobs))
         for row, job in enumerate(reversed(jobs)):  # newest first
             self._fill_row(row, job)

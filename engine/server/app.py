@@ -24,6 +24,7 @@ from engine.errors import InvalidInput
 from engine.server import models
 from engine.server.codec import MEDIA_TYPES, decode_image, decode_mask, image_size, sniff
 from engine.server.config import ServerConfig
+from engine.server.idle import ActivityMiddleware, IdleWatch
 from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, Runner
 from engine.server.request import JobRequest, parse_params
 from engine.server.runner import EngineRunner
@@ -149,18 +150,22 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     token = token or load_or_create_token(config.config_dir)
     runner = runner or EngineRunner(config)
     queue = JobQueue(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
+    idle = IdleWatch(config.idle, queue, runner)  # its `exit` is set by whoever runs the server (run.py)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         queue.start(warmup=getattr(runner, "warmup", None))
+        idle.start()
         yield
+        idle.stop()
         await run_in_threadpool(queue.stop)
 
     app = FastAPI(title="Uprez engine", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # nothing is served without the token
-    app.state.config, app.state.queue, app.state.runner = config, queue, runner
+    app.state.config, app.state.queue, app.state.runner, app.state.idle = config, queue, runner, idle
     app.add_middleware(Guard, policy=HostPolicy(config.host, config.allowed_hosts),
                        max_body=config.limits.max_upload_bytes)
+    app.add_middleware(ActivityMiddleware, watch=idle)  # outermost: a stopping engine answers 503 to everything
     _install_error_handlers(app)
 
     def require_token(request: Request) -> None:
@@ -175,9 +180,10 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     @public.get("/health")
     def health() -> dict[str, Any]:
         running = queue.running
+        idle.touch()  # bridges check health right before submitting: no idle exit in between
         return {"status": "ok", "version": __version__, "device": device,
                 "model": getattr(runner, "loaded", None), "default_model": config.model,
-                "queue": queue.waiting, "running": running.id if running else None}
+                "queue": queue.waiting, "running": running.id if running else None, **idle.state()}
 
     @api.get("/models")
     def list_models() -> dict[str, Any]:
@@ -193,7 +199,8 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     @api.get("/jobs")
     def list_jobs() -> dict[str, Any]:
         running = queue.running
-        return {"jobs": queue.summaries(), "waiting": queue.waiting, "running": running.id if running else None}
+        return {"jobs": queue.summaries(), "waiting": queue.waiting, "running": running.id if running else None,
+                **idle.state()}  # a queue view learns "engine idle, model unloaded" without touching the idle clock
 
     @api.get("/jobs/{job_id}")
     def get_job(job_id: str) -> dict[str, Any]:
@@ -218,7 +225,8 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     @api.get("/jobs/{job_id}/events")
     def events(job_id: str, cancel_on_disconnect: bool = True) -> StreamingResponse:
         job = queue.get(job_id)
-        return StreamingResponse(_stream(queue, job, cancel_on_disconnect), media_type="text/event-stream",
+        stream = idle.follow(_stream(queue, job, cancel_on_disconnect))  # an open stream keeps the engine up
+        return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     app.include_router(public)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.server.idle import IdlePolicy
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8742  # unassigned by IANA, below Linux's ephemeral range, clear of Gradio (7860) and Jupyter (8888)
@@ -81,6 +82,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # extra Host names accepted, for a server reached by name
     limits: Limits = field(default_factory=Limits)
     config_dir: Path = field(default_factory=uprez_config_dir)
+    idle: IdlePolicy = field(default_factory=IdlePolicy)  # unload / exit when idle, parent watch (server/idle.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

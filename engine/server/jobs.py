@@ -119,11 +119,13 @@ class JobQueue:
         self._running: Job | None = None
         self._durations: deque[float] = deque(maxlen=10)
         self._stopping = False
+        self._warming = False  # the worker is loading the default model: not idle, though no job runs
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, warmup: Callable[[], None] | None = None) -> None:
         """Start the worker; `warmup` (e.g. loading the default model) runs on it before the first job."""
+        self._warming = warmup is not None
         self._thread = threading.Thread(target=self._work, args=(warmup,), name="uprez-worker", daemon=True)
         self._thread.start()
 
@@ -200,6 +202,21 @@ class JobQueue:
         with self._lock:
             return [event for event in job.events if event["seq"] > seq]
 
+    def when_idle(self, action: Callable[[], None]) -> bool:
+        """Run `action` (the idle unload) with the queue locked if no job waits or runs and the warm-up is over,
+        so no job can start meanwhile; False when it was not idle."""
+        with self._lock:
+            if self._waiting or self._running is not None or self._warming:
+                return False
+            action()
+            return True
+
+    @property
+    def warming(self) -> bool:
+        """The worker is still loading the default model (the idle clock starts after it)."""
+        with self._lock:
+            return self._warming
+
     @property
     def waiting(self) -> int:
         with self._lock:
@@ -217,6 +234,8 @@ class JobQueue:
                 warmup()
             except Exception as exc:  # a bad default model must not kill the worker; its jobs will say why
                 log.warning("could not load the default model: %s", exc)
+        with self._lock:
+            self._warming = False
         while True:
             with self._lock:
                 while not self._waiting and not self._stopping:

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -67,6 +68,7 @@ def start_in_thread(config: ServerConfig, **app_options: Any) -> RunningServer:
     app = create_app(config, **app_options)
     sock = _bind(config)
     server = _uvicorn(app)
+    app.state.idle.exit = partial(setattr, server, "should_exit", True)  # an idle exit is a graceful stop
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uprez-server", daemon=True)
     thread.start()
     while not server.started:
@@ -95,11 +97,14 @@ def serve(config: ServerConfig) -> None:
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found: make
     # SIGTERM's an exception too, so the finally below still removes engine.json.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    server = _uvicorn(app)
+    app.state.idle.exit = partial(setattr, server, "should_exit", True)  # idle exit: a graceful stop, as Ctrl-C
     try:
-        _uvicorn(app).run(sockets=[sock])
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # the re-raised Ctrl-C (or SIGTERM): for a server, a normal stop
     finally:
         signal.signal(signal.SIGTERM, previous)
         remove_engine_file(config.config_dir, pid)
-    print("uprez engine stopped", file=sys.stderr)
+    reason = app.state.idle.stop_reason
+    print(f"uprez engine stopped{f' ({reason})' if reason else ''}", file=sys.stderr)

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.api import get_backend, smaller_tiles, upscale
+from engine.api import get_backend, release_backend, smaller_tiles, upscale
 from engine.progress import ProgressCallback
 from engine.server.codec import encode_result
 from engine.server.config import ServerConfig
-from engine.server.jobs import Job
+from engine.server.idle import trim_heap
+from engine.server.jobs import Job, free_memory
 from engine.settings import ModelSpec
 
 
@@ -50,6 +51,13 @@ class EngineRunner:
         if self.config.model is not None:
             get_backend(self.spec(self.config.model))
             self.loaded = self.config.model
+
+    def unload(self) -> None:
+        """Drop the loaded model and give its memory back (the idle engine's unload; the next job reloads it)."""
+        self.loaded = None
+        release_backend()
+        free_memory()  # gc, then torch.cuda.empty_cache() (and MPS's) where there is one
+        trim_heap()
 
     def __call__(self, job: Job, on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:
         request = job.request

@@ -67,6 +67,11 @@ class Client:
         """Every job the engine remembers, oldest first (for a queue panel)."""
         return self._json("GET", "/v1/jobs")["jobs"]
 
+    def queue(self) -> dict[str, Any]:
+        """The whole GET /v1/jobs answer: `jobs`, `waiting`, `running`, and whether the model is loaded
+        (`model_loaded`, `idle_unloaded`); polling it does not keep an idle engine awake, health does."""
+        return self._json("GET", "/v1/jobs")
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}")
 

@@ -6,6 +6,7 @@ Without it, a bridge only says how to start the engine by hand.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from typing import Any, Callable
 
 from .client import Client
 from .discovery import read_config_json
-from .errors import EngineNotRunning
+from .errors import EngineNotRunning, UprezClientError
+from .idle import is_stopping, wait_until_gone
 
 SETTINGS_FILE = "bridge.json"
 START_TIMEOUT_S = 120.0  # loading a big model can take a while; the built-in one starts in seconds
@@ -41,6 +43,12 @@ def connect(client: Any = None, on_starting: Callable[[], None] | None = None) -
     except EngineNotRunning:
         if start_command() is None:
             raise
+    except UprezClientError as exc:  # 503: an idle engine is stopping right now; start the next one after it
+        if not is_stopping(exc):
+            raise
+        wait_until_gone(client)
+        if start_command() is None:
+            raise EngineNotRunning(f"{exc.message}; start it with `uprez serve`") from None
     if on_starting is not None:
         on_starting()
     return start_engine(client)
@@ -62,9 +70,11 @@ def start_engine(client: Any, timeout: float = START_TIMEOUT_S) -> Any:
             subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     else:
         flags["start_new_session"] = True  # the engine outlives the editor's plug-in process
+    # Started on demand: the engine exits by itself after a long idle time (engine/server/idle.py).
+    env = dict(os.environ, UPREZ_STARTED_BY="bridge")
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, **flags)
+                                   stderr=subprocess.DEVNULL, env=env, **flags)
     except OSError as exc:
         raise EngineNotRunning(f"could not start the engine with {' '.join(command)} ({exc}); "
                                f"fix start_command in {SETTINGS_FILE}, or start it with `uprez serve`") from None

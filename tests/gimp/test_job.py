@@ -141,3 +141,26 @@ def test_a_plug_in_killed_mid_job_gets_its_job_cancelled_by_the_engine(gimp_clie
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_an_engine_that_unloaded_its_model_shows_as_idle_not_as_an_error(config_dir):
+    """The progress text says "engine idle, model unloaded" and the upscale goes on: the model loads again."""
+    from engine.server import ServerConfig, start_in_thread
+    from engine.server.idle import IdlePolicy
+
+    server = start_in_thread(ServerConfig(host="127.0.0.1", port=0, model="builtin", device="cpu",
+                                          config_dir=config_dir, idle=IdlePolicy(unload_after=0.5)))
+    try:
+        client = Client(server.url)
+        deadline = time.monotonic() + 30
+        while not client.health()["idle_unloaded"]:
+            assert time.monotonic() < deadline, "the engine did not unload its model"
+            time.sleep(0.1)
+        seen = []
+        connected = job.connect(client, on_progress=lambda f, t: seen.append(t))
+        assert seen == ["Uprez engine idle, model unloaded: loading it for this upscale"]
+        data, width, height = job.run_job(connected, pattern(8).tobytes(), W, H, formats.U8, {"scale": 2.0})
+        assert (width, height) == (2 * W, 2 * H) and len(data) == 2 * W * 2 * H * 4
+        assert client.health()["model_loaded"]
+    finally:
+        server.stop()

@@ -183,6 +183,7 @@ def test_the_shim_runs_the_dialog_and_cross_thread_signals_under_both_bindings(b
     assert report["request"]["scale"] == 2.5
     assert report["request"]["params"] == {"preset": "creative", "seed": 1234, "prompt": "a lighthouse at dusk"}
     assert report["request"]["target"] == "new_document" and report["request"]["source"] == "visible"
+    assert report["idle_status"] == "Uprez engine idle, model unloaded: loading it for this job…"  # no error
     assert options.PRESETS[2] == "creative"
 
 

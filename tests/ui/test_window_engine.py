@@ -136,3 +136,36 @@ def test_uprez_gui_without_pyqt6_says_how_to_install() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert "pip install 'uprez[gui]'" in run.stderr
+
+
+def test_an_idle_engine_shows_as_idle_and_upscale_starts_it_again(qtbot, lonely, write_photo, tmp_path,
+                                                                   monkeypatch):
+    """The window's own engine unloads its model, then exits after idling: the label says so (no error banner),
+    and the next Upscale starts a new engine and runs."""
+    from plugin.uprez_client.idle import IDLE_STOPPED, IDLE_UNLOADED
+
+    monkeypatch.setenv("UPREZ_UNLOAD_AFTER", "1")
+    monkeypatch.setenv("UPREZ_EXIT_AFTER", "5")
+    window = MainWindow(settings=DesktopSettings())
+    qtbot.addWidget(window)
+    window.show()
+    window.connect_engine()
+    qtbot.waitUntil(lambda: window.client is not None, timeout=90000)
+    first = window.link.started.process
+    qtbot.waitUntil(lambda: IDLE_UNLOADED in window.engine_label.text(), timeout=30000)
+    assert window.banner.kind != "error"
+    qtbot.waitUntil(lambda: IDLE_STOPPED in window.engine_label.text(), timeout=60000)
+    assert first.wait(10) == 0 and not (lonely / "engine.json").exists()
+    assert window.banner.kind != "error" and window.client is None
+
+    source = tmp_path / "photo.png"
+    write_photo(source, 40, 30)
+    window.open_file(source)
+    assert window.run_button.isEnabled()
+    with qtbot.waitSignal(window.runner.finished, timeout=90000):
+        window.run()
+    second = window.link.started.process
+    assert second.pid != first.pid and second.poll() is None
+    window.ask = lambda _question: True
+    window.close()
+    assert second.wait(15) is not None

@@ -209,6 +209,8 @@ class UpscaleDialog(QtWidgets.QDialog):
         kind = event.get("event")
         if kind == "starting_engine":
             self.status.setText("Starting the Uprez engine…")
+        elif kind == "engine_idle":
+            self.status.setText(f"Uprez {event.get('message')}: loading it for this job…")
         elif kind == "queued":
             self.status.setText(f"Waiting in the engine's queue (position {event.get('position')})")
         elif kind == "started":

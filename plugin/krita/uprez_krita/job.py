@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from . import document as doc_ops
-from .client_import import launcher, uprez_client
+from .client_import import idle, launcher, uprez_client
 from .qt import QObject, Signal, process_events
 
 PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
@@ -123,8 +123,9 @@ class UpscaleJob(QObject):
         client = self.client or uprez_client.Client()
         if self.start_engine:
             client = launcher.connect(client, lambda: self.event.emit({"event": "starting_engine"}))
-        else:
-            client.health()  # EngineNotRunning says how to start it by hand
+        note = idle.idle_note(client.health())  # EngineNotRunning says how to start it by hand
+        if note is not None:  # not an error: the job loads the model again
+            self.event.emit({"event": "engine_idle", "message": note})
         self.client = client
         if self._cancel_requested.is_set():
             raise uprez_client.JobCancelled("cancelled before it was sent")

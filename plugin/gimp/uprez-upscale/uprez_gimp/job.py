@@ -14,6 +14,7 @@ from uprez_client import (
     config_dir,
     launcher,
 )
+from uprez_client.idle import idle_note
 
 from .formats import CHANNELS, Transfer
 from .plan import AGAIN
@@ -55,7 +56,11 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
         if on_progress is not None:
             on_progress(None, "Starting the Uprez engine")
 
-    return launcher.connect(client, starting)
+    client = launcher.connect(client, starting)
+    note = idle_note(client.health())
+    if note is not None and on_progress is not None:  # not an error: the job loads the model again
+        on_progress(None, f"Uprez {note}: loading it for this upscale")
+    return client
 
 
 def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Transfer, params: dict[str, Any],
