@@ -45,6 +45,9 @@ class Limits:
     max_upload_bytes: int = 512 * 2**20  # an 8K x 8K RGBA 16-bit raw buffer is exactly this
     max_pixels: int = 64 * 2**20  # input width x height (an 8192 x 8192 layer)
     max_output_pixels: int = 256 * 2**20  # output width x height (16384 x 16384)
+    # Bodies read at once, and their declared bytes together: concurrent uploads cannot add up past this.
+    max_uploads_in_flight: int = 4
+    max_upload_bytes_in_flight: int = 1024 * 2**20
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 import uuid
@@ -204,6 +205,14 @@ class JobQueue:
         with self._lock:
             return len(self._waiting)
 
+    def check_room(self) -> None:
+        """Raise QueueFull now if a submission would be refused, so the HTTP layer need not read its upload."""
+        with self._lock:
+            if self._stopping:
+                raise QueueFull(len(self._waiting), 5)
+            if len(self._waiting) >= self.queue_size:
+                raise QueueFull(len(self._waiting), self._retry_after())
+
     @property
     def running(self) -> Job | None:
         with self._lock:
@@ -306,6 +315,14 @@ class JobQueue:
                 job.result = job.result_meta = None
 
     def _retry_after(self) -> int:
-        """Seconds until a queue slot is likely free: recent job durations times the jobs ahead."""
+        """Seconds until a queue slot is likely free: when the running job ends, by its own ETA if it has one."""
         typical = sum(self._durations) / len(self._durations) if self._durations else 5.0
-        return int(min(3600, max(1, round(typical * max(1, len(self._waiting))))))
+        job = self._running
+        if job is None:
+            return int(min(3600, max(1, round(typical))))
+        # The jobs ahead may be much slower than the recent average (a 4x job after a row of 2x ones): the
+        # running job's own progress ETA is the better guess, then what is left of a typical job.
+        eta = (job.progress or {}).get("eta_s")
+        if eta is None:
+            eta = typical - (self.clock() - (job.started or self.clock()))
+        return int(min(3600, max(1, math.ceil(eta))))
