@@ -103,14 +103,18 @@ class ServerConfig:
 
 
 def write_engine_file(directory: Path, url: str, pid: int) -> Path:
-    """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set)."""
+    """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set).
+
+    The pid and its start time let a client tell a live engine from one that crashed and left the file.
+    """
     from engine import __version__
+    from plugin.uprez_client.discovery import process_start_time
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / ENGINE_FILE
     fd, temp = tempfile.mkstemp(prefix=".engine-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "pid": pid, "version": __version__}, f)
+        json.dump({"url": url, "pid": pid, "started": process_start_time(pid), "version": __version__}, f)
     os.replace(temp, path)  # atomic: a client never reads half a file
     return path
 
