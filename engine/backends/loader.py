@@ -106,12 +106,21 @@ def _load_single_file(path: Path, base: str | None, dtype: torch.dtype):
     guided = any(marker in key for key in keys for marker in GUIDANCE_KEY_MARKERS)
     base = base or (family.default_base_guided if guided and family.default_base_guided else family.default_base)
     transformer_cls = getattr(diffusers, family.transformer_class)
+    # Local or cached files only: the engine never downloads (docs/protocol.md), least of all inside a job.
+    local = Path(base).expanduser().is_dir()
     try:
         transformer = transformer_cls.from_single_file(
-            str(path), config=base, subfolder="transformer", dtype=dtype
+            str(path), config=base, subfolder="transformer", dtype=dtype, local_files_only=True
         )
-        pipe = _pipeline_class(family).from_pretrained(base, transformer=transformer, dtype=dtype)
+        pipe = _pipeline_class(family).from_pretrained(base, transformer=transformer, dtype=dtype,
+                                                        local_files_only=True)
     except (OSError, ValueError) as exc:
+        if not local and not _looks_like_path(base):
+            raise ModelNotFound(
+                f"the {family.name} checkpoint {path.name} needs its base model {base} (VAE, text encoders), which "
+                f"is not in this machine's Hugging Face cache; download it once with `uprez models pull {base}`, "
+                "or pass --base with a local diffusers folder of the same family"
+            ) from exc
         raise ModelNotFound(
             f"could not load the rest of the {family.name} model (VAE, text encoders) from {base!r} "
             f"for the checkpoint {path.name}: {exc}. Pass --base with a local diffusers folder or a "
