@@ -85,8 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_gui(args: argparse.Namespace) -> int:
+    return gui_main([args.image] if args.image else [])
+
+
+def gui_main(argv: list[str] | None = None) -> int:
+    """`uprez-gui` and `uprez gui`: the desktop window, or one line saying what to install when PyQt6 is missing."""
+    argv = sys.argv[1:] if argv is None else argv
     try:  # PyQt6 is an optional extra: the rest of the command line works without it
-        from ui.app import main as gui_main
+        from ui.app import main as window_main
     except ImportError as exc:
         if (exc.name or "").startswith("PyQt6"):
             print(f"uprez: the desktop window needs PyQt6 ({exc}); install it with: pip install 'uprez[gui]'",
@@ -95,7 +101,7 @@ def _run_gui(args: argparse.Namespace) -> int:
             print(f"uprez: cannot load the desktop window ({exc}); reinstall Uprez with: pip install 'uprez[gui]'",
                   file=sys.stderr)
         return EXIT_ERROR
-    return gui_main([args.image] if args.image else [])
+    return window_main(argv)
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
