@@ -11,7 +11,7 @@ from engine import upscale
 from engine.backends.loader import load_backend
 from engine.builtin.backend import BuiltinBackend
 from engine.builtin.data import psnr
-from engine.pixels import conventional_resize, feather_mask
+from engine.pixels import conventional_resize, feather_mask, mask_resize
 from engine.tiled import TileGrid, tile_batches, tiled_decode, tiled_encode
 from engine.tiling import (
     SeparableWeights,
@@ -127,7 +127,7 @@ def test_outside_a_mask_the_tiled_output_is_the_conventional_upscale_exactly(see
     top, left = rng.integers(0, height - 10), rng.integers(0, width - 10)
     mask[top : top + 10, left : left + 10] = rng.random((10, 10)).astype(np.float32)
     out = upscale(image, scale=2, seed=seed, mask=mask, tile_size=96, tile_overlap=16, feather=1.5)
-    weight = conventional_resize(feather_mask(mask, 1.5), out.shape[1::-1])
+    weight = mask_resize(feather_mask(mask, 1.5), out.shape[1::-1])
     conventional = conventional_resize(image, out.shape[1::-1])
     outside = weight == 0
     assert outside.any() and (~outside).any()
