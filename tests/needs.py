@@ -48,20 +48,27 @@ def check_marks(item: pytest.Item) -> None:
 
 
 def python38() -> str | None:
-    """A Python 3.8 for the bridges' oldest-Python tests: $UPREZ_PYTHON38, `python3.8` on PATH, or pyenv's 3.8.x
-    (what .ci/run installs with `pyenv install` when none is there)."""
+    """A working Python 3.8 for the bridges' oldest-Python tests: $UPREZ_PYTHON38, pyenv's 3.8.x (what .ci/run
+    installs when none is there), or `python3.8` on PATH; each is run once to check it is 3.8 (a pyenv shim
+    on PATH exists even where that version is not selected, and then fails)."""
+    import glob
     import shutil
+    import subprocess
     from pathlib import Path
 
     given = os.environ.get("UPREZ_PYTHON38", "").strip()
-    if given:
-        return given if Path(given).is_file() else None
-    found = shutil.which("python3.8")
-    if found:
-        return found
-    root = Path(os.environ.get("PYENV_ROOT", "") or Path.home() / ".pyenv")
-    candidates = sorted(root.glob("versions/3.8.*/bin/python3.8"))
-    return str(candidates[-1]) if candidates else None
+    root = os.environ.get("PYENV_ROOT", "").strip() or str(Path.home() / ".pyenv")
+    candidates = [given] if given else [*sorted(glob.glob(os.path.join(root, "versions", "3.8.*", "bin", "python3.8")),
+                                                reverse=True), shutil.which("python3.8")]
+    for candidate in filter(None, candidates):
+        try:
+            done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 8))"],
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0 and done.stdout.strip() == "True":
+            return candidate
+    return None
 
 
 PY38_REASON = "no Python 3.8 here (pyenv install 3.8.18, or set UPREZ_PYTHON38 to one)"
