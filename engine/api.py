@@ -15,7 +15,7 @@ from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan, run_stages
-from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, read_mask, to_image
+from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask, to_image
 from engine.progress import CancelToken, ProgressCallback
 from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
@@ -111,7 +111,7 @@ def upscale(
     width, height = pixels.size
     out_size = output_size(width, height, settings.scale)
     mask_in = None if mask is None else feather_mask(read_mask(mask, pixels.size), feather)
-    weight = None if mask_in is None else conventional_resize(mask_in, out_size)
+    weight = None if mask_in is None else mask_resize(mask_in, out_size)
     alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
     if region_only:
         if weight is None:

@@ -89,8 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_gui(args: argparse.Namespace) -> int:
+    return gui_main([args.image] if args.image else [])
+
+
+def gui_main(argv: list[str] | None = None) -> int:
+    """`uprez-gui` and `uprez gui`: the desktop window, or one line saying what to install when PyQt6 is missing."""
+    argv = sys.argv[1:] if argv is None else argv
     try:  # PyQt6 is an optional extra: the rest of the command line works without it
-        from ui.app import main as gui_main
+        from ui.app import main as window_main
     except ImportError as exc:
         if (exc.name or "").startswith("PyQt6"):
             print(f"uprez: the desktop window needs PyQt6 ({exc}); install it with: pip install 'uprez[gui]'",
@@ -99,7 +105,7 @@ def _run_gui(args: argparse.Namespace) -> int:
             print(f"uprez: cannot load the desktop window ({exc}); reinstall Uprez with: pip install 'uprez[gui]'",
                   file=sys.stderr)
         return EXIT_ERROR
-    return gui_main([args.image] if args.image else [])
+    return window_main(argv)
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -212,9 +218,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.api import get_backend, upscale
-    from engine.errors import InvalidInput
+    from engine.errors import InvalidInput, UprezError
     from engine.imagefile import read_image, write_image
-    from engine.progress import CancelToken, ProgressEvent
+    from engine.progress import Cancelled, CancelToken, ProgressEvent
     from engine.settings import HIGH_DETAIL_PROMPT, ModelSpec, UpscaleSettings
 
     prompt = ", ".join(p for p in (args.prompt, HIGH_DETAIL_PROMPT if args.high_detail else "") if p)
@@ -245,7 +251,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
         cancel.cancel()
         print("\ncancelling after this step (Ctrl-C again to quit at once)", file=sys.stderr)
 
-    failed = 0
+    failed: list[Path] = []
+    written: list[Path] = []
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         for index, (source, target) in enumerate(jobs, 1):
@@ -253,7 +260,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
             try:
                 pixels = first if index == 1 else read_image(source)
             except InvalidInput as exc:
-                failed += 1  # one bad file in a folder should not stop the batch
+                failed.append(source)  # one bad file in a folder should not stop the batch
                 print(f"uprez: skipped: {exc}", file=sys.stderr)
                 continue
             with tqdm(total=1.0, desc=label, disable=args.quiet, file=sys.stderr,
@@ -269,13 +276,38 @@ def _run_upscale(args: argparse.Namespace) -> int:
                                  max_memory=max_memory, mask=mask, region_only=args.region_only,
                                  feather=args.feather)
             write_image(target, result)
+            written.append(target)
             print(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", file=sys.stderr)
+    except (Cancelled, KeyboardInterrupt):
+        if not written:
+            raise  # main() says nothing was written, which is then true
+        print(f"uprez: cancelled; {_batch_summary(jobs, written)}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except UprezError as exc:
+        if not written:
+            raise
+        print(f"uprez: {exc}; {_batch_summary(jobs, written)}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidInput) else EXIT_ERROR
     finally:
         signal.signal(signal.SIGINT, previous)
     if failed:
-        print(f"uprez: {failed} of {len(jobs)} images could not be read", file=sys.stderr)
+        print(f"uprez: {len(failed)} of {len(jobs)} images could not be read ({_names(failed)}); "
+              f"{_batch_summary(jobs, written)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _names(paths: list[Path], most: int = 8) -> str:
+    shown = ", ".join(path.name for path in paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def _batch_summary(jobs: list[tuple[Path, Path]], written: list[Path]) -> str:
+    """What a batch that stopped or skipped left behind: which outputs exist, which inputs have none."""
+    done = set(written)
+    missing = [source for source, target in jobs if target not in done]
+    text = f"wrote {len(written)} of {len(jobs)}" + (f" ({_names(written)})" if written else "")
+    return text + (f"; not written: {_names(missing)}" if missing else "")
 
 
 def main(argv: list[str] | None = None) -> int:

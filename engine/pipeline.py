@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from engine.backends.base import Conditioning, FlowBackend
 from engine.field import OFF, StageField, Trajectory
 from engine.guidance import match_dilated_statistics, match_statistics, scale_aware_sigma
-from engine.pixels import conventional_resize, crop_to, from_model_tensor, pad_to_multiple, to_model_tensor
+from engine.pixels import conventional_resize, crop_to, from_model_tensor, mask_resize, pad_to_multiple, to_model_tensor
 from engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from engine.sampler import euler, predicted_x0, renoise
 from engine.schedule import remaining_sigmas
@@ -205,7 +205,7 @@ def run_stages(
             latent = _matched(latent, previous_latent)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
         x = renoise(latent, noise, stage.sigmas[0])
-        stage_mask = None if mask is None else conventional_resize(mask, stage.size)
+        stage_mask = None if mask is None else mask_resize(mask, stage.size)
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
         field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, stage.sigmas,
                            region=region, guidance=guidance, reference=reference,

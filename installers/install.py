@@ -142,6 +142,8 @@ def settings_step(host: Host, args: argparse.Namespace, venv: Path, manifest: Ma
 
     def write() -> None:
         manifest.make_dirs(folder)
+        with contextlib.suppress(OSError):  # the engine refuses a config folder others may write (token swap)
+            folder.chmod(0o700)
         manifest.add_path(path)
         write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
 

@@ -12,10 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from needs import check_marks
 from PIL import Image
 
 from engine.server import ServerConfig, start_in_thread
 from plugin.uprez_client import Client
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "uprez_needs(available, what, reason): skip, or fail under CI=true")
+
+
+def pytest_runtest_setup(item) -> None:
+    check_marks(item)  # a missing Krita, chroot or data package: skip here, fail under CI=true
+
 
 # Tiny models gain nothing from threads, and on a busy 2-core machine threads that wait on each other
 # made the suite ten times slower.

@@ -153,7 +153,7 @@ def test_ctrl_c_cancels_cleanly_and_writes_nothing(tiny_model, sample_image, tmp
 
 def test_mask_keeps_the_outside_conventional_and_region_only_gives_alpha(tiny_model, tmp_path):
     from engine.imagefile import read_image
-    from engine.pixels import conventional_resize
+    from engine.pixels import conventional_resize, mask_resize
 
     rng = np.random.default_rng(4)
     src, mask_path = tmp_path / "in.png", tmp_path / "mask.png"
@@ -166,7 +166,7 @@ def test_mask_keeps_the_outside_conventional_and_region_only_gives_alpha(tiny_mo
     model = tiny_model("flux-dev")
     assert run(src, "-o", out, "--model", model, "--mask", mask_path, "-q") == 0
     assert run(src, "-o", region, "--model", model, "--mask", mask_path, "--region-only", "-q") == 0
-    weight = conventional_resize(mask.astype(np.float32) / 255, (64, 64))
+    weight = mask_resize(mask.astype(np.float32) / 255, (64, 64))
     conventional = np.round(conventional_resize(image.astype(np.float32) / 255, (64, 64)) * 255).astype(np.uint8)
     result = read_image(out)
     assert np.array_equal(result[weight == 0], conventional[weight == 0])

@@ -16,7 +16,7 @@ from PIL import Image
 from engine import Cancelled, CancelToken, UpscaleSettings, upscale
 from engine.errors import DeviceError, InvalidInput
 from engine.pipeline import plan
-from engine.pixels import conventional_resize, from_image
+from engine.pixels import conventional_resize, from_image, mask_resize
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +146,35 @@ def test_outside_the_mask_the_output_is_the_conventional_upscale_exactly(flux, w
     region[...] = rng.integers(1, 256, region.shape)
     out = upscale(image, backend=flux, scale=scale, mask=mask)
     size = (out.shape[1], out.shape[0])
-    weight = conventional_resize(mask.astype(np.float32) / 255, size)
     conventional = np.round(conventional_resize(image.astype(np.float32) / 255, size) * 255).astype(np.uint8)
-    outside = weight == 0
+    # "Outside" is judged on the input mask: every output pixel whose centre lies over a black input pixel.
+    outside = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)) == 0
     assert outside.any() and (~outside).any()
     assert np.array_equal(out[outside], conventional[outside])
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 1.5])
+def test_a_hard_mask_is_resized_without_ringing(flux, scale):
+    """Lanczos gave weights over 0 above black input pixels and 0.97 inside white ones; now black stays 0
+    and a pixel whose whole input neighbourhood is white gets exactly 1."""
+    image = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    mask = np.zeros((30, 40), np.uint8)
+    mask[6:24, 8:30] = 255
+    mask[12:16, 14:20] = 0  # a hole: edges in both directions
+    out = upscale(image, backend=flux, scale=scale, mask=mask, region_only=True)
+    size = (out.shape[1], out.shape[0])
+    alpha = out[:, :, 3]
+    under = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+    eroded = mask.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            eroded = np.minimum(eroded, np.roll(mask, (dy, dx), axis=(0, 1)))
+    inside = np.asarray(Image.fromarray(eroded).resize(size, Image.Resampling.NEAREST)) == 255
+    assert (alpha[under == 0] == 0).all(), f"{(alpha[under == 0] > 0).sum()} pixels over black have weight"
+    assert inside.any() and (alpha[inside] == 255).all(), f"inside weights down to {alpha[inside].min()}"
+    conventional = np.round(conventional_resize(image.astype(np.float32) / 255, size) * 255).astype(np.uint8)
+    plain = upscale(image, backend=flux, scale=scale, mask=mask)
+    assert np.array_equal(plain[under == 0], conventional[under == 0])
 
 
 def test_a_soft_mask_weighs_the_models_pixels_by_the_mask_itself(flux):
@@ -170,7 +194,7 @@ def test_region_only_returns_the_mask_as_alpha(flux):
     mask[4:12, 6:18] = 255
     out = upscale(image, backend=flux, mask=mask, region_only=True)
     assert out.shape == (32, 48, 4)
-    expected = np.round(conventional_resize(mask.astype(np.float32) / 255, (48, 32)) * 255).astype(np.uint8)
+    expected = np.round(mask_resize(mask.astype(np.float32) / 255, (48, 32)) * 255).astype(np.uint8)
     assert np.array_equal(out[:, :, 3], expected)
 
 

@@ -14,7 +14,7 @@ from engine.errors import InvalidInput
 from engine.field import StageField, Trajectory
 from engine.guidance import butterworth_lowpass, lowpass, scale_aware_sigma
 from engine.pipeline import _matched, plan
-from engine.pixels import conventional_resize, crop_to, from_model_tensor, pad_to_multiple, to_model_tensor
+from engine.pixels import conventional_resize, crop_to, from_model_tensor, mask_resize, pad_to_multiple, to_model_tensor
 from engine.sampler import renoise
 from engine.schedule import remaining_sigmas
 from engine.settings import StructureGuidance, UpscaleSettings
@@ -132,7 +132,7 @@ def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend):
     everything = {"skip_residual": 1.0, "direction_alignment": 1.0, "acceleration_alignment": 0.5,
                   "match_statistics": True, "scale_aware": True, "stochastic": 0.3}
     out = upscale(image, UpscaleSettings(scale=4, seed=1, **everything), backend=backend, mask=mask)
-    weight = conventional_resize(mask, (256, 256))
+    weight = mask_resize(mask, (256, 256))
     outside = weight == 0
     np.testing.assert_array_equal(out[outside], conventional_resize(image, (256, 256))[outside])
 

@@ -88,7 +88,7 @@ def save_settings(settings: DesktopSettings, folder: Path | None = None) -> None
     """Atomic write; a read-only config folder only costs the memory of the settings, never an error box."""
     folder = folder or config_folder()
     with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # the engine refuses a folder others may write
         fd, temp = tempfile.mkstemp(prefix=".desktop-", suffix=".json", dir=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(asdict(settings), f, indent=1)

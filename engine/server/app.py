@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from engine import __version__
 from engine.errors import InvalidInput
@@ -29,6 +30,7 @@ from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, 
 from engine.server.request import JobRequest, parse_params
 from engine.server.runner import EngineRunner
 from engine.server.security import BodyTooLarge, Guard, HostPolicy, load_or_create_token, token_matches
+from engine.server.uploads import UploadBudget, UploadsBusy, declared_length
 from engine.stages import output_size
 
 log = logging.getLogger("uprez.server")
@@ -74,13 +76,22 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
         return _error(429, str(exc), {"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
 
+    async def uploads_busy(_request: Request, exc: UploadsBusy) -> JSONResponse:
+        return _error(429, str(exc), {"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
+
+    async def disconnected(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # Not an engine fault (a bridge cancelled, an editor closed): one line, not a traceback.
+        log.info("a client left during the upload to %s; nothing was queued", request.url.path)
+        return _error(400, "the client disconnected before its upload was complete")
+
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return _error(500, f"internal error ({type(exc).__name__}); the engine's log has the details")
 
     for kind, handler in ((ApiError, api_error), (HTTPException, http_error), (RequestValidationError,
                           validation_error), (InvalidInput, invalid_input), (BodyTooLarge, too_large),
-                          (JobNotFound, not_found), (QueueFull, queue_full), (Exception, unexpected)):
+                          (JobNotFound, not_found), (QueueFull, queue_full), (UploadsBusy, uploads_busy),
+                          (ClientDisconnect, disconnected), (Exception, unexpected)):
         app.add_exception_handler(kind, handler)  # type: ignore[arg-type]
 
 
@@ -151,6 +162,7 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     runner = runner or EngineRunner(config)
     queue = JobQueue(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
     idle = IdleWatch(config.idle, queue, runner)  # its `exit` is set by whoever runs the server (run.py)
+    uploads = UploadBudget(config.limits.max_uploads_in_flight, config.limits.max_upload_bytes_in_flight)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -162,7 +174,8 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
 
     app = FastAPI(title="Uprez engine", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # nothing is served without the token
-    app.state.config, app.state.queue, app.state.runner, app.state.idle = config, queue, runner, idle
+    app.state.config, app.state.queue, app.state.runner = config, queue, runner
+    app.state.idle, app.state.uploads = idle, uploads
     app.add_middleware(Guard, policy=HostPolicy(config.host, config.allowed_hosts),
                        max_body=config.limits.max_upload_bytes)
     app.add_middleware(ActivityMiddleware, watch=idle)  # outermost: a stopping engine answers 503 to everything
@@ -191,9 +204,14 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
 
     @api.post("/jobs", status_code=202)
     async def submit(request: Request) -> JSONResponse:
-        params, data, mask_data = await _read_parts(request, max_params=64 * 1024)
-        job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data)
-        job = queue.submit(job_request, image, mask)
+        # Refusals that need no body come before a byte of it is read (the Guard already refused an
+        # over-limit Content-Length): a full queue, and more uploads in flight than the budget allows.
+        queue.check_room()
+        with uploads.reserve(declared_length(request.headers.get("content-length"), config.limits.max_upload_bytes)):
+            params, data, mask_data = await _read_parts(request, max_params=64 * 1024)
+            job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data)
+            del params, data, mask_data  # the upload's bytes are decoded: free them before the budget is
+            job = queue.submit(job_request, image, mask)
         return JSONResponse(queue.summary(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     @api.get("/jobs")

@@ -46,6 +46,9 @@ class Limits:
     max_upload_bytes: int = 512 * 2**20  # an 8K x 8K RGBA 16-bit raw buffer is exactly this
     max_pixels: int = 64 * 2**20  # input width x height (an 8192 x 8192 layer)
     max_output_pixels: int = 256 * 2**20  # output width x height (16384 x 16384)
+    # Bodies read at once, and their declared bytes together: concurrent uploads cannot add up past this.
+    max_uploads_in_flight: int = 4
+    max_upload_bytes_in_flight: int = 1024 * 2**20
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -104,14 +107,18 @@ class ServerConfig:
 
 
 def write_engine_file(directory: Path, url: str, pid: int) -> Path:
-    """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set)."""
+    """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set).
+
+    The pid and its start time let a client tell a live engine from one that crashed and left the file.
+    """
     from engine import __version__
+    from plugin.uprez_client.discovery import process_start_time
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / ENGINE_FILE
     fd, temp = tempfile.mkstemp(prefix=".engine-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "pid": pid, "version": __version__}, f)
+        json.dump({"url": url, "pid": pid, "started": process_start_time(pid), "version": __version__}, f)
     os.replace(temp, path)  # atomic: a client never reads half a file
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 import uuid
@@ -107,11 +108,12 @@ class JobQueue:
     """A bounded FIFO of jobs run one at a time by a single worker thread, which owns the model and device."""
 
     def __init__(self, runner: Runner, *, queue_size: int = 8, result_ttl: float = 600.0, keep_finished: int = 256,
-                 clock: Callable[[], float] = time.time) -> None:
+                 keep_result_bytes: int = 2 * 2**30, clock: Callable[[], float] = time.time) -> None:
         self.runner = runner
         self.queue_size = queue_size
         self.result_ttl = result_ttl
         self.keep_finished = keep_finished
+        self.keep_result_bytes = keep_result_bytes  # results held for fetching, all together; the newest always
         self.clock = clock
         self._lock = threading.Condition()
         self._jobs: dict[str, Job] = {}
@@ -161,8 +163,9 @@ class JobQueue:
             self._sweep()
             job = self._jobs.get(job_id)
         if job is None:
-            raise JobNotFound(f"no job {job_id!r}: it was never submitted, or it finished more than "
-                              f"{self.result_ttl:g} s ago and was forgotten")
+            raise JobNotFound(f"no job {job_id!r}: it was never submitted, or it finished and was forgotten (results "
+                              f"are kept {self.result_ttl:g} s, and only the newest when they pass "
+                              f"{self.keep_result_bytes // 2**20} MiB together)")
         return job
 
     def cancel(self, job_id: str) -> Job:
@@ -221,6 +224,14 @@ class JobQueue:
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
+
+    def check_room(self) -> None:
+        """Raise QueueFull now if a submission would be refused, so the HTTP layer need not read its upload."""
+        with self._lock:
+            if self._stopping:
+                raise QueueFull(len(self._waiting), 5)
+            if len(self._waiting) >= self.queue_size:
+                raise QueueFull(len(self._waiting), self._retry_after())
 
     @property
     def running(self) -> Job | None:
@@ -324,16 +335,29 @@ class JobQueue:
         self._lock.notify_all()
 
     def _sweep(self) -> None:
-        """Forget finished jobs older than the TTL (and the oldest beyond `keep_finished`), freeing results."""
+        """Forget finished jobs older than the TTL, and the oldest beyond `keep_finished` or `keep_result_bytes`."""
         now = self.clock()
         finished = [job for job in self._jobs.values() if job.terminal]
         excess = len(finished) - self.keep_finished
-        for index, job in enumerate(finished):
-            if index < excess or (job.finished is not None and now - job.finished > self.result_ttl):
+        held = 0  # result bytes of the newer jobs: a few 16K results must not add up past the memory we have
+        for index, job in reversed(list(enumerate(finished))):
+            size = len(job.result) if job.result is not None else 0
+            over = held > 0 and held + size > self.keep_result_bytes
+            if over or index < excess or (job.finished is not None and now - job.finished > self.result_ttl):
                 del self._jobs[job.id]
                 job.result = job.result_meta = None
+            else:
+                held += size
 
     def _retry_after(self) -> int:
-        """Seconds until a queue slot is likely free: recent job durations times the jobs ahead."""
+        """Seconds until a queue slot is likely free: when the running job ends, by its own ETA if it has one."""
         typical = sum(self._durations) / len(self._durations) if self._durations else 5.0
-        return int(min(3600, max(1, round(typical * max(1, len(self._waiting))))))
+        job = self._running
+        if job is None:
+            return int(min(3600, max(1, round(typical))))
+        # The jobs ahead may be much slower than the recent average (a 4x job after a row of 2x ones): the
+        # running job's own progress ETA is the better guess, then what is left of a typical job.
+        eta = (job.progress or {}).get("eta_s")
+        if eta is None:
+            eta = typical - (self.clock() - (job.started or self.clock()))
+        return int(min(3600, max(1, math.ceil(eta))))

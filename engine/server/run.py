@@ -15,6 +15,7 @@ import uvicorn
 
 from engine.server.app import create_app
 from engine.server.config import ServerConfig, remove_engine_file, write_engine_file
+from engine.server.protocol import protocol_options
 from engine.server.security import WILDCARD_HOSTS, is_loopback
 
 GRACEFUL_SHUTDOWN_S = 3  # open event streams would otherwise hold a stopping server forever
@@ -33,6 +34,7 @@ def _bind(config: ServerConfig) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     if sys.platform != "win32":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted connections inherit it on Linux
     try:
         sock.bind((config.host, config.port))
     except OSError:
@@ -45,7 +47,7 @@ def _bind(config: ServerConfig) -> socket.socket:
 
 def _uvicorn(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **protocol_options())
     return uvicorn.Server(config)
 
 
@@ -65,8 +67,12 @@ class RunningServer:
 
 def start_in_thread(config: ServerConfig, **app_options: Any) -> RunningServer:
     """Run the engine on a daemon thread of this process (port 0 = any free port); returns once it listens."""
-    app = create_app(config, **app_options)
-    sock = _bind(config)
+    sock = _bind(config)  # first: an engine that cannot have its port publishes nothing (token, engine.json)
+    try:
+        app = create_app(config, **app_options)
+    except BaseException:
+        sock.close()
+        raise
     server = _uvicorn(app)
     app.state.idle.exit = partial(setattr, server, "should_exit", True)  # an idle exit is a graceful stop
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uprez-server", daemon=True)
@@ -84,8 +90,12 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def serve(config: ServerConfig) -> None:
     """`uprez serve`: run in the foreground until Ctrl-C, publishing the URL in engine.json meanwhile."""
-    app = create_app(config)
-    sock = _bind(config)
+    sock = _bind(config)  # first: an engine that cannot have its port publishes nothing (token, engine.json)
+    try:
+        app = create_app(config)
+    except BaseException:
+        sock.close()
+        raise
     url = url_for(config.host, sock.getsockname()[1])
     if not is_loopback(config.host):
         print(f"uprez: warning: listening on {config.host}, reachable from other machines. Every request still "

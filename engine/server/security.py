@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -9,33 +10,111 @@ import os
 import secrets
 import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from engine.errors import UprezError
 
 TOKEN_FILE = "token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
-def load_or_create_token(directory: Path) -> str:
-    """The server's token from `<directory>/token`, created (random, mode 0600) on first start."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / TOKEN_FILE
+class UnsafeConfig(UprezError):
+    """The config folder or token file could be read or replaced by someone else; refused, with the fix."""
+
+
+def check_config_dir(directory: Path) -> None:
+    """Refuse a config folder that is not ours or that others may write to (they could swap the token)."""
+    if sys.platform == "win32":
+        return  # ACLs, not mode bits; the per-user %APPDATA% is private by default
+    info = os.stat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeConfig(f"the engine's config folder {directory} is not a folder; remove it or set "
+                           "UPREZ_CONFIG_DIR to another place")
+    if info.st_uid != os.geteuid():
+        raise UnsafeConfig(f"the engine's config folder {directory} belongs to user id {info.st_uid}, not to you; "
+                           "set UPREZ_CONFIG_DIR to a folder of your own")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeConfig(f"the engine's config folder {directory} can be written by others (mode "
+                           f"{stat.S_IMODE(info.st_mode):o}); run `chmod 700 {directory}`")
+
+
+def _read_token_file(path: Path) -> str:
+    """The token in `path`, opened without following a link and only if it is our own private regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block us
     try:
-        # O_EXCL: two servers starting at once cannot both write a token; the loser reads the winner's.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text(encoding="ascii", errors="replace").strip()
-        if sys.platform != "win32" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            os.chmod(path, 0o600)  # someone loosened it; the token is a password
-        if len(token) >= 16:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise UnsafeConfig(f"the token file {path} is a symbolic link; delete it so the engine makes a new one"
+                               ) from None
+        raise UnsafeConfig(f"cannot read the token file {path} ({exc.strerror or exc}); delete it so the engine "
+                           "makes a new one") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnsafeConfig(f"the token file {path} is not a regular file; delete it so the engine makes a new one")
+    with os.fdopen(fd, "rb") as f:
+        if sys.platform != "win32":
+            if info.st_uid != os.geteuid():
+                raise UnsafeConfig(f"the token file {path} belongs to user id {info.st_uid}, not to you; delete it "
+                                   "so the engine makes a new one")
+            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise UnsafeConfig(f"the token file {path} can be read by others (mode "
+                                   f"{stat.S_IMODE(info.st_mode):o}); delete it so the engine makes a new one (the "
+                                   "old token may have leaked), or run `chmod 600` on it if you know it has not")
+        return f.read(4096).decode("ascii", errors="replace").strip()
+
+
+def load_or_create_token(directory: Path) -> str:
+    """The server's token from `<directory>/token`, created (random, mode 0600) on first start.
+
+    Creation is atomic: the token is written to a private temporary file and linked into place, so two
+    engines starting at once agree on one token and no one ever reads a half-written file.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_config_dir(directory)
+    path = directory / TOKEN_FILE
+    for _ in range(3):
+        if os.path.lexists(path):
+            token = _read_token_file(path)
+            if len(token) >= 16:
+                return token
+            # Empty or truncated (only a crash of another tool could leave this): start over, atomically.
+            _publish(directory, path, secrets.token_urlsafe(32), replace=True)
+            continue
+        token = secrets.token_urlsafe(32)
+        if _publish(directory, path, token, replace=False):
             return token
-        path.unlink()  # empty or truncated: start over rather than accept a guessable token
-        return load_or_create_token(directory)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(token + "\n")
-    return token
+        # Another engine linked its token first: read and use that one.
+    return _read_token_file(path)
+
+
+def _publish(directory: Path, path: Path, token: str, *, replace: bool) -> bool:
+    """Put `token` at `path` in one step; False when `replace` is off and another file got there first."""
+    fd, temp = tempfile.mkstemp(prefix=".token-", dir=directory)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(temp, path)
+            return True
+        try:
+            os.link(temp, path)  # fails if the name exists: the first engine's token wins
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: an exclusive rename is the next best thing
+            if os.path.lexists(path):
+                return False
+            os.rename(temp, path)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 def token_matches(authorization: str | None, token: str) -> bool:

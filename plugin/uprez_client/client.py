@@ -168,9 +168,9 @@ class Client:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(self, extra: dict[str, str] | None = None, with_token: bool = True) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "uprez-client"}
-        if self.token:
+        if self.token and with_token:
             headers["Authorization"] = "Bearer " + self.token
         headers.update(extra or {})
         return headers
@@ -188,7 +188,9 @@ class Client:
         conn = self._connect(timeout or self.timeout)
         hung_up: OSError | None = None
         try:
-            conn.request(method, self._prefix + path, body=body, headers=self._headers(headers))
+            # No token to /v1/health: it needs none, and it is what a client asks an engine it has not verified yet.
+            conn.request(method, self._prefix + path, body=body,
+                         headers=self._headers(headers, with_token=path != "/v1/health"))
         except (BrokenPipeError, ConnectionResetError) as exc:
             hung_up = exc  # the engine may refuse a large upload (413) before reading it; try to read why
         except (OSError, http.client.HTTPException) as exc:

@@ -39,7 +39,10 @@ def engine_url(environ: Mapping[str, str] | None = None) -> str:
     if url:
         return url.rstrip("/")
     for name in ("engine.json", "bridge.json"):
-        url = read_config_json(name, environ).get("url")
+        data = read_config_json(name, environ)
+        if name == "engine.json" and not engine_alive(data):
+            continue  # left by an engine that crashed: whatever listens at its URL now must not get our token
+        url = data.get("url")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
             return url.rstrip("/")
     return DEFAULT_URL
@@ -66,3 +69,48 @@ def read_token(environ: Mapping[str, str] | None = None) -> str | None:
             return f.read().strip() or None
     except (OSError, ValueError):
         return None
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process `pid` started, as an opaque string (Linux: clock ticks after boot); None when unknown."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        return fields[19]  # field 22 of proc(5), counted from field 3 after the name
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (it may be another program that reused the id)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        try:
+            return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+def engine_alive(info: Mapping) -> bool:
+    """Whether the engine an engine.json describes still runs: its pid is alive and, where the file recorded it,
+    started when the engine did (so a reused pid does not count)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not process_alive(pid):
+        return False
+    started = info.get("started")
+    return started is None or process_start_time(pid) in (None, started)

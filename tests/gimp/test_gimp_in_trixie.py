@@ -13,20 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from needs import missing, needs
 
 RUNNER = Path(__file__).resolve().parent / "run-in-trixie.sh"
 SKIPPED = 77
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root to build and enter the chroot")
-@pytest.mark.skipif(shutil.which("debootstrap") is None,
-                    reason="debootstrap is not installed (apt-get install -y debootstrap)")
+@needs(os.name == "posix" and os.geteuid() == 0, "gimp-chroot", "needs root to build and enter the chroot")
+@needs(shutil.which("debootstrap"), "debootstrap", "debootstrap is not installed (apt-get install -y debootstrap)")
 def test_the_plug_in_in_real_gimp_3_upscales_places_refuses_and_is_cancelled_by_a_kill():
     done = subprocess.run(["bash", str(RUNNER)], capture_output=True, text=True, timeout=1500,
                           env=dict(os.environ, PYTHON=sys.executable))
     if done.returncode == SKIPPED:
-        pytest.skip(done.stderr.strip().splitlines()[-1])
+        missing("gimp-chroot", done.stderr.strip().splitlines()[-1])
     assert done.returncode == 0, done.stdout + done.stderr[-6000:]
     assert " 0 failed" in done.stdout and "FAIL" not in done.stdout
     print(done.stdout.splitlines()[-1])

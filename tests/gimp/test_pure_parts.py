@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from needs import PY38_REASON, needs, python38
 from uprez_client import EngineNotRunning, JobCancelled, JobFailed, QueueFull, Unauthorized, options, regions
 from uprez_gimp import formats, job, plan, settings
 
@@ -212,10 +213,10 @@ def test_failure_messages_say_what_to_do():
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugin" / "gimp" / "uprez-upscale"
-PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python")
+PY38 = python38()
 
 
-@pytest.mark.skipif(not PY38.exists(), reason="Python 3.8 is not installed here (pyenv 3.8.18)")
+@needs(PY38, "python3.8", PY38_REASON)
 def test_the_pure_parts_import_and_plan_on_python_38_without_gi():
     code = ("import sys; sys.modules['gi'] = None\n"  # any `import gi` would fail loudly
             "from uprez_gimp import clientpath, formats, job, plan, settings\n"

@@ -8,8 +8,8 @@ import shutil
 import stat
 import subprocess
 
-import pytest
 from layouts import KRITARC, PLUGIN, ROOT, make_home, snapshot
+from needs import PY38_REASON, needs, python38
 
 from installers import install
 from installers.locations import config_dir, gimp_targets, krita_targets
@@ -176,10 +176,10 @@ def test_a_missing_bridge_is_a_clear_error(tmp_path, capsys):
     assert "the Krita bridge is incomplete" in err and "--no-krita" in err
 
 
-PY38 = shutil.which("python3.8")
+PY38 = python38()
 
 
-@pytest.mark.skipif(PY38 is None, reason="no python3.8 on this machine (pyenv provides one on ours and CI's)")
+@needs(PY38, "python3.8", PY38_REASON)
 def test_installer_runs_on_python_3_8(tmp_path, sources):
     """Install and uninstall for real with the oldest Python we support, as a user would run it."""
     fake = make_home(tmp_path, "linux")

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 from layouts import PLUGIN, ROOT
+from needs import missing
 
 from installers import install, kritarc
 
 KRITA_BRIDGE = PLUGIN / "krita" / "uprez_krita"
-needs_bridge = pytest.mark.skipif(not (KRITA_BRIDGE / "__init__.py").is_file(),
-                                  reason="the Krita bridge (plugin/krita/uprez_krita) is not in this checkout yet")
-
-
-@needs_bridge
 def test_zip_holds_the_plugin_its_client_and_the_folder_entries_krita_looks_for(tmp_path, capsys):
     out = tmp_path / "uprez_krita.zip"
     assert install.main(["--build-krita-zip", str(out)]) == 0
@@ -83,8 +79,15 @@ Krita.instance().addExtension(Probe(Krita.instance()))
 '''
 
 
-needs_krita = pytest.mark.skipif(not all(shutil.which(t) for t in ("krita", "kritarunner", "xvfb-run")),
-                                 reason="needs Krita (krita, kritarunner) and xvfb-run: apt-get install krita xvfb")
+needs_krita = pytest.mark.usefixtures("krita_and_xvfb")
+
+
+@pytest.fixture
+def krita_and_xvfb() -> None:
+    if not all(shutil.which(t) for t in ("krita", "kritarunner")):
+        missing("krita", "needs Krita (krita, kritarunner): apt-get install krita xvfb")
+    if not shutil.which("xvfb-run"):
+        missing("xvfb", "needs xvfb-run: apt-get install xvfb")
 
 
 def krita_env(tmp_path) -> dict:
@@ -125,7 +128,6 @@ def assert_loaded_from(report: dict, pykrita: Path) -> None:
 
 
 @pytest.mark.slow
-@needs_bridge
 @needs_krita
 def test_krita_imports_the_zip_and_registers_the_action(tmp_path, capsys):
     """Step 1: kritarunner runs Krita's importer on the zip (what Tools > Scripts > Import Python Plugin from
@@ -158,7 +160,6 @@ def test_krita_imports_the_zip_and_registers_the_action(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@needs_bridge
 @needs_krita
 def test_krita_loads_what_the_installer_put_in_place(tmp_path, capsys):
     """The one-command path: install.py (Linux layout) copies the bridge and enables it in kritarc; Krita runs it."""

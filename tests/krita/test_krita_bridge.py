@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import needs
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +24,7 @@ HERE = Path(__file__).resolve().parent
 W, H = 64, 48
 
 KRITARUNNER = shutil.which("kritarunner") or "kritarunner"
-pytestmark = pytest.mark.skipif(shutil.which("kritarunner") is None,
-                                reason="Krita is not installed (apt-get install -y krita xvfb)")
+pytestmark = needs(shutil.which("kritarunner"), "krita", "Krita is not installed (apt-get install -y krita xvfb)")
 
 
 def run_in_krita(function: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -99,13 +99,44 @@ def lanczos_2x(bgra: np.ndarray) -> np.ndarray:
     return np.asarray(rgb.resize((2 * W, 2 * H), Image.Resampling.LANCZOS)).astype(np.float64)
 
 
+def direct_answer(engine, depth: int, **changes) -> np.ndarray:
+    """The engine's own answer to the job the bridge sent for the whole (unselected) layer at `depth`, asked
+    again with the same params (from the engine's job list) and the same source pixels, with `changes`."""
+    from plugin.uprez_client import Client
+
+    client = Client(engine.url, token=(engine.config_dir / "token").read_text().strip())
+    sent = [job["params"] for job in client.jobs() if job["params"].get("client") == "Krita"
+            and job["state"] == "done" and job["params"].get("format") == "raw" and "mask_format" not in job["params"]
+            and (job["params"]["width"], job["params"]["height"], job["params"]["depth"]) == (W, H, depth)]
+    assert sent, "the engine has no record of the bridge's whole-layer job"
+    params = {key: value for key, value in sent[0].items() if value is not None}
+    params.update(changes)
+    layout = {key: params.pop(key) for key in ("format", "width", "height", "channels", "depth")}
+    assert layout["channels"] == "BGRA"
+    job = client.submit_raw(source_pattern(depth).tobytes(), W, H, "BGRA", depth, **params)
+    client.wait(job)
+    data, meta = client.result(job)
+    assert (meta["width"], meta["height"]) == (2 * W, 2 * H)
+    return np.frombuffer(data, dtype=np.uint8 if depth == 8 else np.dtype("<u2")).reshape(2 * H, 2 * W, 4)
+
+
+def assert_the_model_ran(engine, out: np.ndarray, depth: int) -> None:
+    """PSNR against Lanczos alone passes for a plain resize too: the layer must be the engine's answer to the
+    same job, and that answer must differ from the same job at strength 0 (the engine's plain resize)."""
+    assert np.array_equal(out, direct_answer(engine, depth)), "the layer is not what the engine answers for this job"
+    plain = direct_answer(engine, depth, strength=0.0)
+    scale = 1 if depth == 8 else 257
+    change = np.abs(out[..., :3].astype(np.float64) - plain[..., :3].astype(np.float64)).mean() / scale
+    assert change > 0.5, f"the layer is the plain resize (mean change {change:.2f} of 255): the model did not run"
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.mark.parametrize("depth", [8, 16])
-def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(krita, depth):
+def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(krita, engine, depth):
     record = krita(f"resize_u{depth}")
     assert record["doc"]["size"] == [2 * W, 2 * H]
     names = [layer[0] for layer in record["doc"]["layers"]]
@@ -119,13 +150,14 @@ def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(
     assert np.all(out[..., 3] == (255 if depth == 8 else 65535))
     # The model's picture of the pattern: close to a plain 2x (the built-in model is faithful), not equal to it.
     assert psnr(rgb, lanczos_2x(source_pattern(8))) > 25
+    assert_the_model_ran(engine, out, depth)
     # The source layer holds exactly what Krita's own scaling gives: scaled, never painted on.
     assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_expected"]).read_bytes()
     assert np.array_equal(pixels(krita, record["source_before"], W, H, depth), source_pattern(depth))
 
 
 @pytest.mark.parametrize("depth", [8, 16])
-def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krita, depth):
+def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krita, engine, depth):
     record = krita(f"new_document_u{depth}")
     assert record["doc"]["size"] == [W, H] and len(record["doc"]["layers"]) == 2
     assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_before"]).read_bytes()
@@ -134,6 +166,7 @@ def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krit
     result = pixels(krita, record["result"]["pixels"], 2 * W, 2 * H, depth)
     assert record["result"]["bounds"] == [0, 0, 2 * W, 2 * H]
     assert psnr(result[..., 2::-1] / (1 if depth == 8 else 257), lanczos_2x(source_pattern(8))) > 25
+    assert_the_model_ran(engine, result, depth)
 
 
 def _check_region(krita, record, canvas, offset):
@@ -141,7 +174,9 @@ def _check_region(krita, record, canvas, offset):
     mask = np.frombuffer((krita.out / record["mask"]).read_bytes(), np.uint8).reshape(H, W)
     cw, ch = canvas
     out = pixels(krita, record["result"]["pixels"], cw, ch)
-    mask_2x = np.asarray(Image.fromarray(mask).resize((2 * W, 2 * H), Image.Resampling.LANCZOS))
+    from engine.pixels import mask_resize
+
+    mask_2x = np.round(mask_resize(mask.astype(np.float32) / 255, (2 * W, 2 * H)) * 255).astype(np.uint8)
     ox, oy = offset
     mask_on_canvas = np.zeros((ch, cw), np.uint8)
     ys, xs = slice(max(0, -oy), min(2 * H, ch - oy)), slice(max(0, -ox), min(2 * W, cw - ox))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from needs import PY38_REASON, needs, python38
 from server_helpers import raw_image
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugin"
-PY38 = shutil.which("python3.8")
+PY38 = python38()
 
 SCRIPT = """
 import json, sys
@@ -34,7 +33,7 @@ print(json.dumps({"version": list(sys.version_info[:2]), "final": final["event"]
 """
 
 
-@pytest.mark.skipif(PY38 is None, reason="no python3.8 on this machine (pyenv provides one on ours and CI's)")
+@needs(PY38, "python3.8", PY38_REASON)
 def test_client_runs_on_python_3_8_against_the_real_server(server, config_dir, tmp_path):
     pixels = tmp_path / "pixels.raw"
     pixels.write_bytes(raw_image(16, 16))

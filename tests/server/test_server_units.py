@@ -21,7 +21,7 @@ from engine.server.codec import ImageFormat, decode_image, decode_mask, encode_r
 from engine.server.config import ServerConfig, remove_engine_file, write_engine_file
 from engine.server.jobs import JobQueue, JobState, QueueFull
 from engine.server.request import JobRequest, parse_params
-from engine.server.security import HostPolicy, load_or_create_token, token_matches
+from engine.server.security import HostPolicy, UnsafeConfig, load_or_create_token, token_matches
 from engine.settings import UpscaleSettings
 
 
@@ -130,8 +130,10 @@ def test_token_is_created_private_once_and_reused(tmp_path):
     path = tmp_path / "cfg" / "token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(token) >= 40
     os.chmod(path, 0o644)
+    with pytest.raises(UnsafeConfig, match="can be read by others"):  # it may have leaked: refused, not re-chmod'ed
+        load_or_create_token(tmp_path / "cfg")
+    os.chmod(path, 0o600)
     assert load_or_create_token(tmp_path / "cfg") == token
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # loosened permissions are put back
     path.write_text("short")
     assert load_or_create_token(tmp_path / "cfg") != "short"  # a guessable token is replaced
 
@@ -224,6 +226,45 @@ def test_results_expire_after_the_ttl():
         queue.get(job.id)
     assert job.result is None
     queue.stop()
+
+
+def test_finished_results_are_capped_by_bytes_not_only_by_count():
+    queue = JobQueue(lambda job, on_progress: (b"x" * 1000, {"format": "raw"}), keep_result_bytes=2500)
+    queue.start()
+    jobs = []
+    for _ in range(4):
+        jobs.append(queue.submit(_request(), _image()))
+        _wait_terminal(jobs[-1])
+    queue.summaries()  # sweeps
+    queue.stop()
+    assert [job.result is not None for job in jobs] == [False, False, True, True]
+    with pytest.raises(LookupError, match="MiB together"):
+        queue.get(jobs[0].id)
+
+
+def test_retry_after_follows_the_running_jobs_eta_not_the_recent_average():
+    release = threading.Event()
+
+    def runner(job, on_progress):
+        if job.request.model == "slow":  # 1% done after 0.3 s: about 30 s to go
+            time.sleep(0.3)
+            on_progress(ProgressEvent(1, 1, 1, 100, 0.01, 0.5))
+            release.wait(10)
+        return b"", {"format": "raw"}
+
+    queue = JobQueue(runner, queue_size=1)
+    queue.start()
+    _wait_terminal(queue.submit(_request(), _image()))  # a quick job: the recent average is ~0 s
+    slow = queue.submit(JobRequest(image=ImageFormat("raw", 2, 2, "RGBA", 8), model="slow"), _image())
+    while slow.progress is None:
+        time.sleep(0.01)
+    queue.submit(_request(), _image())
+    with pytest.raises(QueueFull) as full:
+        queue.submit(_request(), _image())
+    release.set()
+    queue.stop()
+    eta = slow.progress["eta_s"]
+    assert eta > 20 and full.value.retry_after >= eta * 0.9, (full.value.retry_after, eta)
 
 
 def test_queue_bound_and_cancel_of_a_queued_job():
