@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,8 @@ from engine.settings import StructureGuidance
 from engine.stages import stage_sizes
 from engine.tiled import TileGrid, tiled_decode, tiled_encode
 from engine.work import Phase, Work
+
+TILE_PREVIEW_S = 5.0  # within a long tiled step, a preview of the tiles done so far this often
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,17 @@ def _denoise_stage(
     """Integrate one stage's flow ODE from its re-noised latent (the field reports each model call to `work`),
     with a preview every `preview_every` steps."""
     last_v: list[torch.Tensor] = []  # the step's velocity, kept only for the preview's x0_hat
+    if preview_every and not field.whole:
+        # A tiled step can run for minutes (a one-step model on a big photo): between its tiles, a preview
+        # of the tiles done so far, at most every TILE_PREVIEW_S.
+        last_preview = [time.monotonic()]
+
+        def tile_preview(x0_so_far: Callable[[], torch.Tensor]) -> None:
+            if time.monotonic() - last_preview[0] >= TILE_PREVIEW_S:
+                work.preview(preview_image(backend, x0_so_far(), size_hw, preview_side))
+                last_preview[0] = time.monotonic()
+
+        field.tile_preview = tile_preview
 
     def velocity(x_sigma: torch.Tensor, sigma: float) -> torch.Tensor:
         v = field(x_sigma, sigma)

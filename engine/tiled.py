@@ -64,11 +64,17 @@ def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]
 
 def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Conditioning,
                    windows: Sequence[Window], weights: Sequence[torch.Tensor], out: torch.Tensor,
-                   batch: int = 1, work: Work | None = None) -> torch.Tensor:
+                   batch: int = 1, work: Work | None = None,
+                   between: Callable[[torch.Tensor, Sequence[Window]], None] | None = None) -> torch.Tensor:
     """The velocity field fused from the windows' model calls, `batch` same-sized tiles per call; `out`
-    holds what no window covers. Each call is one unit of `work`'s current phase."""
+    holds what no window covers. Each call is one unit of `work`'s current phase. `between(out, done)` is
+    called between calls with the velocity fused so far and the windows it holds (for previews)."""
     def values() -> Iterator[torch.Tensor]:
+        done = 0
         for group in tile_batches(windows, batch):
+            if between is not None and done:
+                between(out, windows[:done])  # fuse_tiles has written every tile handed to it so far
+            done += len(group)
             tiles = torch.cat([x[(..., *w.slices)] for w in group])
             velocity = backend.velocity(tiles, sigma, backend.crop_condition(cond, group))
             if work is not None:
