@@ -72,6 +72,8 @@ def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Co
     def values() -> Iterator[torch.Tensor]:
         done = 0
         for group in tile_batches(windows, batch):
+            if work is not None:
+                work.check()
             if between is not None and done:
                 between(out, windows[:done])  # fuse_tiles has written every tile handed to it so far
             done += len(group)

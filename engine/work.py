@@ -157,8 +157,16 @@ class Work:
 def counted(items: Iterable[T], work: Work | None) -> Iterator[T]:
     """Yield `items`, counting one unit of `work` as each is made (and so checking for a cancel between them).
 
-    Counted before it is handed on: a consumer such as `zip` may never ask past the last item."""
-    for item in items:
+    Counted before it is handed on: a consumer such as `zip` may never ask past the last item. A cancel is
+    also looked for before each item is made, so a cancelled job does not start another tile."""
+    iterator = iter(items)
+    while True:
+        if work is not None:
+            work.check()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
         if work is not None:
             work.unit()
         yield item
