@@ -20,7 +20,7 @@ from engine.progress import CancelToken, ProgressCallback
 from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
 from engine.tiled import TileGrid
-from engine.work import Work
+from engine.work import Work, cancel_between_layers
 
 _cache_lock = threading.Lock()
 _cached: tuple[ModelSpec, FlowBackend] | None = None
@@ -134,10 +134,11 @@ def upscale(
         settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
     )
     try:
-        rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
-                         backend=backend, cond=cond, grid=grid, guidance=guidance,
-                         mask=None if mask_in is None else mask_in[top:bottom, left:right],
-                         cancel=cancel, preview_every=preview_every, work=work)
+        with cancel_between_layers(cancel):  # a cancel stops even a long tile's model call (engine.work)
+            rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
+                             backend=backend, cond=cond, grid=grid, guidance=guidance,
+                             mask=None if mask_in is None else mask_in[top:bottom, left:right],
+                             cancel=cancel, preview_every=preview_every, work=work)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "

@@ -137,7 +137,6 @@ def latent_region(mask: np.ndarray, latent_hw: tuple[int, int], vae_scale: int) 
 def _denoise_stage(
     x: torch.Tensor,
     stage: Stage,
-    index: int,
     size_hw: tuple[int, int],
     *,
     backend: FlowBackend,
@@ -268,7 +267,7 @@ def run_stages(
                            keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator,
                            work=work, work_key=str(index))
         del latent, noise
-        x = _denoise_stage(x, stage, index, size_hw, backend=backend, field=field, work=work,
+        x = _denoise_stage(x, stage, size_hw, backend=backend, field=field, work=work,
                            cancel=cancel, preview_every=preview_every, preview_side=preview_side)
         reference = field.trajectory
         del field

@@ -96,3 +96,33 @@ def test_builtin_tiled_one_step_job_moves_in_tiles_and_previews_between_them(mon
     previews = [e for e in events if e.preview is not None]
     assert len(previews) >= 3  # between the tiles, and at the step's end
     assert all(e.preview.shape[2] == 3 for e in previews)
+
+
+def test_a_cancel_stops_a_model_call_between_its_layers():
+    import threading
+
+    import torch
+
+    from engine.work import cancel_between_layers
+
+    cancel = CancelToken()
+    layers = []
+
+    class Layer(torch.nn.Module):
+        def forward(self, x):
+            layers.append(1)
+            if len(layers) == 3:
+                cancel.cancel()  # pressed while the third layer runs
+            return x + 1
+
+    net = torch.nn.Sequential(*(Layer() for _ in range(8)))
+    with cancel_between_layers(cancel), pytest.raises(Cancelled):
+        net(torch.zeros(1))
+    assert len(layers) == 3
+    other = []  # another thread's modules are not this job's to stop
+    with cancel_between_layers(cancel):
+        thread = threading.Thread(target=lambda: other.append(net(torch.zeros(1))))
+        thread.start()
+        thread.join()
+    assert other and float(other[0]) == 8.0
+    assert float(net(torch.zeros(1))) == 8.0  # and the hook is gone after the block
