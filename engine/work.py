@@ -91,10 +91,10 @@ class Work:
     def begin(self, key: str, units: int = 1) -> None:
         """Start the phase `key`, to be done in `units` units."""
         self.check()
+        last = self._phase or Phase("", "", 0.0)
         self._close_phase()
         found = next((i for i in range(self._index + 1, len(self.phases)) if self.phases[i].key == key), None)
         if found is None:  # not planned: no share of the fraction, but its name is still the job's news
-            last = self._phase or Phase("", "", 0.0, steps=0)
             self._phase = Phase(key, key.rsplit(":", 1)[-1], 0.0, last.stage, last.step, last.steps, last.sigma)
         else:
             self._before += sum(p.cost for p in self.phases[self._index + 1 : found])
