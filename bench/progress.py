@@ -81,6 +81,9 @@ def run(path: Path, cancel_at: float | None) -> dict:
                                      "eta_s": round(elapsed * (1 - fraction) / fraction, 1),
                                      "real_remaining_s": round(end - times[quarter], 1)}
     phases = [getattr(e, "phase", "") for e in events]
+    gaps = [b - a for a, b in pairwise(marks)]
+    widest = gaps.index(max(gaps))  # between marks[widest] and marks[widest + 1]
+    figures["longest_gap_between"] = (["start", *phases][widest], [*phases, "end"][widest])
     figures["phases_sample"] = [p for p in phases[:: max(1, len(phases) // 8)]][:10]
     return figures
 
