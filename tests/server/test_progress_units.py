@@ -93,9 +93,9 @@ def test_eta_at_a_quarter_is_within_a_factor_two_of_the_real_remaining_time(star
 
 
 def test_cancel_during_a_tiled_decode_stops_within_two_seconds(start_server, paced_flux):
-    # Decoding tiles cost 0.3 s each here (25 of them, twice): without a cancel point between tiles the
+    # Decoding tiles cost 0.2 s each here (25 of them, twice): without a cancel point between tiles the
     # job would run on for seconds after the cancel.
-    paced_flux(0.01 / 64, WorkCosts(model=1.0, encode=1.0, decode=30.0, resize=0.0, finish=0.0))
+    paced_flux(0.01 / 64, WorkCosts(model=1.0, encode=1.0, decode=20.0, resize=0.0, finish=0.0))
     server = start_server(limits=BIG)
     client = Client(server.url)
     job = client.submit_raw(raw_image(128, 128, 3), 128, 128, "RGB", 8, scale=2, tile_size=64, **FAST)
