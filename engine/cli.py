@@ -217,7 +217,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        print("\ncancelling after this tile (Ctrl-C again to quit at once)", file=sys.stderr)
+        print("\ncancelling within a second or so (Ctrl-C again to quit at once)", file=sys.stderr)
 
     failed = 0
     previous = signal.signal(signal.SIGINT, on_interrupt)
