@@ -14,12 +14,13 @@ from engine.backends.base import FlowBackend
 from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
-from engine.pipeline import plan, run_stages
+from engine.pipeline import plan, plan_work, run_stages
 from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask, to_image
 from engine.progress import CancelToken, ProgressCallback
 from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
 from engine.tiled import TileGrid
+from engine.work import Work, cancel_between_layers
 
 _cache_lock = threading.Lock()
 _cached: tuple[ModelSpec, FlowBackend] | None = None
@@ -101,8 +102,10 @@ def upscale(
     upscaled mask, so where it is 0 the result equals the conventional upscale exactly. Only the mask's
     bounding box plus `MASK_CONTEXT` pixels goes to the model, and inside it only the tiles near the mask.
     `feather` blurs the mask first (Gaussian sigma in input pixels); `region_only` returns RGBA whose alpha
-    is that mask. `preview_every` = N puts a small preview image on every Nth progress event. Raises
-    `Cancelled` when `cancel` fires: the caller gets nothing, and the job's tensors are released.
+    is that mask. `preview_every` = N puts a small preview image on every Nth progress event. Progress
+    comes in work units (tiles of every model and VAE call, the passes, the composite), at most about ten
+    events a second, the last at exactly 1.0. Raises `Cancelled` when `cancel` fires (checked between
+    tiles): the caller gets nothing, and the job's tensors are released.
     """
     settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
     if isinstance(feather, bool) or not isinstance(feather, (int, float)) or not 0.0 <= feather <= MAX_FEATHER:
@@ -134,14 +137,17 @@ def upscale(
     guidance = settings.guidance_over(backend.default_structure)
     stages = plan(right - left, bottom - top, settings.scale, strength, steps, backend,
                   final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]), scale_aware=guidance.scale_aware)
+    work = Work(plan_work(stages, backend=backend, grid=grid, guidance=guidance, input_hw=(bottom - top, right - left)),
+                len(stages), on_progress, cancel)
     cond = backend.encode_prompt(
         settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
     )
     try:
-        rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
-                         backend=backend, cond=cond, grid=grid, guidance=guidance,
-                         mask=None if mask_in is None else mask_in[top:bottom, left:right],
-                         on_progress=on_progress, cancel=cancel, preview_every=preview_every)
+        with cancel_between_layers(cancel):  # a cancel stops even a long tile's model call (engine.work)
+            rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
+                             backend=backend, cond=cond, grid=grid, guidance=guidance,
+                             mask=None if mask_in is None else mask_in[top:bottom, left:right],
+                             cancel=cancel, preview_every=preview_every, work=work)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "
@@ -150,6 +156,7 @@ def upscale(
     finally:
         if backend.device.type == "cuda":
             torch.cuda.empty_cache()
+    work.begin("finish")
     if weight is not None:
         # Pixel-space composite: outside the mask nothing takes the VAE round trip.
         conventional = conventional_resize(pixels.rgb, out_size)
@@ -157,4 +164,7 @@ def upscale(
         box_weight = weight[rows, cols, None]
         conventional[rows, cols] = box_weight * rgb + (1.0 - box_weight) * conventional[rows, cols]
         rgb = conventional
-    return to_image(rgb, alpha, pixels)
+    result = to_image(rgb, alpha, pixels)
+    work.unit()
+    work.finish()
+    return result

@@ -249,7 +249,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        print("\ncancelling after this step (Ctrl-C again to quit at once)", file=sys.stderr)
+        print("\ncancelling within a second or so (Ctrl-C again to quit at once)", file=sys.stderr)
 
     failed: list[Path] = []
     written: list[Path] = []
@@ -267,9 +267,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
                       bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") as bar:
 
                 def on_progress(event: ProgressEvent, bar: tqdm = bar, label: str = label) -> None:
-                    bar.set_description_str(
-                        f"{label} stage {event.stage}/{event.stages} step {event.step}/{event.steps}", refresh=False
-                    )
+                    # What runs now ("stage 2/2: decoding tile 7/30"), padded so a shorter text leaves no tail.
+                    bar.set_description_str(f"{label} {event.phase:<32}", refresh=False)
                     bar.update(event.fraction - bar.n)
 
                 result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,

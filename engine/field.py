@@ -7,6 +7,8 @@ x0_hat of every step of the stage before, upsampled), which the next stage reads
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -27,8 +29,9 @@ from engine.guidance import (
 from engine.pixels import gaussian_blur
 from engine.sampler import predicted_x0, renoise
 from engine.settings import StructureGuidance
-from engine.tiled import TileGrid, tiled_velocity
-from engine.tiling import blend_weights, dilate, windows_touching
+from engine.tiled import TileGrid, tile_batches, tiled_velocity
+from engine.tiling import Window, blend_weights, covered, dilate, windows_touching
+from engine.work import Work
 
 # Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
 # model output rather than on the reference's VAE round trip.
@@ -66,8 +69,14 @@ class StageField:
     def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor,
                  noise: torch.Tensor, sigmas: tuple[float, ...], *, region: torch.Tensor | None = None,
                  guidance: StructureGuidance = OFF, reference: Trajectory | None = None, keep_trajectory: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, work: Work | None = None, work_key: str = "") -> None:
         self.backend, self.cond, self.guidance = backend, cond, guidance
+        # Step n is `work`'s phase "<work_key>:step<n>"; each model call (a tile, or the whole) one of its units.
+        self.work, self.work_key = work, work_key
+        # Called between tiles with a maker of x0_hat from the tiles done so far (elsewhere, the stage's clean
+        # latent): a long tiled step can show a preview before it ends. The callee decides whether to make it.
+        self.tile_preview: Callable[[Callable[[], torch.Tensor]], None] | None = None
+        self.step_of = {sigma: index + 1 for index, sigma in enumerate(sigmas[:-1])}
         self.latent, self.noise = latent, noise
         self.sigma_start, self.next_sigma = sigmas[0], dict(zip(sigmas[:-1], sigmas[1:], strict=True))
         self.reference = reference if guidance.uses_reference and reference is not None and len(reference) else None
@@ -89,21 +98,41 @@ class StageField:
         self.stride = max(1, -(-max(height, width) // grid.tile)) if guidance.dilated_views > 0.0 else 1
         self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
 
+    @property
+    def calls_per_step(self) -> int:
+        """The tiles' model calls one step makes (dilated views aside): its units of work."""
+        return 1 if self.whole else max(1, sum(1 for _ in tile_batches(self.windows, self.batch)))
+
     def reference_x(self, sigma: float) -> torch.Tensor:
         """The re-noised reference on its straight path: (1 - sigma) latent + sigma eps."""
         return renoise(self.latent, self.noise, sigma)
 
     def model(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if self.whole:
-            return self.backend.velocity(x, sigma, self.cond)
+            v = self.backend.velocity(x, sigma, self.cond)
+            if self.work is not None:
+                self.work.unit()
+            return v
         # Tiles cover everything unless a mask dropped some; there the reference's own velocity holds x.
         outside = torch.zeros_like(x) if self.reference_velocity is None else self.reference_velocity.clone()
         local = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
-                               batch=self.batch)
+                               batch=self.batch, work=self.work, between=self._between(x, sigma))
         weight = self.guidance.dilated_views * cosine_decay(sigma, self.sigma_start, DILATED_VIEW_POWER)
         if weight <= 0.0 or self.stride < 2:
             return local
         return torch.lerp(local, self.global_velocity(x, sigma), weight)
+
+    def _between(self, x: torch.Tensor, sigma: float) -> Callable[[torch.Tensor, Sequence[Window]], None] | None:
+        if self.tile_preview is None:
+            return None
+        preview = self.tile_preview
+
+        def between(out: torch.Tensor, done: Sequence[Window]) -> None:
+            def x0_so_far() -> torch.Tensor:
+                mask = covered(out.shape[-2], out.shape[-1], done).to(out.device)
+                return torch.where(mask, predicted_x0(x, out, sigma), self.latent)
+            preview(x0_so_far)
+        return between
 
     def global_velocity(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """DemoFusion's dilated sampling: the stride² interleaved sub-grids of x, each a whole-image view at
@@ -126,6 +155,8 @@ class StageField:
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         g, sigma_next = self.guidance, self.next_sigma[sigma]
+        if self.work is not None:
+            self.work.begin(f"{self.work_key}:step{self.step_of[sigma]}", self.calls_per_step)
         x_in = x
         if g.skip_residual > 0.0:
             x_in = skip_residual(x, self.reference_x(sigma), g.skip_residual * cosine_decay(sigma, self.sigma_start))

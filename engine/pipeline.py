@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
 from engine.field import OFF, StageField, Trajectory
 from engine.guidance import match_dilated_statistics, match_statistics, scale_aware_sigma
 from engine.pixels import conventional_resize, crop_to, from_model_tensor, mask_resize, pad_to_multiple, to_model_tensor
-from engine.progress import CancelToken, ProgressCallback, ProgressEvent
+from engine.progress import CancelToken, ProgressCallback
 from engine.sampler import euler, predicted_x0, renoise
 from engine.schedule import remaining_sigmas
 from engine.settings import StructureGuidance
 from engine.stages import stage_sizes
 from engine.tiled import TileGrid, tiled_decode, tiled_encode
+from engine.work import Phase, Work
+
+TILE_PREVIEW_S = 5.0  # within a long tiled step, a preview of the tiles done so far this often
 
 
 @dataclass(frozen=True)
@@ -56,25 +63,56 @@ def plan(width: int, height: int, scale: float, strength: float, steps: int, bac
     return stages
 
 
-class _Progress:
-    """Turns (stage, step) into one overall fraction, each step weighted by its stage's token count."""
+def _tiled_positions(backend: FlowBackend, grid: TileGrid, latent_hw: tuple[int, int]) -> int:
+    """Latent positions the tiles of a latent this size cover, overlaps counted twice: what tiled work costs."""
+    if grid.fits(*latent_hw):
+        return latent_hw[0] * latent_hw[1]
+    return sum(w.height * w.width for w in grid.windows(*latent_hw))
 
-    def __init__(self, stages: list[Stage], callback: ProgressCallback | None) -> None:
-        self.stages = stages
-        self.callback = callback
-        self.weights = [s.latent_hw[0] * s.latent_hw[1] for s in stages]
-        self.total = sum(w * s.steps for w, s in zip(self.weights, stages, strict=True))
-        self.done = 0
 
-    def step(self, stage_index: int, step_index: int, sigma: float, preview: np.ndarray | None = None) -> None:
-        self.done += self.weights[stage_index]
-        if self.callback is None:
-            return
-        stage = self.stages[stage_index]
-        fraction = 1.0 if self.done >= self.total else self.done / self.total
-        self.callback(
-            ProgressEvent(stage_index + 1, len(self.stages), step_index + 1, stage.steps, fraction, sigma, preview)
-        )
+def _vae_phases(key: str, text: str, rate: float, latent_hw: tuple[int, int], *, backend: FlowBackend,
+                grid: TileGrid, where: dict[str, Any]) -> list[Phase]:
+    """An encode or decode: one pass, or in tiles a statistics pass (where the VAE has GroupNorms) and the pass."""
+    tiled = backend.vae_tiling and not grid.fits(*latent_hw)
+    cost = rate * _tiled_positions(backend, grid, latent_hw)
+    norms = tiled and backend.vae_module is not None and any(
+        isinstance(m, nn.GroupNorm) for m in backend.vae_module.modules())
+    first = [Phase(f"{key}:statistics", f"{text}: statistics pass", cost, **where)] if norms else []
+    return [*first, Phase(key, text, cost, **where)]
+
+
+def plan_work(stages: list[Stage], *, backend: FlowBackend, grid: TileGrid, guidance: StructureGuidance,
+              input_hw: tuple[int, int]) -> list[Phase]:
+    """Every phase `run_stages` (and `engine.api`'s composite) will go through, each costed from the backend's
+    `work_costs` and the latent positions it covers: what weighs the progress fraction (engine.work)."""
+    costs = backend.work_costs
+    phases: list[Phase] = []
+    if stages and (guidance.uses_reference or guidance.match_statistics) and stages[0].steps:
+        m, f = backend.latent_multiple, backend.vae_scale
+        ref_hw = (-(-input_hw[0] // m) * m // f, -(-input_hw[1] // m) * m // f)
+        where = {"stage": 1, "steps": stages[0].steps, "sigma": stages[0].sigmas[0]}
+        phases += _vae_phases("reference:encode", "reference pass: encoding", costs.encode, ref_hw,
+                              backend=backend, grid=grid, where=where)
+        if guidance.uses_reference:
+            calls = costs.model * _tiled_positions(backend, grid, ref_hw)
+            phases += [Phase(f"reference:step{n}", "reference pass: denoising", calls, **where,
+                             note=f" (step {n}/{stages[0].steps})" if stages[0].steps > 1 else "")
+                       for n in range(1, stages[0].steps + 1)]
+    for index, stage in enumerate(stages):
+        hw, number, steps = stage.latent_hw, index + 1, stage.steps
+        where = {"stage": number, "steps": steps, "sigma": stage.sigmas[0]}
+        phases.append(Phase(f"{index}:upsample", "upsampling", costs.resize * hw[0] * hw[1], **where))
+        phases += _vae_phases(f"{index}:encode", "encoding", costs.encode, hw, backend=backend, grid=grid, where=where)
+        calls = costs.model * _tiled_positions(backend, grid, hw)
+        phases += [Phase(f"{index}:step{n}", "denoising", calls, number, n, steps, stage.sigmas[n],
+                         note=f" (step {n}/{steps})" if steps > 1 else "") for n in range(1, steps + 1)]
+        where = {"stage": number, "step": steps, "steps": steps, "sigma": stage.sigmas[-1]}
+        phases += _vae_phases(f"{index}:decode", "decoding", costs.decode, hw, backend=backend, grid=grid, where=where)
+    if stages:
+        last = stages[-1]
+        phases.append(Phase("finish", "finishing", costs.finish * last.latent_hw[0] * last.latent_hw[1],
+                            len(stages), last.steps, last.steps, last.sigmas[-1]))
+    return phases
 
 
 def preview_image(backend: FlowBackend, x0_hat: torch.Tensor, size_hw: tuple[int, int], max_side: int) -> np.ndarray:
@@ -99,18 +137,29 @@ def latent_region(mask: np.ndarray, latent_hw: tuple[int, int], vae_scale: int) 
 def _denoise_stage(
     x: torch.Tensor,
     stage: Stage,
-    index: int,
     size_hw: tuple[int, int],
     *,
     backend: FlowBackend,
     field: StageField,
-    progress: _Progress,
+    work: Work,
     cancel: CancelToken | None,
     preview_every: int,
     preview_side: int,
 ) -> torch.Tensor:
-    """Integrate one stage's flow ODE from its re-noised latent, reporting each step."""
+    """Integrate one stage's flow ODE from its re-noised latent (the field reports each model call to `work`),
+    with a preview every `preview_every` steps."""
     last_v: list[torch.Tensor] = []  # the step's velocity, kept only for the preview's x0_hat
+    if preview_every and not field.whole:
+        # A tiled step can run for minutes (a one-step model on a big photo): between its tiles, a preview
+        # of the tiles done so far, at most every TILE_PREVIEW_S.
+        last_preview = [time.monotonic()]
+
+        def tile_preview(x0_so_far: Callable[[], torch.Tensor]) -> None:
+            if time.monotonic() - last_preview[0] >= TILE_PREVIEW_S:
+                work.preview(preview_image(backend, x0_so_far(), size_hw, preview_side))
+                last_preview[0] = time.monotonic()
+
+        field.tile_preview = tile_preview
 
     def velocity(x_sigma: torch.Tensor, sigma: float) -> torch.Tensor:
         v = field(x_sigma, sigma)
@@ -119,13 +168,11 @@ def _denoise_stage(
         return v
 
     def on_step(step: int, sigma: float, x_next: torch.Tensor) -> None:
-        preview = None
         if preview_every and ((step + 1) % preview_every == 0 or step + 1 == stage.steps):
             # x0_hat is constant along an Euler step, so the stepped x and the sigma reached give it too.
-            preview = preview_image(backend, predicted_x0(x_next, last_v[0], sigma), size_hw, preview_side)
-        progress.step(index, step, sigma, preview)
+            work.preview(preview_image(backend, predicted_x0(x_next, last_v[0], sigma), size_hw, preview_side))
 
-    return euler(velocity, x, stage.sigmas, on_step=on_step, cancel=cancel)
+    return euler(velocity, x, stage.sigmas, on_step=on_step if preview_every else None, cancel=cancel)
 
 
 def _matched(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -137,22 +184,23 @@ def _matched(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return match_statistics(latent, reference.to(latent.device))
 
 
-def encode_pixels(rgb: np.ndarray, backend: FlowBackend, grid: TileGrid) -> tuple[torch.Tensor, tuple[int, int]]:
+def encode_pixels(rgb: np.ndarray, backend: FlowBackend, grid: TileGrid, work: Work | None = None,
+                  key: str = "encode") -> tuple[torch.Tensor, tuple[int, int]]:
     """(H, W, 3) colour -> the model's latent (reflect-padded to the latent multiple, tiled where large) and
-    the (H, W) to crop its decoding back to."""
+    the (H, W) to crop its decoding back to; the encode is `work`'s phase `key`."""
     padded, size_hw = pad_to_multiple(to_model_tensor(rgb), backend.latent_multiple)
-    return tiled_encode(backend, padded, grid), size_hw
+    return tiled_encode(backend, padded, grid, work, key), size_hw
 
 
 def reference_pass(rgb: np.ndarray, sigmas: tuple[float, ...], *, backend: FlowBackend, cond: Conditioning,
-                   grid: TileGrid, generator: torch.Generator,
-                   cancel: CancelToken | None = None) -> tuple[Trajectory, torch.Tensor]:
+                   grid: TileGrid, generator: torch.Generator, cancel: CancelToken | None = None,
+                   work: Work | None = None) -> tuple[Trajectory, torch.Tensor]:
     """The first stage's reference: the same flow run on the input at its own size, x0_hat recorded at
     every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the input's latent."""
-    latent, _ = encode_pixels(rgb, backend, grid)
+    latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
     field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, sigmas,
-                       keep_trajectory=True)
+                       keep_trajectory=True, work=work, work_key="reference")
     euler(field, renoise(latent, noise, sigmas[0]), sigmas, cancel=cancel)
     return field.trajectory, latent
 
@@ -172,6 +220,7 @@ def run_stages(
     cancel: CancelToken | None = None,
     preview_every: int = 0,
     preview_side: int = 256,
+    work: Work | None = None,
 ) -> np.ndarray:
     """Run the planned stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
 
@@ -180,12 +229,16 @@ def run_stages(
     elsewhere follows the re-noised reference, and each stage but the last has its pixels blended by the
     mask with the conventional upscale of `rgb`; the caller composites the last one (engine.api).
     `guidance` steers each stage toward the one before (DESIGN §4); for the first stage that needs a
-    reference, one pass at the input size runs first (not in the progress fraction). With
-    `preview_every` = N > 0, every Nth step of a stage (and its last) carries a preview of at most
-    `preview_side` pixels a side; each costs one small VAE decode.
+    reference, one pass at the input size runs first. With `preview_every` = N > 0, every Nth step of a
+    stage (and its last) carries a preview of at most `preview_side` pixels a side; each costs one small
+    VAE decode. Progress goes to `work` (engine.api's, which goes on to the composite), or else to
+    `on_progress` through a `Work` of this call's own; `cancel` is honoured between tiles.
     """
     grid = grid or TileGrid.for_backend(backend)
-    progress = _Progress(stages, on_progress)
+    own_work = work is None
+    if work is None:
+        phases = plan_work(stages, backend=backend, grid=grid, guidance=guidance, input_hw=rgb.shape[:2])
+        work = Work(phases, len(stages), on_progress, cancel)
     # One CPU generator for all noise: the same seed gives the same bytes on any device.
     generator = torch.Generator("cpu").manual_seed(seed)
     current = rgb
@@ -193,13 +246,15 @@ def run_stages(
     if stages and (guidance.uses_reference or guidance.match_statistics) and stages[0].steps:
         if guidance.uses_reference:
             reference, previous_latent = reference_pass(rgb, stages[0].sigmas, backend=backend, cond=cond,
-                                                        grid=grid, generator=generator, cancel=cancel)
+                                                        grid=grid, generator=generator, cancel=cancel, work=work)
         else:
-            previous_latent, _ = encode_pixels(rgb, backend, grid)
+            previous_latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
     for index, stage in enumerate(stages):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        latent, size_hw = encode_pixels(conventional_resize(current, stage.size), backend, grid)
+        work.begin(f"{index}:upsample")
+        upsampled = conventional_resize(current, stage.size)
+        work.unit()
+        latent, size_hw = encode_pixels(upsampled, backend, grid, work, f"{index}:encode")
+        del upsampled
         del current  # the stage's input lives on in the latent; full-size buffers are what peaks
         if guidance.match_statistics and previous_latent is not None:
             latent = _matched(latent, previous_latent)
@@ -209,20 +264,21 @@ def run_stages(
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
         field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, stage.sigmas,
                            region=region, guidance=guidance, reference=reference,
-                           keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator)
+                           keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator,
+                           work=work, work_key=str(index))
         del latent, noise
-        x = _denoise_stage(x, stage, index, size_hw, backend=backend, field=field, progress=progress,
+        x = _denoise_stage(x, stage, size_hw, backend=backend, field=field, work=work,
                            cancel=cancel, preview_every=preview_every, preview_side=preview_side)
         reference = field.trajectory
         del field
-        if cancel is not None:
-            cancel.raise_if_cancelled()
         previous_latent = x if guidance.match_statistics else None
-        current = from_model_tensor(crop_to(tiled_decode(backend, x, grid), size_hw))
+        current = from_model_tensor(crop_to(tiled_decode(backend, x, grid, work, f"{index}:decode"), size_hw))
         del x
         if stage_mask is not None and index + 1 < len(stages):
             # The last stage is composited once, by the caller, against the whole image's conventional upscale:
             # blending it here as well would weigh the model's pixels by the mask squared.
             weight = stage_mask[:, :, None]
             current = weight * current + (1.0 - weight) * conventional_resize(rgb, stage.size)
+    if own_work:
+        work.finish()
     return current

@@ -15,22 +15,27 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One denoising step done: where we are in the stage plan and overall."""
+    """Where a job is: in the stage plan, overall, and what it is doing now.
+
+    Sent as work units (tiles, VAE tiles, passes) complete, at most about ten a second (engine.work).
+    `step` counts the stage's denoising steps done; `phase` says what runs now ("decoding tile 7/30").
+    """
 
     stage: int  # 1-based
     stages: int
     step: int  # 1-based within the stage
     steps: int
-    fraction: float  # overall, monotone, exactly 1.0 on the last event
-    sigma: float  # noise level reached by this step
+    fraction: float  # overall, by estimated cost of the work done, increasing; exactly 1.0 on the last event
+    sigma: float  # noise level reached by the steps done
     preview: np.ndarray | None = None  # small (h, w, 3) uint8 look at the predicted result, when asked for
+    phase: str = ""  # what the job is doing now, for people: "stage 2/2: decoding tile 7/30"
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class CancelToken:
-    """Thread-safe flag a caller sets to stop a job at the next step boundary."""
+    """Thread-safe flag a caller sets to stop a job at its next work unit (a tile, a VAE tile, a step)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()

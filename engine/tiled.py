@@ -17,6 +17,7 @@ from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
 from engine.tiling import Window, blend_weights, fuse_tiles, scaled, tile_windows
+from engine.work import Work, counted
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,24 @@ def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]
 
 def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Conditioning,
                    windows: Sequence[Window], weights: Sequence[torch.Tensor], out: torch.Tensor,
-                   batch: int = 1) -> torch.Tensor:
+                   batch: int = 1, work: Work | None = None,
+                   between: Callable[[torch.Tensor, Sequence[Window]], None] | None = None) -> torch.Tensor:
     """The velocity field fused from the windows' model calls, `batch` same-sized tiles per call; `out`
-    holds what no window covers."""
+    holds what no window covers. Each call is one unit of `work`'s current phase. `between(out, done)` is
+    called between calls with the velocity fused so far and the windows it holds (for previews)."""
     def values() -> Iterator[torch.Tensor]:
+        done = 0
         for group in tile_batches(windows, batch):
+            if work is not None:
+                work.check()
+            if between is not None and done:
+                between(out, windows[:done])  # fuse_tiles has written every tile handed to it so far
+            done += len(group)
             tiles = torch.cat([x[(..., *w.slices)] for w in group])
-            yield from backend.velocity(tiles, sigma, backend.crop_condition(cond, group)).split(x.shape[0])
+            velocity = backend.velocity(tiles, sigma, backend.crop_condition(cond, group))
+            if work is not None:
+                work.unit()
+            yield from velocity.split(x.shape[0])
 
     return fuse_tiles(values(), windows, weights, out)
 
@@ -136,38 +148,66 @@ def _run_all(tiles: Iterator[torch.Tensor]) -> None:
         pass
 
 
-def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid) -> torch.Tensor:
-    """backend.encode on pixel tiles whose latents are `grid`'s windows, blended in latent space."""
+def _whole(work: Work | None, key: str, run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """An untiled VAE call as one unit of `work`'s phase `key`."""
+    if work is None:
+        return run()
+    work.begin(key)
+    out = run()
+    work.unit()
+    return out
+
+
+def _statistics_pass(work: Work | None, key: str, tiles: Callable[[], Iterator[torch.Tensor]],
+                     count: int) -> Callable[[], None]:
+    """The first pass of `shared_group_norm`, as the phase `key:statistics` of `work`."""
+    def run() -> None:
+        if work is not None:
+            work.begin(f"{key}:statistics", count)
+        _run_all(tiles())
+    return run
+
+
+def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid, work: Work | None = None,
+                 key: str = "encode") -> torch.Tensor:
+    """backend.encode on pixel tiles whose latents are `grid`'s windows, blended in latent space; each tile
+    (of the statistics pass, then of the encode) one unit of `work`'s phases `key:statistics` and `key`."""
     f = backend.vae_scale
     height, width = pixels.shape[-2] // f, pixels.shape[-1] // f
     if grid.fits(height, width) or not backend.vae_tiling:
-        return backend.encode(pixels)
+        return _whole(work, key, lambda: backend.encode(pixels))
     windows = grid.windows(height, width)
     weights = blend_weights(height, width, windows, grid.overlap)
 
     def encode_tiles() -> Iterator[torch.Tensor]:
-        return (backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in windows)
+        return counted((backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in windows), work)
 
-    with shared_group_norm(backend.vae_module, lambda: _run_all(encode_tiles())):
+    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, encode_tiles, len(windows))):
+        if work is not None:
+            work.begin(key, len(windows))
         values = encode_tiles()
         first = next(values)
         out = torch.zeros(*first.shape[:-2], height, width, dtype=first.dtype, device=first.device)
         return fuse_tiles(chain([first], values), windows, weights, out)
 
 
-def tiled_decode(backend: FlowBackend, latent: torch.Tensor, grid: TileGrid) -> torch.Tensor:
-    """backend.decode on `grid`'s latent windows, blended in pixel space with ramps `vae_scale` times longer."""
+def tiled_decode(backend: FlowBackend, latent: torch.Tensor, grid: TileGrid, work: Work | None = None,
+                 key: str = "decode") -> torch.Tensor:
+    """backend.decode on `grid`'s latent windows, blended in pixel space with ramps `vae_scale` times longer;
+    each tile one unit of `work`'s phases `key:statistics` and `key`, as in `tiled_encode`."""
     height, width = latent.shape[-2:]
     if grid.fits(height, width) or not backend.vae_tiling:
-        return backend.decode(latent)
+        return _whole(work, key, lambda: backend.decode(latent))
     f = backend.vae_scale
     windows = grid.windows(height, width)
     pixel_windows = [scaled(w, f) for w in windows]
     weights = blend_weights(height * f, width * f, pixel_windows, grid.overlap * f)
     def decode_tiles() -> Iterator[torch.Tensor]:
-        return (backend.decode(latent[(..., *w.slices)]) for w in windows)
+        return counted((backend.decode(latent[(..., *w.slices)]) for w in windows), work)
 
-    with shared_group_norm(backend.vae_module, lambda: _run_all(decode_tiles())):
+    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, decode_tiles, len(windows))):
+        if work is not None:
+            work.begin(key, len(windows))
         values = decode_tiles()
         first = next(values)
         out = torch.zeros(*first.shape[:-2], height * f, width * f, dtype=first.dtype, device=first.device)

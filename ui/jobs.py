@@ -17,12 +17,16 @@ from ui.imageio import Picture, from_raw
 
 
 def progress_text(event: dict[str, Any]) -> str:
-    """'stage 1/2 · step 3/5 · about 4 s left' from a progress event."""
+    """'stage 1/2: decoding tile 7/30 · about 4 s left' from a progress event (the engine's phase text; from an
+    engine that sends none, 'stage 1/2 · step 3/5 · about 4 s left')."""
     parts = []
-    if event.get("stages"):
-        parts.append(f"stage {event.get('stage', 0)}/{event['stages']}")
-    if event.get("steps"):
-        parts.append(f"step {event.get('step', 0)}/{event['steps']}")
+    if event.get("phase"):
+        parts.append(str(event["phase"]))
+    else:
+        if event.get("stages"):
+            parts.append(f"stage {event.get('stage', 0)}/{event['stages']}")
+        if event.get("steps"):
+            parts.append(f"step {event.get('step', 0)}/{event['steps']}")
     eta = event.get("eta_s")
     fraction = event.get("fraction")
     if isinstance(eta, (int, float)) and not (isinstance(fraction, (int, float)) and fraction >= 1):

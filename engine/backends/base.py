@@ -12,6 +12,7 @@ import torch
 from engine.schedule import ShiftRule
 from engine.settings import StructureGuidance
 from engine.tiling import Window
+from engine.work import WorkCosts
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class FlowBackend(ABC):
     patch_size: ClassVar[int] = 2
     default_strength: ClassVar[float] = 0.35  # faithful: the input's structure survives the re-noise
     vae_tiling: ClassVar[bool] = True  # large images are encoded and decoded in tiles (False: the VAE is pointwise)
+    work_costs: ClassVar[WorkCosts] = WorkCosts()  # what weighs the progress fraction (engine.work)
     # Structure guidance unless a job says otherwise (README "Structure guidance" says why these).
     default_structure: ClassVar[StructureGuidance] = StructureGuidance(direction_alignment=1.0, match_statistics=True)
     # What the editors' presets mean for this model: settings used where the job leaves them None.

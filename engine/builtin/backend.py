@@ -14,6 +14,7 @@ from engine.builtin.model import FlowSRNet, NetConfig
 from engine.errors import ModelNotFound
 from engine.schedule import ShiftRule
 from engine.settings import StructureGuidance
+from engine.work import WorkCosts
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # the shipped weights
 CONFIG_FILE = "uprez-builtin.json"
@@ -32,6 +33,9 @@ class BuiltinBackend(FlowBackend):
     patch_size: ClassVar[int] = 2  # the network works on 2x2 pixel patches, so sides must be even
     default_strength: ClassVar[float] = 1.0  # trained from pure noise; the condition carries the input
     vae_tiling: ClassVar[bool] = False  # pixels are the latents: nothing to tile
+    # Measured on the CPU per pixel against a model call: a Lanczos upsample 2 %, tensor conversions 0.2 %,
+    # the final crop, conversions and packing about 1 %.
+    work_costs: ClassVar[WorkCosts] = WorkCosts(model=1.0, encode=0.002, decode=0.002, resize=0.02, finish=0.01)
     # Its condition is the stage's input itself and it was trained for the plain sampler: no guidance.
     default_structure: ClassVar[StructureGuidance] = StructureGuidance()
     # One step is already its most faithful (highest PSNR); more steps draw sharper, partly invented

@@ -176,7 +176,7 @@ class JobQueue:
                 self._waiting.remove(job)
                 self._finish(job, JobState.CANCELLED, "cancelled before it started")
             elif job.state is JobState.RUNNING:
-                job.cancel.cancel()  # the worker sees it within one step and finishes the job
+                job.cancel.cancel()  # the worker sees it within one tile and finishes the job
             else:
                 self._jobs.pop(job.id, None)
                 job.result = job.result_meta = None
@@ -307,7 +307,7 @@ class JobQueue:
         eta = elapsed * (1.0 - event.fraction) / event.fraction if event.fraction > 0 else None
         progress = {"stage": event.stage, "stages": event.stages, "step": event.step, "steps": event.steps,
                     "fraction": event.fraction, "sigma": event.sigma, "elapsed_s": round(elapsed, 3),
-                    "eta_s": None if eta is None else round(eta, 3)}
+                    "eta_s": None if eta is None else round(eta, 3), "phase": event.phase}
         preview = None
         if event.preview is not None:  # encoded here, on the worker, outside the lock
             preview = {"stage": event.stage, "step": event.step, "width": event.preview.shape[1],

@@ -65,7 +65,11 @@ def test_a_whole_layer_comes_back_at_twice_the_size_in_its_own_depth(gimp_client
     rmse = np.sqrt(np.mean((out[..., :3] - bicubic_2x(as_float(source.tobytes(), transfer.depth, W, H))) ** 2))
     assert rmse < 0.08, rmse  # the same picture, upscaled
     assert seen[-1] == (1.0, "Fetching the upscaled pixels")
-    assert any(text and text.startswith("Upscaling: stage 1 of 1") for _, text in seen)
+    # the engine's phase text ("Upscaling: decoding tile 3/9"), ending at "done"
+    assert ("Upscaling: done" in [text for _, text in seen]) and all(
+        text.split(": ", 1)[1].split(" ")[0] in {"upsampling", "encoding", "reference", "denoising", "decoding",
+                                                "finishing", "done"}
+        for _, text in seen if text and text.startswith("Upscaling: "))
     # the plug-in sends exactly what a script would: same seed and settings, same bytes
     direct, _ = gimp_client.upscale_raw(source.tobytes(), W, H, "RGBA", transfer.depth, scale=2.0,
                                         preset="balanced", seed=3)

@@ -190,6 +190,8 @@ def test_the_procedures_ranges_are_the_engines():
      0.375, "Upscaling: stage 1 of 2, step 3 of 4, about 4 s left"),
     ({"event": "progress", "stage": 2, "stages": 2, "step": 4, "steps": 4, "fraction": 1.0, "eta_s": 0.0},
      1.0, "Upscaling: stage 2 of 2, step 4 of 4"),
+    ({"event": "progress", "stage": 1, "stages": 1, "step": 1, "steps": 1, "fraction": 0.41, "eta_s": 61.2,
+      "phase": "denoising tile 13/30"}, 0.41, "Upscaling: denoising tile 13/30, about 61 s left"),
     ({"event": "retrying", "message": "out of memory"}, 0.0, "Out of memory: the engine retries with smaller tiles"),
     ({"event": "done"}, 1.0, "Fetching the upscaled pixels"),
     ({"event": "preview"}, None, None),

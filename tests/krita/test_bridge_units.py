@@ -153,6 +153,9 @@ def test_progress_text_shows_stage_step_and_time_left():
     assert form.eta_text({"stage": 1, "stages": 2, "step": 3, "steps": 5, "eta_s": 4.2}) == \
         "Stage 1/2 · step 3/5 · 4 s left"
     assert form.eta_text({"stage": 1, "stages": 1, "step": 1, "steps": 1, "eta_s": 300}) == "step 1/1 · 5 min left"
+    # An engine with work units says what it does now; that text replaces the stage and step.
+    assert form.eta_text({"stage": 2, "stages": 2, "step": 1, "steps": 1, "eta_s": 12.4,
+                          "phase": "stage 2/2: decoding tile 7/30"}) == "Stage 2/2: decoding tile 7/30 · 12 s left"
 
 
 def test_random_seeds_fit_the_spin_box():

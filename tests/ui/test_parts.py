@@ -57,6 +57,9 @@ def test_progress_text():
     assert progress_text(event) == "stage 1/2 · step 3/5 · about 4 s left"
     assert progress_text({**event, "fraction": 1.0}) == "stage 1/2 · step 3/5"
     assert progress_text({**event, "fraction": None}) == "stage 1/2 · step 3/5 · about 4 s left"
+    # The engine's phase text (work units) replaces stage and step.
+    phased = {**event, "phase": "stage 1/2: decoding tile 7/30"}
+    assert progress_text(phased) == "stage 1/2: decoding tile 7/30 · about 4 s left"
 
 
 def test_settings_live_in_the_folder_the_client_uses(monkeypatch, tmp_path):

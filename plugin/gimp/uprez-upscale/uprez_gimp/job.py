@@ -34,8 +34,12 @@ def progress_of(event: dict[str, Any]) -> tuple[float | None, str | None]:
         return None, f"Upscaling with {model.rstrip('/').rsplit('/', 1)[-1]}"
     if kind == "progress":
         fraction = float(event.get("fraction") or 0.0)
-        text = f"Upscaling: stage {event.get('stage')} of {event.get('stages')}, " \
-               f"step {event.get('step')} of {event.get('steps')}"
+        phase = event.get("phase")
+        if phase:  # what the engine is doing now: "stage 2/2: decoding tile 7/30"
+            text = f"Upscaling: {phase}"
+        else:  # an engine from before work units said only the stage and step
+            text = f"Upscaling: stage {event.get('stage')} of {event.get('stages')}, " \
+                   f"step {event.get('step')} of {event.get('steps')}"
         eta = event.get("eta_s")
         if isinstance(eta, (int, float)) and eta >= 1:
             text += f", about {eta:.0f} s left"
