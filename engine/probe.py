@@ -105,23 +105,26 @@ def _head(path: Path) -> bytes:
 
 
 def check(info: Declared, name: str, *, frame: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-          frame_hint: str = "--frame N") -> int:
+          frame_hint: str | None = "--frame N") -> int:
     """The 0-based frame to decode, after refusing (in one line) anything but one image within the limits.
 
-    `frame` is 1-based as the user gives it; None means the file must hold exactly one image.
+    `frame` is 1-based as the user gives it; None means the file must hold exactly one image. `frame_hint`
+    is how the caller picks a frame (the CLI's option); None where it cannot (the server: send one page).
     """
     if info.problem:
         raise InvalidInput(f"{name} holds {info.problem}; Uprez upscales one picture: save the one you want "
                            "as its own file")
     if frame is None and info.frames > 1:
         what = "pages" if info.kind == "tiff" else "frames"
+        how = (f"choose it (or another) with {frame_hint.replace('N', '1')}" if frame_hint else
+               "send the one you want as its own file")
         raise InvalidInput(f"{name} has {info.frames} {what} ({info.width}x{info.height} each, "
                            f"{_mib(info.total_bytes)} decoded); Uprez upscales one: the first would be used, "
-                           f"choose it (or another) with {frame_hint.replace('N', '1')}")
+                           f"{how}")
     index = 0 if frame is None else frame - 1
     if not 0 <= index < info.frames:
-        raise InvalidInput(f"{name} has {info.frames} frame(s); {frame_hint.replace('N', str(frame))} "
-                           f"asks for frame {frame}: use 1 to {info.frames}")
+        raise InvalidInput(f"{name} has {info.frames} frame(s) but frame {frame} was asked for; "
+                           f"use 1 to {info.frames}")
     pixels = info.width * info.height
     if pixels > max_pixels or info.frame_bytes > max_pixels * MAX_SAMPLE_BYTES:
         raise InvalidInput(f"{name} is {info.width}x{info.height} = {pixels} pixels ({_mib(info.frame_bytes)} "
