@@ -91,7 +91,7 @@ def usable(icc: bytes | None, grey: bool) -> bool:
 def to_working(rgb: np.ndarray, icc: bytes, grey: bool = False) -> np.ndarray:
     """(H, W, 3) float colour in `icc` (grey: all three channels equal) -> sRGB-encoded float, unbounded."""
     if grey:
-        return _transform(rgb[:, :, :1], icc, srgb_profile(), "gray", "rgb")
+        return _transform(rgb[:, :, 0], icc, srgb_profile(), "gray", "rgb").reshape(rgb.shape[:2] + (3,))
     return _transform(rgb, icc, srgb_profile(), "rgb", "rgb")
 
 
