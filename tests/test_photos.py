@@ -8,14 +8,18 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageOps
 from photo_profiles import clay, linear_srgb, profile, psnr, smooth_picture, transform
+from PIL import Image, ImageCms, ImageOps
 
 from engine.cli import main
-from engine.colour import srgb_profile
-from engine.imagefile import read_photo
 
-SRGB = srgb_profile()
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # what engine.colour takes as sRGB
+
+
+def read_photo(path):
+    from engine.imagefile import read_photo
+
+    return read_photo(path)
 
 
 def upscale_file(source, target, *flags: str) -> None:
@@ -296,12 +300,15 @@ def test_bomb_is_refused_before_decoding(tmp_path, capsys):
     """300 zlib pages of 1024x1024 (1 MB on disk, 900 MiB decoded): refused from the headers."""
     import tracemalloc
 
+    from engine.errors import InvalidInput
+    from engine.imagefile import read_image
+
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, np.zeros((300, 1024, 1024, 3), np.uint8), compression="zlib", photometric="rgb")
     (tmp_path / "bomb.tif").write_bytes(buffer.getvalue())
     tracemalloc.start()
-    with pytest.raises(Exception, match="300 pages"):
-        read_photo(tmp_path / "bomb.tif")
+    with pytest.raises(InvalidInput, match="300 pages"):
+        read_image(tmp_path / "bomb.tif")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20
