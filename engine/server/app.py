@@ -107,9 +107,10 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
                            "LittleCMS can read; send the image's profile as its .icc bytes, or no profile for sRGB")
     image, photo = decode_photo(data, request.image)
     request = replace(request, photo=photo if profile is None else replace(photo, icc=profile))
-    if image.shape[:2] != (height, width):
+    if image.shape[:2] not in ((height, width), (width, height)):  # turned upright by its EXIF orientation
         raise InvalidInput(f"the file says {width}x{height} but decodes to {image.shape[1]}x{image.shape[0]}")
-    mask = None if mask_data is None else decode_mask(mask_data, request.mask_format or "raw", (width, height))
+    upright = (image.shape[1], image.shape[0])  # a mask goes with the picture as shown
+    mask = None if mask_data is None else decode_mask(mask_data, request.mask_format or "raw", upright)
     return request, image, mask
 
 
