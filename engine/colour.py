@@ -62,10 +62,14 @@ def _transform(values: np.ndarray, source: bytes, target: bytes, space_in: str, 
                                      intent=INTENT).astype(np.float32)
 
 
+SRGB_TOLERANCE = 2e-4  # 0.05 of an 8-bit step: Elle Stone's sRGB (Krita's default) is 1e-4 from LittleCMS's
+
+
 @functools.lru_cache(maxsize=16)
 def is_srgb(icc: bytes) -> bool:
-    """True when the profile maps a grid of colours to sRGB within a 16-bit step: then no transform is needed
-    (and outputs stay byte-identical to an untagged image's)."""
+    """True when the profile maps a grid of colours to sRGB within `SRGB_TOLERANCE`: then no transform runs
+    (and outputs stay byte-identical to an untagged image's). The sRGB profiles in use differ in their
+    curve's constants by less than that; telling them apart would only cost a transform."""
     if colour_space(icc) != "rgb":
         return False
     axis = np.linspace(0.0, 1.0, 9, dtype=np.float32)
@@ -74,7 +78,7 @@ def is_srgb(icc: bytes) -> bool:
         converted = _transform(grid, icc, srgb_profile(), "rgb", "rgb")
     except Exception:  # imagecodecs raises its own CmsError for profiles LittleCMS cannot use
         return False
-    return bool(np.abs(converted - grid).max() < 1.0 / 65535.0)
+    return bool(np.abs(converted - grid).max() < SRGB_TOLERANCE)
 
 
 def usable(icc: bytes | None, grey: bool) -> bool:

@@ -121,6 +121,9 @@ PY
 )
 cp -r "$WORK/config" "$ROOT/uprez-tests/config"
 cp "$HERE/batch/check_upscale.py" "$ROOT/uprez-tests/"
+# Elle Stone's ClayRGB profile from Krita's package, for the non-sRGB image check (missing: that check fails)
+CLAY=$(find /usr/share/color/icc /usr/share/krita -name ClayRGB-elle-V2-g22.icc 2>/dev/null | head -n 1 || true)
+if [ -n "$CLAY" ]; then cp "$CLAY" "$ROOT/uprez-tests/"; fi
 cat >"$ROOT/uprez-tests/run-gimp.sh" <<'SH'
 #!/bin/sh
 # Inside the chroot: a private X display for the dialog check, then GIMP's batch run of the checks.

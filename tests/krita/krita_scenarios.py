@@ -172,7 +172,7 @@ def run_failure(record):
 def run_refusals(record):
     """Inputs the bridge must refuse before sending anything, each with its message."""
     messages = {}
-    doc, src = make_document("F32")
+    doc, src = make_document("F16")  # half floats (32-bit float documents are taken)
     messages["float"] = _refusal(lambda: uprez_krita.upscale(doc, node=src, start_engine=False))
     doc = Krita.instance().createDocument(W, H, "grey", "GRAYA", "U8", "", 72.0)
     messages["grey"] = _refusal(lambda: uprez_krita.upscale(doc, source="visible", start_engine=False))
@@ -216,11 +216,13 @@ def run_close(record):
 
 
 def float_pattern(width, height):
-    """The same pattern as `pattern`, as RGBA 32-bit floats in [0, 1] (Krita's F32 sample order)."""
+    """The same pattern as `pattern`, squeezed to 0.4-0.6 so its colours lie inside sRGB in ClayRGB too, as
+    RGBA 32-bit floats (Krita's F32 sample order)."""
     out = bytearray()
     for y in range(height):
         for x in range(width):
-            out += struct.pack("<4f", x / (width - 1), y / (height - 1), ((x + y) % 16) / 15, 1.0)
+            out += struct.pack("<4f", 0.4 + 0.2 * x / (width - 1), 0.4 + 0.2 * y / (height - 1),
+                               0.4 + 0.2 * ((x + y) % 16) / 15, 1.0)
     return bytes(out)
 
 
