@@ -88,12 +88,17 @@ def declared(source: Path | bytes) -> Declared:
     """The header of a file (path) or of bytes; InvalidInput when it is no image we read, or damaged."""
     head = source[:4] if isinstance(source, bytes) else _head(source)
     name = "the image" if isinstance(source, bytes) else str(source)
+    from PIL import Image
+
     try:
         if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             return _tiff(source)
         return _pillow(source)
     except InvalidInput:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, at twice its default limit
+        raise InvalidInput(f"{name} declares a picture too large to decode ({exc}); crop or shrink it first") \
+            from exc
     except Exception as exc:  # Pillow and tifffile each raise their own types for damaged headers
         raise InvalidInput(f"cannot read {name} as an image ({type(exc).__name__}: {exc}); "
                            "is the file complete and an image?") from exc

@@ -312,3 +312,20 @@ def test_bomb_is_refused_before_decoding(tmp_path, capsys):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20
+
+
+@pytest.mark.parametrize("side", [20000, 40000])
+def test_a_png_declaring_too_many_pixels_is_refused_from_its_header(tmp_path, capsys, side):
+    """A 100-byte PNG whose IHDR says side x side: refused in one line, nothing decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(data)
+    assert main(["upscale", str(tmp_path / "huge.png"), "-o", str(tmp_path / "o.png"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("over the limit" in err or "too large to decode" in err), err

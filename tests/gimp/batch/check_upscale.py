@@ -332,6 +332,23 @@ def non_srgb_image():
     for item in (result, copy, by_hand_image, image):
         item.delete()
 
+    # A ClayRGB green outside sRGB: converting to plain sRGB (what babl did before the profile travelled)
+    # would clip it and bring it back with red 0.48 instead of 0.15.
+    image, background = new_image(32, 32, Gimp.Precision.U16_NON_LINEAR)
+    image.set_color_profile(clay)
+    import array
+
+    green = array.array("H", [9830, 55705, 9830, 65535] * (32 * 32)).tobytes()  # 0.15, 0.85, 0.15
+    put(background, green, own)
+    status, error, layer = upscale(image, background, **args)
+    check("H profile: the out-of-gamut green run succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is not None:
+        got = samples(pixels(layer, own, (24, 24, 16, 16)), 16)
+        worst = max(abs(got[i] / 65535 - (0.15, 0.85, 0.15)[i % 4]) for i in range(len(got)) if i % 4 != 3)
+        check("H profile: a ClayRGB green outside sRGB keeps its colour (within 0.03)", worst < 0.03, worst)
+        layer.get_image().delete()
+    image.delete()
+
 
 def args_params(args):
     return {"scale": args["scale"], "preset": args["preset"], "seed": args["seed"]}
