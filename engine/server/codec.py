@@ -85,7 +85,11 @@ def image_size(data: bytes, fmt: ImageFormat) -> tuple[int, int]:
         raise InvalidInput(f"the image part is not a {fmt.kind.upper()} file (its first bytes say "
                            f"{sniff(data) or 'neither PNG nor TIFF'}); set format to match what you send")
     if fmt.kind == "png":
-        _png_size(data)  # a clear message for a truncated header
+        from PIL import Image
+
+        width, height = _png_size(data)  # a clear message for a truncated header
+        if width * height > (Image.MAX_IMAGE_PIXELS or 2**62):
+            return width, height  # beyond Pillow's own limit: the caller refuses it by size (413), not decoded
     info = declared(data)
     check(info, f"the {fmt.kind.upper()}", max_pixels=2**62, frame_hint=None)  # pixels: the caller's limit
     return info.width, info.height
