@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -10,12 +11,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import colour
 from engine.backends.base import FlowBackend
 from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan, plan_work, run_stages
-from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask, to_image
+from engine.pixels import (Pixels, conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask,
+                           to_image)
 from engine.progress import CancelToken, ProgressCallback
 from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
@@ -90,6 +93,7 @@ def upscale(
     region_only: bool = False,
     preview_every: int = 0,
     feather: float = 0.0,
+    icc_profile: bytes | None = None,
     **overrides: Any,
 ) -> Image.Image | np.ndarray:
     """Upscale a PIL image or (H, W[, C]) array by progressive flow matching; returns the caller's format.
@@ -106,6 +110,9 @@ def upscale(
     comes in work units (tiles of every model and VAE call, the passes, the composite), at most about ten
     events a second, the last at exactly 1.0. Raises `Cancelled` when `cancel` fires (checked between
     tiles): the caller gets nothing, and the job's tensors are released.
+
+    `icc_profile` (default: a PIL image's own `info["icc_profile"]`) says what colour space the pixels are
+    in; the model and the resize work in sRGB and the result comes back in that profile (engine/colour.py).
     """
     settings = replace(settings or UpscaleSettings(), **overrides) if overrides else settings or UpscaleSettings()
     if isinstance(feather, bool) or not isinstance(feather, (int, float)) or not 0.0 <= feather <= MAX_FEATHER:
@@ -113,6 +120,9 @@ def upscale(
     pixels = from_image(image)
     width, height = pixels.size
     out_size = output_size(width, height, settings.scale)
+    if icc_profile is None and isinstance(image, Image.Image):
+        icc_profile = image.info.get("icc_profile")
+    pixels, finish = _colour_managed(pixels, icc_profile, out_size)
     mask_in = None if mask is None else feather_mask(read_mask(mask, pixels.size), feather)
     weight = None if mask_in is None else mask_resize(mask_in, out_size)
     alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
@@ -123,7 +133,7 @@ def upscale(
     box = None if mask_in is None else mask_box(mask_in, MASK_CONTEXT)
     if settings.strength == 0.0 or (mask_in is not None and (box is None or not weight.any())):
         # No noise (or nothing selected) means no change: the model would only add a VAE round trip.
-        return to_image(conventional_resize(pixels.rgb, out_size), alpha, pixels)
+        return to_image(finish(conventional_resize(pixels.rgb, out_size)), alpha, pixels)
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
@@ -164,7 +174,23 @@ def upscale(
         box_weight = weight[rows, cols, None]
         conventional[rows, cols] = box_weight * rgb + (1.0 - box_weight) * conventional[rows, cols]
         rgb = conventional
-    result = to_image(rgb, alpha, pixels)
+    result = to_image(finish(rgb), alpha, pixels)
     work.unit()
     work.finish()
     return result
+
+
+def _colour_managed(pixels: Pixels, icc: bytes | None, out_size: tuple[int, int],
+                    ) -> tuple[Pixels, Callable[[np.ndarray], np.ndarray]]:
+    """The pixels in sRGB for the model, and the function that takes its result back into `icc`."""
+    if not colour.usable(icc, pixels.grey):
+        return pixels, lambda rgb: rgb
+    assert icc is not None
+    working, excess = colour.split_gamut(colour.to_working(pixels.rgb, icc, pixels.grey))
+
+    def finish(rgb: np.ndarray) -> np.ndarray:
+        if excess is not None:  # colour outside sRGB: carried by the conventional resize (engine/colour.py)
+            rgb = rgb + conventional_resize(excess, out_size, clip=False)
+        return colour.from_working(rgb, icc, pixels.grey)
+
+    return replace(pixels, rgb=working), finish

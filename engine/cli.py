@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     guide.add_argument("--stochastic", type=float, metavar="ETA", help="fresh noise per step, 0-1 (0 = ODE)")
     guide.add_argument("--dilated-views", type=float, metavar="W",
                        help="DemoFusion dilated whole-image views in tiled stages, 0-1")
+    up.add_argument("--frame", type=int, metavar="N",
+                    help="for an animated GIF/WebP/PNG or a multi-page TIFF: upscale frame (page) N, 1 = the first")
+    up.add_argument("--strip-metadata", action="store_true",
+                    help="write no EXIF, XMP or DPI (the colour profile stays: the pixels need it)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
@@ -219,7 +223,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from engine.api import get_backend, upscale
     from engine.errors import InvalidInput, UprezError
-    from engine.imagefile import read_image, write_image
+    from engine.imagefile import read_image, read_photo, write_image
     from engine.progress import Cancelled, CancelToken, ProgressEvent
     from engine.settings import HIGH_DETAIL_PROMPT, ModelSpec, UpscaleSettings
 
@@ -239,7 +243,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if args.feather and args.mask is None:
         raise InvalidInput("--feather needs --mask")
     mask = read_image(args.mask) if args.mask is not None else None
-    first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
+    first = read_photo(jobs[0][0], frame=args.frame)  # a bad file should fail before a model load of many seconds
     backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                     base=args.base, memory=args.memory, quantize=args.quantize))
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
@@ -258,7 +262,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         for index, (source, target) in enumerate(jobs, 1):
             label = f"[{index}/{len(jobs)}] {source.name}" if len(jobs) > 1 else source.name
             try:
-                pixels = first if index == 1 else read_image(source)
+                photo = first if index == 1 else read_photo(source, frame=args.frame)
             except InvalidInput as exc:
                 failed.append(source)  # one bad file in a folder should not stop the batch
                 print(f"uprez: skipped: {exc}", file=sys.stderr)
@@ -271,10 +275,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
                     bar.set_description_str(f"{label} {event.phase:<32}", refresh=False)
                     bar.update(event.fraction - bar.n)
 
-                result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
+                result = upscale(photo.pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
                                  max_memory=max_memory, mask=mask, region_only=args.region_only,
-                                 feather=args.feather)
-            write_image(target, result)
+                                 feather=args.feather, icc_profile=photo.meta.icc)
+            write_image(target, result, photo.meta.stripped() if args.strip_metadata else photo.meta)
             written.append(target)
             print(f"wrote {target} ({result.shape[1]}x{result.shape[0]})", file=sys.stderr)
     except (Cancelled, KeyboardInterrupt):

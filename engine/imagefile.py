@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InvalidInput
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, upright
 from engine.pixels import pil_to_array
+from engine.pngmeta import with_metadata
+from engine.probe import DEFAULT_MAX_PIXELS, check, declared
 
 READABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
@@ -35,28 +40,59 @@ def _read_png16(path: Path) -> np.ndarray:
     return array.reshape(height, width, planes)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W[, C]) array of uint8, uint16 or float32 as stored; a clear InvalidInput otherwise."""
+@dataclass(frozen=True)
+class Photo:
+    """A read image: its pixels turned upright, and the profile and metadata to carry to the output."""
+
+    pixels: np.ndarray
+    meta: PhotoMeta = PhotoMeta()
+
+
+def read_image(path: str | Path, *, frame: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """(H, W[, C]) array of uint8, uint16 or float32 as stored, upright; a clear InvalidInput otherwise."""
+    return read_photo(path, frame=frame, max_pixels=max_pixels).pixels
+
+
+def read_photo(path: str | Path, *, frame: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """The image (frame/page `frame`, 1-based, of a multi-frame file) upright, with its profile and metadata.
+
+    Its headers are checked first (one image, size within `max_pixels`): nothing is decoded before that.
+    """
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"input image not found: {path}")
+    index = check(declared(path), str(path), frame=frame, max_pixels=max_pixels)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if path.suffix.lower() in (".tif", ".tiff") or _tiff_signature(path):
             import tifffile
 
-            array = tifffile.imread(str(path))
+            with tifffile.TiffFile(str(path)) as tif:
+                page = tif.pages[index]
+                array = page.asarray()
+                meta = from_tiff_page(page)
             if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
                 array = np.moveaxis(array, 0, 2)  # planar TIFF
-            return array.astype(np.float32) if array.dtype == np.float64 else array
-        if _png_bit_depth(path) == 16:
-            return _read_png16(path)
-        with Image.open(path) as image:
-            image.load()  # decode now, so a truncated file fails here and not halfway through a job
-            return np.array(pil_to_array(image))
+            array = array.astype(np.float32) if array.dtype == np.float64 else array
+        else:
+            with Image.open(path) as image:
+                if index:
+                    image.seek(index)
+                meta = from_pillow(image)
+                if _png_bit_depth(path) == 16:
+                    array = _read_png16(path)
+                else:
+                    image.load()  # decode now, so a truncated file fails here and not halfway through a job
+                    array = np.array(pil_to_array(image))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidInput(f"cannot read {path} as an image ({exc}); is the file complete and an image?") from exc
     except Exception as exc:  # pypng and tifffile raise their own error types for corrupt files
         raise InvalidInput(f"cannot read {path} as an image ({type(exc).__name__}: {exc})") from exc
+    return Photo(orient(array, meta.orientation), upright(meta))
+
+
+def _tiff_signature(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def _write_png16(path: Path, array: np.ndarray) -> None:
@@ -69,8 +105,13 @@ def _write_png16(path: Path, array: np.ndarray) -> None:
         writer.write(f, array.reshape(height, width * planes))
 
 
-def write_image(path: str | Path, array: np.ndarray) -> None:
-    """Write atomically (temp file + rename), so a failure never leaves half a file under `path`."""
+def write_image(path: str | Path, array: np.ndarray, meta: PhotoMeta | None = None) -> None:
+    """Write atomically (temp file + rename), so a failure never leaves half a file under `path`.
+
+    `meta` is carried where the format allows: the ICC profile in all four (PNG iCCP, TIFF, JPEG, WebP);
+    EXIF in PNG, JPEG and WebP; XMP in all four; DPI in PNG, TIFF and JPEG.
+    """
+    meta = meta or PhotoMeta()
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITABLE:
@@ -84,9 +125,10 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(str(temp), array, compression="zlib")
+            tifffile.imwrite(str(temp), array, compression="zlib", **_tiff_meta(meta))
         elif array.dtype == np.uint16 and suffix == ".png":
             _write_png16(temp, array)
+            temp.write_bytes(with_metadata(temp.read_bytes(), meta))
         else:
             if array.dtype != np.uint8:
                 # JPEG and WebP hold 8 bits; round rather than truncate.
@@ -96,11 +138,42 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
             if suffix in (".jpg", ".jpeg") and image.mode in ("RGBA", "LA"):
                 image = image.convert("RGB" if image.mode == "RGBA" else "L")
             options = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
-            image.save(temp, **options)
+            if suffix == ".png":
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                temp.write_bytes(with_metadata(buffer.getvalue(), meta))
+            else:
+                image.save(temp, **options, **_pillow_meta(meta, suffix))
         os.chmod(temp, output_mode(path))
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _pillow_meta(meta: PhotoMeta, suffix: str) -> dict[str, object]:
+    """Pillow's save options for JPEG and WebP."""
+    options: dict[str, object] = {}
+    if meta.icc:
+        options["icc_profile"] = meta.icc
+    if meta.exif:
+        options["exif"] = meta.exif
+    if meta.xmp:
+        options["xmp"] = meta.xmp
+    if meta.dpi and suffix in (".jpg", ".jpeg"):
+        options["dpi"] = tuple(round(value) for value in meta.dpi)
+    return options
+
+
+def _tiff_meta(meta: PhotoMeta) -> dict[str, object]:
+    """tifffile's write options: the ICC profile, the resolution and the XMP packet (tag 700)."""
+    options: dict[str, object] = {}
+    if meta.icc:
+        options["iccprofile"] = meta.icc
+    if meta.dpi:
+        options.update(resolution=meta.dpi, resolutionunit="INCH")
+    if meta.xmp:
+        options["extratags"] = [(700, "B", len(meta.xmp), meta.xmp, True)]
+    return options
 
 
 def output_mode(path: Path) -> int:

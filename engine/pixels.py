@@ -159,14 +159,16 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None, like: Pixels) -> Image.I
     return Image.fromarray(out)
 
 
-def conventional_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Lanczos resize of float (H, W) or (H, W, C) samples, clipped to [0, 1]; the non-AI baseline."""
+def conventional_resize(values: np.ndarray, size: tuple[int, int], clip: bool = True) -> np.ndarray:
+    """Lanczos resize of float (H, W) or (H, W, C) samples, clipped to [0, 1] unless `clip` is off (for
+    colour outside the sRGB gamut, engine/colour.py); the non-AI baseline."""
     planes = values[:, :, None] if values.ndim == 2 else values
     out = np.stack(
         [np.asarray(Image.fromarray(planes[:, :, c], mode="F").resize(size, Image.Resampling.LANCZOS))
          for c in range(planes.shape[2])],
         axis=2,
-    ).clip(0.0, 1.0)
+    )
+    out = out.clip(0.0, 1.0) if clip else out
     return out[:, :, 0] if values.ndim == 2 else out
 
 

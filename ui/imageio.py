@@ -7,15 +7,19 @@ PNG, tifffile for TIFF.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from PyQt6.QtGui import QImage
+from PyQt6.QtCore import QByteArray
+from PyQt6.QtGui import QColorSpace, QImage
 
 from plugin.uprez_client.client import PNG_SIGNATURE, TIFF_SIGNATURES
 
@@ -35,10 +39,12 @@ class BadImage(ValueError):
 
 @dataclass(frozen=True)
 class Picture:
-    """Pixels as (H, W, 3 or 4) uint8 or uint16, in RGB(A) order; `name` is what a saved file starts with."""
+    """Pixels as (H, W, 3 or 4) uint8 or uint16, in RGB(A) order; `name` is what a saved file starts with;
+    `icc` the ICC profile the pixels are in (None = sRGB), sent with the job and saved with the result."""
 
     pixels: np.ndarray
     name: str = "image"
+    icc: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 3 or self.pixels.shape[2] not in (3, 4):
@@ -103,19 +109,35 @@ def _read_png16(path: Path) -> np.ndarray:
     return array.reshape(height, width, info["planes"])
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()  # decode now, so a truncated file fails here
-        if image.mode in ("I;16", "I;16L", "I;16B", "I"):
-            return np.asarray(image).astype(np.uint16)
-        if image.mode == "F":
-            return np.asarray(image, dtype=np.float32)
-        transparent = "A" in image.mode or "transparency" in image.info
-        return np.asarray(image.convert("RGBA" if transparent else "RGB"))
+def _read_pillow(image: Image.Image) -> np.ndarray:
+    image.load()  # decode now, so a truncated file fails here
+    if image.mode in ("I;16", "I;16L", "I;16B", "I"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    transparent = "A" in image.mode or "transparency" in image.info
+    return np.asarray(image.convert("RGBA" if transparent else "RGB"))
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF/TIFF orientation 2-8 undone, as engine/photo.py does (not imported: it would load torch)."""
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
+             7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1), 8: lambda a: np.rot90(a, 1)}
+    turn = turns.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
+
+
+def _one_picture(name: str, frames: int, what: str = "frames") -> None:
+    """Refuse (before decoding) a file holding more than one picture, saying which one would be used."""
+    if frames > 1:
+        raise BadImage(f"{name} has {frames} {what}; Uprez upscales one picture and would take the first: "
+                       f"save the one you want as its own file (or use: uprez upscale --frame N)")
 
 
 def load_file(path: str | Path) -> Picture:
-    """Read a PNG, JPEG, WebP, TIFF (8/16-bit, float) or BMP file; BadImage says why not."""
+    """Read a PNG, JPEG, WebP, TIFF (8/16-bit, float) or BMP file, turned upright by its EXIF orientation,
+    with its ICC profile; BadImage says why not (a multi-frame file is refused before decoding)."""
     path = Path(path)
     name = path.stem or "image"
     if not path.is_file():
@@ -126,13 +148,25 @@ def load_file(path: str | Path) -> Picture:
         if path.suffix.lower() in (".tif", ".tiff") or head[:4] in TIFF_SIGNATURES:
             import tifffile
 
-            array = tifffile.imread(str(path))
+            with tifffile.TiffFile(str(path)) as tif:
+                _one_picture(path.name, len(tif.pages), "pages")
+                page = tif.pages.first
+                array = page.asarray()
+                tags = page.tags
+                icc = bytes(tags[34675].value) if 34675 in tags else None
+                orientation = int(tags[274].value) if 274 in tags else 1
             if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
                 array = np.moveaxis(array, 0, 2)  # planar TIFF
-        elif head.startswith(PNG_SIGNATURE) and len(head) >= 25 and head[24] == 16:
-            array = _read_png16(path)
         else:
-            array = _read_pillow(path)
+            with Image.open(path) as image:
+                _one_picture(path.name, 1 if image.format == "MPO" else getattr(image, "n_frames", 1))
+                icc = image.info.get("icc_profile") or None
+                if head.startswith(PNG_SIGNATURE) and len(head) >= 25 and head[24] == 16:
+                    array = _read_png16(path)
+                else:
+                    array = _read_pillow(image)
+                orientation = int(image.getexif().get(0x0112, 1) or 1)
+        array = _upright(array, orientation)
     except BadImage:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -140,16 +174,17 @@ def load_file(path: str | Path) -> Picture:
             from exc
     except Exception as exc:  # pypng and tifffile raise their own types for corrupt files
         raise BadImage(f"cannot open {path.name}: {type(exc).__name__}: {exc}") from exc
-    return Picture(_normalise(array, path.name), name)
+    return Picture(_normalise(array, path.name), name, icc)
 
 
-def from_raw(data: bytes, width: int, height: int, channels: str, depth: int, name: str = "image") -> Picture:
-    """The engine's raw result (RGB/RGBA, 8/16-bit little-endian) as a Picture."""
+def from_raw(data: bytes, width: int, height: int, channels: str, depth: int, name: str = "image",
+             icc: bytes | None = None) -> Picture:
+    """The engine's raw result (RGB/RGBA, 8/16-bit little-endian) as a Picture, in the profile `icc`."""
     dtype = np.dtype("<u2") if depth == 16 else np.dtype(np.uint8)
     array = np.frombuffer(data, dtype=dtype).reshape(height, width, len(channels))
     if channels not in ("RGB", "RGBA"):
         raise ValueError(f"expected an RGB or RGBA result, got {channels}")
-    return Picture(array.astype(dtype.newbyteorder("=")), name)
+    return Picture(array.astype(dtype.newbyteorder("=")), name, icc)
 
 
 def to_qimage(picture: Picture) -> QImage:
@@ -163,7 +198,13 @@ def to_qimage(picture: Picture) -> QImage:
         fmt = QImage.Format.Format_RGBA8888 if picture.has_alpha else QImage.Format.Format_RGB888
     pixels = np.ascontiguousarray(pixels)
     image = QImage(pixels.data, picture.width, picture.height, pixels.strides[0], fmt)
-    return image.copy()  # detach from the numpy buffer
+    image = image.copy()  # detach from the numpy buffer
+    if picture.icc:  # shown colour-managed: Qt converts from the picture's profile to the screen's sRGB
+        space = QColorSpace.fromIccProfile(QByteArray(picture.icc))
+        if space.isValid():
+            image.setColorSpace(space)
+            image.convertToColorSpace(QColorSpace(QColorSpace.NamedColorSpace.SRgb))
+    return image
 
 
 def from_qimage(image: QImage, name: str = "pasted") -> Picture:
@@ -188,16 +229,21 @@ def to_8bit(picture: Picture) -> Picture:
     if picture.depth == 8:
         return picture
     scaled = np.round(picture.pixels.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
-    return Picture(scaled, picture.name)
+    return Picture(scaled, picture.name, picture.icc)
 
 
-def _write_png16(path: Path, pixels: np.ndarray) -> None:
+def _write_png16(path: Path, pixels: np.ndarray, icc: bytes | None = None) -> None:
     import png
 
     height, width, planes = pixels.shape
     writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
-    with open(path, "wb") as f:
-        writer.write(f, pixels.reshape(height, width * planes))
+    buffer = io.BytesIO()
+    writer.write(buffer, pixels.reshape(height, width * planes))
+    data = buffer.getvalue()
+    if icc:  # pypng writes no iCCP: put one right after IHDR (8 signature + 25 IHDR bytes)
+        body = b"iCCP" + b"ICC Profile\x00\x00" + zlib.compress(icc)
+        data = data[:33] + struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body)) + data[33:]
+    path.write_bytes(data)
 
 
 def save_file(picture: Picture, path: str | Path, overwrite: bool = False) -> None:
@@ -215,15 +261,17 @@ def save_file(picture: Picture, path: str | Path, overwrite: bool = False) -> No
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(str(temp), picture.pixels, compression="zlib",
+            tifffile.imwrite(str(temp), picture.pixels, compression="zlib", iccprofile=picture.icc,
                              photometric="rgb", extrasamples=("unassalpha",) if picture.has_alpha else None)
         elif suffix == ".png" and picture.depth == 16:
-            _write_png16(temp, picture.pixels)
+            _write_png16(temp, picture.pixels, picture.icc)
         else:
             image = Image.fromarray(to_8bit(picture).pixels)
             if suffix in (".jpg", ".jpeg"):
                 image = image.convert("RGB")  # JPEG has no alpha
-            options = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            options: dict[str, object] = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
+            if picture.icc:
+                options["icc_profile"] = picture.icc
             image.save(temp, **options)
         # mkstemp makes the file 0600; a saved picture gets the mode of the file it replaces, or a new
         # file's usual mode (0666 less the umask), like any other program's output.

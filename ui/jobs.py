@@ -63,6 +63,7 @@ class JobRunner(QObject):
         self.job_id: str | None = None
         self.stream: EventStream | None = None
         self.name = "image"
+        self.icc: bytes | None = None
         self.running = False
         self._cancel_requested = False
         self._started_at = 0.0
@@ -79,13 +80,15 @@ class JobRunner(QObject):
         if self._closing.is_set():
             raise RuntimeError("the window is closing")
         self.client, self.name, self.running = client, picture.name, True
+        self.icc = picture.icc  # the result comes back in the picture's profile
         self.job_id, self._cancel_requested, self._started_at = None, False, time.monotonic()
         self._submitted_job = None
         raw = picture.raw()  # copied now: the picture may change while the upload runs
 
         def submit() -> str:
             job_id = client.submit_raw(raw, picture.width, picture.height, picture.channels, picture.depth,
-                                       mask=mask, region_only=False, client="Uprez window", **params)
+                                       mask=mask, profile=picture.icc, region_only=False, client="Uprez window",
+                                       **params)
             with self._lock:
                 closing = self._closing.is_set()
                 if not closing:
@@ -147,7 +150,8 @@ class JobRunner(QObject):
 
     def _fetch(self, client: Client, job_id: str) -> Picture:
         data, meta = client.result(job_id)
-        picture = from_raw(data, meta["width"], meta["height"], meta["channels"], meta["depth"], self.name)
+        picture = from_raw(data, meta["width"], meta["height"], meta["channels"], meta["depth"], self.name,
+                           self.icc)
         client.cancel(job_id)  # for a finished job: forget it and free its result on the engine
         return picture
 

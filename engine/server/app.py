@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from engine import __version__
+from engine.colour import colour_space
 from engine.errors import InvalidInput
 from engine.server import models
-from engine.server.codec import MEDIA_TYPES, decode_image, decode_mask, image_size, sniff
+from engine.server.codec import MEDIA_TYPES, decode_mask, decode_photo, image_size, sniff
 from engine.server.config import ServerConfig
 from engine.server.idle import ActivityMiddleware, IdleWatch
 from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, Runner
@@ -36,7 +37,8 @@ from engine.stages import output_size
 log = logging.getLogger("uprez.server")
 EVENT_POLL_S = 0.05  # how often an event stream looks for news; cheap, and well under one model step
 KEEPALIVE_S = 10.0  # an SSE comment this often keeps proxies from closing an idle stream
-PARTS = ("params", "image", "mask")
+PARTS = ("params", "image", "mask", "profile")
+MAX_PROFILE_BYTES = 4 * 2**20  # ICC profiles of photos are a few KB; LUT profiles up to a few hundred
 
 
 class ApiError(Exception):
@@ -96,7 +98,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_data: bytes | None,
-             ) -> tuple[JobRequest, np.ndarray, np.ndarray | None]:
+             profile: bytes | None = None) -> tuple[JobRequest, np.ndarray, np.ndarray | None]:
     """Validate and decode one submission; runs in a thread pool because decoding is CPU work."""
     request = JobRequest.from_params(parse_params(params_text), sniffed=sniff(data), has_mask=mask_data is not None)
     width, height = image_size(data, request.image)
@@ -112,15 +114,21 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
                             f"limit of {limits.max_output_pixels}; use a smaller scale or region, or start the "
                             "engine with a larger --max-output-pixels")
     request = replace(request, model=models.resolve(request.model, config.model))
-    image = decode_image(data, request.image)
-    if image.shape[:2] != (height, width):
+    if profile is not None and (len(profile) > MAX_PROFILE_BYTES or colour_space(profile) is None):
+        raise InvalidInput(f"the profile part ({len(profile)} bytes) is not an RGB or grey ICC profile that "
+                           "LittleCMS can read; send the image's profile as its .icc bytes, or no profile for sRGB")
+    image, photo = decode_photo(data, request.image)
+    request = replace(request, photo=photo if profile is None else replace(photo, icc=profile))
+    if image.shape[:2] not in ((height, width), (width, height)):  # turned upright by its EXIF orientation
         raise InvalidInput(f"the file says {width}x{height} but decodes to {image.shape[1]}x{image.shape[0]}")
-    mask = None if mask_data is None else decode_mask(mask_data, request.mask_format or "raw", (width, height))
+    upright = (image.shape[1], image.shape[0])  # a mask goes with the picture as shown
+    mask = None if mask_data is None else decode_mask(mask_data, request.mask_format or "raw", upright)
     return request, image, mask
 
 
-async def _read_parts(request: Request, max_params: int) -> tuple[str | bytes, bytes, bytes | None]:
-    """The params, image and mask parts of a multipart/form-data body."""
+async def _read_parts(request: Request, max_params: int,
+                      ) -> tuple[str | bytes, bytes, bytes | None, bytes | None]:
+    """The params, image, mask and (ICC) profile parts of a multipart/form-data body."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "POST /v1/jobs takes multipart/form-data with parts params (JSON), image and "
                             "optionally mask; see docs/protocol.md")
@@ -136,13 +144,13 @@ async def _read_parts(request: Request, max_params: int) -> tuple[str | bytes, b
         for name in PARTS:
             part = form.get(name)
             values[name] = await part.read() if isinstance(part, UploadFile) else part
-        image, mask = values["image"], values["mask"]
+        image, mask, profile = values["image"], values["mask"], values["profile"]
         if image is None:
             raise ApiError(400, "the image part is missing; send it as a file part named image")
-        if isinstance(image, str) or isinstance(mask, str):
-            raise ApiError(400, "image and mask must be file parts (with a filename in Content-Disposition), "
-                                "so their bytes arrive unchanged")
-        return values["params"] or "{}", image, mask
+        if isinstance(image, str) or isinstance(mask, str) or isinstance(profile, str):
+            raise ApiError(400, "image, mask and profile must be file parts (with a filename in "
+                                "Content-Disposition), so their bytes arrive unchanged")
+        return values["params"] or "{}", image, mask, profile
     finally:
         await form.close()
 
@@ -208,9 +216,9 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
         # over-limit Content-Length): a full queue, and more uploads in flight than the budget allows.
         queue.check_room()
         with uploads.reserve(declared_length(request.headers.get("content-length"), config.limits.max_upload_bytes)):
-            params, data, mask_data = await _read_parts(request, max_params=64 * 1024)
-            job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data)
-            del params, data, mask_data  # the upload's bytes are decoded: free them before the budget is
+            params, data, mask_data, profile = await _read_parts(request, max_params=64 * 1024)
+            job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data, profile)
+            del params, data, mask_data, profile  # the upload's bytes are decoded: free them before the budget is
             job = queue.submit(job_request, image, mask)
         return JSONResponse(queue.summary(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 

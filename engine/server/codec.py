@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import InvalidInput
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, upright
+from engine.pngmeta import with_metadata
+from engine.probe import check, declared
 
 KINDS = ("raw", "png", "tiff")
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR", "L", "LA")
@@ -74,45 +77,50 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def image_size(data: bytes, fmt: ImageFormat) -> tuple[int, int]:
-    """(width, height) without decoding the pixels, so size limits are checked before any real work."""
+    """(width, height) from the headers, after refusing a file that is not one picture (pages, frames,
+    sub-IFDs, a volume): nothing is decoded, so size limits are checked before any real work."""
     if fmt.kind == "raw":
         return fmt.width, fmt.height
     if sniff(data) != fmt.kind:
         raise InvalidInput(f"the image part is not a {fmt.kind.upper()} file (its first bytes say "
                            f"{sniff(data) or 'neither PNG nor TIFF'}); set format to match what you send")
     if fmt.kind == "png":
-        return _png_size(data)
-    import tifffile
+        from PIL import Image
 
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            shape = tif.pages[0].shape
-    except Exception as exc:  # tifffile raises several types for damaged files
-        raise InvalidInput(f"cannot read the TIFF ({type(exc).__name__}: {exc}); is the file complete?") from exc
-    planar = len(shape) == 3 and shape[0] in (1, 2, 3, 4) and shape[2] > 4
-    return (shape[2], shape[1]) if planar else (shape[1], shape[0])
+        width, height = _png_size(data)  # a clear message for a truncated header
+        if width * height > (Image.MAX_IMAGE_PIXELS or 2**62):
+            return width, height  # beyond Pillow's own limit: the caller refuses it by size (413), not decoded
+    info = declared(data)
+    check(info, f"the {fmt.kind.upper()}", max_pixels=2**62, frame_hint=None)  # pixels: the caller's limit
+    return info.width, info.height
 
 
-def _decode_png(data: bytes) -> np.ndarray:
+def _decode_png(data: bytes) -> tuple[np.ndarray, PhotoMeta]:
     from PIL import Image
 
     from engine.pixels import pil_to_array
 
-    if data[24:25] == b"\x10":  # IHDR bit depth 16: Pillow cannot hold 16-bit colour, pypng can
-        import png
-
-        width, height, rows, info = png.Reader(bytes=data).asDirect()
-        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-        return array.reshape(height, width, info["planes"])
     with Image.open(io.BytesIO(data)) as image:
+        if data[24:25] == b"\x10":  # IHDR bit depth 16: Pillow cannot hold 16-bit colour, pypng can
+            import png
+
+            width, height, rows, info = png.Reader(bytes=data).asDirect()
+            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+            return array.reshape(height, width, info["planes"]), from_pillow(image)
         image.load()  # decode now: a truncated file fails here, not inside the job
-        return np.array(pil_to_array(image))
+        return np.array(pil_to_array(image)), from_pillow(image)
 
 
-def _decode_tiff(data: bytes) -> np.ndarray:
+def _decode_tiff(data: bytes) -> tuple[np.ndarray, PhotoMeta]:
     import tifffile
 
-    array = tifffile.imread(io.BytesIO(data))
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:  # image_size has made sure it holds one page
+        page = tif.pages.first
+        array, meta = page.asarray(), from_tiff_page(page)
+    return _tiff_samples(array), meta
+
+
+def _tiff_samples(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
         array = np.moveaxis(array, 0, 2)  # planar TIFF
     if array.dtype.kind == "f":
@@ -123,7 +131,14 @@ def _decode_tiff(data: bytes) -> np.ndarray:
 
 
 def decode_image(data: bytes, fmt: ImageFormat) -> np.ndarray:
-    """The caller's image as an (H, W, C) array in the engine's layout (RGB(A) or L(A))."""
+    """The caller's image as an (H, W, C) array in the engine's layout (RGB(A) or L(A)), upright."""
+    return decode_photo(data, fmt)[0]
+
+
+def decode_photo(data: bytes, fmt: ImageFormat) -> tuple[np.ndarray, PhotoMeta]:
+    """`decode_image` plus the file's profile and metadata (none for raw: its profile travels as a part).
+
+    A PNG's or TIFF's EXIF/TIFF orientation is applied, so the result is upright and says orientation 1."""
     if fmt.kind == "raw":
         if len(data) != fmt.expected_bytes:
             raise InvalidInput(
@@ -134,10 +149,10 @@ def decode_image(data: bytes, fmt: ImageFormat) -> np.ndarray:
         array = np.frombuffer(data, dtype=DEPTHS[fmt.depth]).reshape(fmt.height, fmt.width, len(fmt.channels))
         layout = _engine_layout(fmt.channels)
         array = array[:, :, [fmt.channels.index(c) for c in layout]]
-        return array.astype(array.dtype.newbyteorder("="))  # native order, and a private copy
-    image_size(data, fmt)  # checks the signature
+        return array.astype(array.dtype.newbyteorder("=")), PhotoMeta()  # native order, and a private copy
+    image_size(data, fmt)  # checks the signature, and that the file holds one picture
     try:
-        array = _decode_png(data) if fmt.kind == "png" else _decode_tiff(data)
+        array, meta = _decode_png(data) if fmt.kind == "png" else _decode_tiff(data)
     except InvalidInput:
         raise
     except Exception as exc:  # Pillow, pypng and tifffile each raise their own types for damaged files
@@ -147,7 +162,7 @@ def decode_image(data: bytes, fmt: ImageFormat) -> np.ndarray:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
         raise InvalidInput(f"the {fmt.kind.upper()} has an unsupported layout {array.shape}; use grey, RGB or RGBA")
-    return array
+    return orient(array, meta.orientation), upright(meta)
 
 
 def decode_mask(data: bytes, kind: str, size: tuple[int, int]) -> np.ndarray:
@@ -179,8 +194,11 @@ def output_format(fmt: ImageFormat, result: np.ndarray) -> ImageFormat:
     return ImageFormat("raw", result.shape[1], result.shape[0], channels, fmt.depth)
 
 
-def encode_result(result: np.ndarray, fmt: ImageFormat) -> tuple[bytes, dict[str, object]]:
-    """The engine's result in the caller's format, plus metadata for the response headers."""
+def encode_result(result: np.ndarray, fmt: ImageFormat, photo: PhotoMeta | None = None,
+                  ) -> tuple[bytes, dict[str, object]]:
+    """The engine's result in the caller's format, plus metadata for the response headers; a PNG or TIFF
+    carries `photo`'s profile and metadata (a raw result is in the profile the caller sent)."""
+    photo = photo or PhotoMeta()
     if result.ndim == 2:
         result = result[:, :, None]
     out = output_format(fmt, result)
@@ -199,7 +217,14 @@ def encode_result(result: np.ndarray, fmt: ImageFormat) -> tuple[bytes, dict[str
         extra = {"photometric": "rgb"} if planes >= 3 else {"photometric": "minisblack"}
         if planes in (2, 4):
             extra["extrasamples"] = ["unassalpha"]
+        if photo.icc:
+            extra["iccprofile"] = photo.icc
+        if photo.dpi:
+            extra.update(resolution=photo.dpi, resolutionunit="INCH")
+        if photo.xmp:
+            extra["extratags"] = [(700, "B", len(photo.xmp), photo.xmp, True)]
         tifffile.imwrite(buffer, result, **extra)
+        return buffer.getvalue(), meta
     elif result.dtype == np.uint16:
         import png
 
@@ -211,10 +236,10 @@ def encode_result(result: np.ndarray, fmt: ImageFormat) -> tuple[bytes, dict[str
 
         if result.dtype != np.uint8:  # float from a float TIFF cannot go into a PNG; 16-bit keeps most of it
             result = np.round(result.clip(0.0, 1.0) * 65535.0).astype(np.uint16)
-            return encode_result(result, fmt)
+            return encode_result(result, fmt, photo)
         image = Image.fromarray(result[:, :, 0] if planes == 1 else result)
         image.save(buffer, format="PNG", compress_level=1)  # speed over size: the bytes only cross loopback
-    return buffer.getvalue(), meta
+    return with_metadata(buffer.getvalue(), photo), meta
 
 
 def preview_jpeg(rgb: np.ndarray, quality: int = 80) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.photo import PhotoMeta
 from engine.server.codec import ImageFormat
 from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, MEMORY_CHOICES, UpscaleSettings
 
@@ -76,6 +77,9 @@ class JobRequest:
     preview_every: int = 0  # a small JPEG preview on every Nth denoising step; 0 = none (each costs a VAE decode)
     client: str = ""  # who sent it ("Krita", "GIMP", ...), so a queue view can say whose job it is
     memory: str | None = None  # memory mode for this job's model (engine.memory_modes); None = the server's
+    # The image's ICC profile and metadata: from the PNG/TIFF itself, or the `profile` part beside raw
+    # pixels. Not a param (it is bytes): it travels in the upload, so to_params leaves it out.
+    photo: PhotoMeta = field(default_factory=PhotoMeta, compare=False)
 
     @classmethod
     def from_params(cls, data: dict[str, Any], *, sniffed: str | None = None, has_mask: bool = False) -> JobRequest:

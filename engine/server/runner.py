@@ -73,5 +73,5 @@ class EngineRunner:
             settings = smaller_tiles(backend, settings)
         result = upscale(job.image, settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
                          max_memory=self.config.max_memory, mask=job.mask, region_only=request.region_only,
-                         preview_every=request.preview_every)
-        return encode_result(np.asarray(result), request.image)
+                         preview_every=request.preview_every, icc_profile=request.photo.icc)
+        return encode_result(np.asarray(result), request.image, request.photo)

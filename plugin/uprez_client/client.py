@@ -81,17 +81,19 @@ class Client:
 
     # -- submitting -----------------------------------------------------------------------------------
     def submit_raw(self, pixels: Any, width: int, height: int, channel_order: str = "BGRA", depth: int = 8,
-                   mask: bytes | None = None, **params: Any) -> str:
+                   mask: bytes | None = None, profile: bytes | None = None, **params: Any) -> str:
         """Queue raw pixels (bytes-like, little-endian samples); returns the job id.
 
-        `mask`: one byte per pixel (0 = keep, 255 = upscale with the model), or an 8-bit PNG. `params`:
+        `mask`: one byte per pixel (0 = keep, 255 = upscale with the model), or an 8-bit PNG. `profile`: the
+        pixels' ICC profile (the document's); the result comes back in it. None = sRGB. `params`:
         scale, strength, steps, seed, prompt, negative_prompt, cfg_scale, guidance, model, region_only,
         preview_every (then `preview` events carry a base64 JPEG).
         """
         params.update(format="raw", width=width, height=height, channels=channel_order, depth=depth)
-        return self._submit(params, ("image", "image.raw", "application/octet-stream", pixels), mask)
+        return self._submit(params, ("image", "image.raw", "application/octet-stream", pixels), mask, profile)
 
-    def submit_file(self, image: Any, mask: bytes | None = None, **params: Any) -> str:
+    def submit_file(self, image: Any, mask: bytes | None = None, profile: bytes | None = None,
+                    **params: Any) -> str:
         """Queue a PNG or TIFF given as a path or as bytes; the result comes back in the same format."""
         if isinstance(image, (str, os.PathLike)):
             with open(image, "rb") as f:
@@ -101,10 +103,13 @@ class Client:
         if kind is None:
             raise ValueError("only PNG and TIFF files can be sent as files; send other images as raw pixels")
         params["format"] = kind
-        return self._submit(params, ("image", f"image.{kind}", f"image/{kind}", data), mask)
+        return self._submit(params, ("image", f"image.{kind}", f"image/{kind}", data), mask, profile)
 
-    def _submit(self, params: dict[str, Any], image: tuple[str, str, str, Any], mask: bytes | None) -> str:
+    def _submit(self, params: dict[str, Any], image: tuple[str, str, str, Any], mask: bytes | None,
+                profile: bytes | None = None) -> str:
         files = [image]
+        if profile:
+            files.append(("profile", "profile.icc", "application/vnd.iccprofile", profile))
         if mask is not None:
             is_png = bytes(mask[:8]) == PNG_SIGNATURE
             params.setdefault("mask_format", "png" if is_png else "raw")
@@ -156,9 +161,9 @@ class Client:
 
     def upscale_raw(self, pixels: Any, width: int, height: int, channel_order: str = "BGRA", depth: int = 8,
                     mask: bytes | None = None, on_event: EventCallback | None = None,
-                    **params: Any) -> tuple[bytes, dict[str, Any]]:
+                    profile: bytes | None = None, **params: Any) -> tuple[bytes, dict[str, Any]]:
         """Submit, follow and fetch in one blocking call: what a bridge's worker thread runs."""
-        job_id = self.submit_raw(pixels, width, height, channel_order, depth, mask, **params)
+        job_id = self.submit_raw(pixels, width, height, channel_order, depth, mask, profile, **params)
         self.wait(job_id, on_event)
         return self.result(job_id)
 

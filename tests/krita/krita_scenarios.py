@@ -172,7 +172,7 @@ def run_failure(record):
 def run_refusals(record):
     """Inputs the bridge must refuse before sending anything, each with its message."""
     messages = {}
-    doc, src = make_document("F32")
+    doc, src = make_document("F16")  # half floats (32-bit float documents are taken)
     messages["float"] = _refusal(lambda: uprez_krita.upscale(doc, node=src, start_engine=False))
     doc = Krita.instance().createDocument(W, H, "grey", "GRAYA", "U8", "", 72.0)
     messages["grey"] = _refusal(lambda: uprez_krita.upscale(doc, source="visible", start_engine=False))
@@ -215,7 +215,40 @@ def run_close(record):
     record["engine_state"] = uprez_client.Client().job(job.job_id)["state"]
 
 
+def float_pattern(width, height):
+    """The same pattern as `pattern`, squeezed to 0.4-0.6 so its colours lie inside sRGB in ClayRGB too, as
+    RGBA 32-bit floats (Krita's F32 sample order)."""
+    out = bytearray()
+    for y in range(height):
+        for x in range(width):
+            out += struct.pack("<4f", 0.4 + 0.2 * x / (width - 1), 0.4 + 0.2 * y / (height - 1),
+                               0.4 + 0.2 * ((x + y) % 16) / 15, 1.0)
+    return bytes(out)
+
+
+def run_profiled(record, depth, profile):
+    """A document in a non-sRGB profile (linear sRGB, or Adobe-RGB-compatible ClayRGB) upscaled into a new
+    document: the bridge sends the document's ICC profile with the pixels, the result comes back in it."""
+    app = Krita.instance()
+    doc = app.createDocument(W, H, "uprez-profiled", "RGBA", depth, profile, 72.0)
+    layer = doc.createNode("src", "paintlayer")
+    layer.setPixelData(float_pattern(W, H) if depth == "F32" else pattern(W, H, 16), 0, 0, W, H)
+    doc.rootNode().addChildNode(layer, None)
+    doc.refreshProjection()
+    doc.waitForDone()
+    out = uprez_krita.upscale(doc, scale=2.0, target="new_document", node=layer, start_engine=False, seed=7)
+    record["profile"] = doc.colorProfile()
+    record["sent_profile"] = save_bytes(record["name"] + "-icc", doc_ops.read_source(doc, 2.0, node=layer).profile
+                                        or b"")
+    record["source"] = save_bytes(record["name"] + "-source", layer.pixelData(0, 0, W, H))
+    record["new_doc_profile"] = out.colorProfile()
+    record["new_doc"] = state(out)
+    record["result"] = layer_record(record["name"], out.rootNode().childNodes()[-1], out)
+
+
 SCENARIOS = {
+    "profiled_linear_u16": lambda r: run_profiled(r, "U16", "sRGB-elle-V2-g10.icc"),
+    "profiled_clay_f32": lambda r: run_profiled(r, "F32", "ClayRGB-elle-V2-g22.icc"),
     "resize_u8": lambda r: run_whole(r, "resize", "U8"),
     "new_document_u8": lambda r: run_whole(r, "new_document", "U8"),
     "resize_u16": lambda r: run_whole(r, "resize", "U16"),

@@ -33,12 +33,34 @@ def test_krita_rgba_integer_pixels_travel_as_bgra_untouched(depth, bits, pixel_b
 
 @pytest.mark.parametrize(("model", "depth", "words"), [
     ("CMYKA", "U8", "CMYKA"), ("GRAYA", "U16", "GRAYA"), ("LABA", "U16", "LABA"),
-    ("RGBA", "F16", "F16"), ("RGBA", "F32", "F32"),
+    ("RGBA", "F16", "F16"),
 ])
-def test_other_colour_models_and_float_depths_get_a_message_saying_how_to_convert(model, depth, words):
+def test_other_colour_models_and_half_floats_get_a_message_saying_how_to_convert(model, depth, words):
     with pytest.raises(UnsupportedDocument, match="Convert Image Color Space") as caught:
         pixel_format(model, depth)
     assert words in str(caught.value)
+
+
+def test_krita_float_pixels_travel_as_rgba_float():
+    """Krita's RgbF32 colour space stores R, G, B, A (its integer ones B, G, R, A)."""
+    assert pixel_format("RGBA", "F32") == PixelFormat("RGBA", 32, "F32")
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("name", ["ClayRGB-elle-V2-g22.icc", "sRGB-elle-V2-g10.icc"])
+def test_the_icc_profile_is_read_from_a_tiff(tmp_path, byteorder, name):
+    import numpy as np
+    import tifffile
+    from photo_profiles import profile
+    from uprez_krita.profile import icc_from_tiff
+
+    icc = profile(name)
+    tifffile.imwrite(tmp_path / "p.tif", np.zeros((1, 1, 4), np.uint16), photometric="rgb", byteorder=byteorder,
+                     extrasamples=["unassalpha"], iccprofile=icc)
+    assert icc_from_tiff((tmp_path / "p.tif").read_bytes()) == icc
+    tifffile.imwrite(tmp_path / "none.tif", np.zeros((1, 1, 3), np.uint8), photometric="rgb")
+    assert icc_from_tiff((tmp_path / "none.tif").read_bytes()) is None
+    assert icc_from_tiff(b"II*\x00\xff\xff\xff\xff") is None  # damaged: no crash
 
 
 def test_a_short_buffer_from_krita_is_caught_before_the_engine():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from needs import needs
-from PIL import Image
+from PIL import Image, ImageCms
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -272,3 +272,47 @@ def test_the_dialog_renders_in_krita(krita_home, tmp_path, engine):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- a non-sRGB document (issue 23): the document's profile travels with the pixels ------------------------
+def _as_rgb_float(data: bytes, width: int, height: int, depth: str) -> np.ndarray:
+    if depth == "F32":
+        return np.frombuffer(data, "<f4").reshape(height, width, 4)[..., :3].astype(np.float32)
+    bgra = np.frombuffer(data, "<u2").reshape(height, width, 4)
+    return bgra[..., 2::-1].astype(np.float32) / 65535
+
+
+@pytest.mark.parametrize(("scenario", "depth", "icc_name"), [
+    ("profiled_linear_u16", "U16", "sRGB-elle-V2-g10.icc"),
+    ("profiled_clay_f32", "F32", "ClayRGB-elle-V2-g22.icc"),
+])
+def test_a_non_srgb_document_upscales_like_convert_upscale_convert_back(krita, engine, scenario, depth, icc_name):
+    from photo_profiles import profile, psnr, transform  # transform: LittleCMS, relative colorimetric
+
+    from plugin.uprez_client import Client
+
+    icc = profile(icc_name)
+    srgb_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    record = krita(scenario)
+    assert record["profile"] == icc_name and record["new_doc_profile"] == icc_name
+    assert [layer[2] for layer in record["new_doc"]["layers"]] == [depth]
+    assert (krita.out / record["sent_profile"]).read_bytes() == icc  # Krita's own bytes for the profile
+    source = _as_rgb_float((krita.out / record["source"]).read_bytes(), W, H, depth)
+    result = _as_rgb_float((krita.out / record["result"]["pixels"]).read_bytes(), 2 * W, 2 * H, depth)
+
+    # By hand: convert to sRGB (16-bit), upscale on the same engine with the same settings, convert back.
+    client = Client(engine.url, (engine.config_dir / "token").read_text().strip())
+    in_srgb = np.round(np.clip(transform(source, icc, srgb_icc), 0, 1) * 65535).astype("<u2")
+    data, meta = client.upscale_raw(in_srgb.tobytes(), W, H, "RGB", 16, scale=2.0, seed=7, client="Krita")
+    upscaled = np.frombuffer(data, "<u2").reshape(2 * H, 2 * W, 3).astype(np.float32) / 65535
+    expected = transform(upscaled, srgb_icc, icc)
+
+    def shown(values: np.ndarray) -> np.ndarray:
+        return np.clip(transform(values, icc, srgb_icc), 0, 1)
+
+    assert psnr(shown(result), shown(expected)) >= 45.0
+    # Without the profile the model would have seen the wrong tones: the same pixels sent as if sRGB.
+    raw = np.round(np.clip(source, 0, 1) * 65535).astype("<u2")
+    data, _ = client.upscale_raw(raw.tobytes(), W, H, "RGB", 16, scale=2.0, seed=7)
+    unmanaged = np.frombuffer(data, "<u2").reshape(2 * H, 2 * W, 3).astype(np.float32) / 65535
+    assert psnr(shown(unmanaged), shown(expected)) < psnr(shown(result), shown(expected)) - 6

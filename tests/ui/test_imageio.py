@@ -119,3 +119,64 @@ def test_raw_is_little_endian_and_reads_back():
     raw = Picture(pixels).raw()
     assert raw[:2] == int(pixels[0, 0, 0]).to_bytes(2, "little")
     assert np.array_equal(from_raw(raw, 17, 12, "RGBA", 16).pixels, pixels)
+
+
+# -- photos (issue 23): orientation, profile, frames ------------------------------------------------------
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_on_opening(tmp_path, orientation):
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(orientation).integers(0, 255, (12, 20, 3), dtype=np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "photo.png", exif=exif)
+    with Image.open(tmp_path / "photo.png") as image:
+        shown = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert np.array_equal(load_file(tmp_path / "photo.png").pixels, shown)
+
+
+def test_tiff_orientation_is_applied(tmp_path):
+    import tifffile
+
+    shown = np.zeros((10, 16, 3), np.uint16)
+    shown[0, 0] = 65535
+    tifffile.imwrite(tmp_path / "t.tif", np.rot90(shown, 1).copy(), photometric="rgb",
+                     extratags=[(274, "H", 1, 6, True)])
+    assert np.array_equal(load_file(tmp_path / "t.tif").pixels, shown)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg", ".webp"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_profile_is_kept_from_opening_to_saving(tmp_path, suffix, dtype):
+    from photo_profiles import clay
+
+    pixels = np.full((8, 8, 3), 100, dtype)
+    Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "in.png", icc_profile=clay())
+    picture = load_file(tmp_path / "in.png")
+    assert picture.icc == clay()
+    picture = Picture(pixels, "x", picture.icc)
+    save_file(picture, tmp_path / f"out{suffix}")
+    assert load_file(tmp_path / f"out{suffix}").icc == clay()
+
+
+def test_a_profiled_picture_is_shown_colour_managed(qapp):
+    from photo_profiles import clay
+
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    pixels[:] = (20, 230, 30)  # a saturated Adobe RGB green
+    plain, managed = to_qimage(Picture(pixels)), to_qimage(Picture(pixels, "x", clay()))
+    assert plain.pixelColor(0, 0).green() == 230
+    assert managed.pixelColor(0, 0).red() == 0 and managed.pixelColor(0, 0).green() > 230  # clipped to sRGB
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif"])
+def test_multi_frame_files_are_refused_before_decoding(tmp_path, suffix):
+    import tifffile
+
+    if suffix == ".tif":
+        tifffile.imwrite(tmp_path / "a.tif", np.zeros((3, 8, 8, 3), np.uint8), photometric="rgb")
+    else:
+        frames = [Image.new("RGB", (8, 8), (60 * i, 0, 0)) for i in range(3)]
+        frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(BadImage, match="has 3 (pages|frames).*would take the first"):
+        load_file(tmp_path / f"a{suffix}")

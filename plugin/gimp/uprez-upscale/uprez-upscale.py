@@ -67,9 +67,27 @@ def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> Gimp
     return dialog
 
 
-def read_pixels(drawable: Gimp.Drawable, rect: plan.Rect, transfer: formats.Transfer) -> bytes:
+def colour_space(image: Gimp.Image, drawable: Gimp.Drawable, transfer: formats.Transfer) -> tuple[str, bytes | None]:
+    """The babl format that reads the layer in its image's own colour space, and that space's ICC profile.
+
+    The engine converts to sRGB for the model and back with LittleCMS (and keeps colours outside sRGB);
+    babl would clip them converting to plain R'G'B'A. Without GIMP's Babl bindings: sRGB, as before.
+    """
+    try:
+        gi.require_version("Babl", "0.1")
+        from gi.repository import Babl
+
+        name = Babl.get_name(Babl.format_with_space(transfer.babl, drawable.get_format()))
+        icc = bytes(image.get_effective_color_profile().get_icc_profile())
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return transfer.babl, None
+    return name, icc or None
+
+
+def read_pixels(drawable: Gimp.Drawable, rect: plan.Rect, transfer: formats.Transfer, babl: str | None = None
+                ) -> bytes:
     x, y, width, height = rect
-    data = drawable.get_buffer().get(Gegl.Rectangle.new(x, y, width, height), 1.0, transfer.babl,
+    data = drawable.get_buffer().get(Gegl.Rectangle.new(x, y, width, height), 1.0, babl or transfer.babl,
                                      Gegl.AbyssPolicy.NONE)
     return formats.swap_to_little_endian(bytes(data), transfer.depth)
 
@@ -82,9 +100,10 @@ def read_mask(image: Gimp.Image, geometry: plan.Plan) -> bytes:
                                                         formats.MASK_FORMAT, Gegl.AbyssPolicy.NONE))
 
 
-def write_pixels(layer: Gimp.Layer, data: bytes, width: int, height: int, transfer: formats.Transfer) -> None:
+def write_pixels(layer: Gimp.Layer, data: bytes, width: int, height: int, transfer: formats.Transfer,
+                 babl: str | None = None) -> None:
     buffer = layer.get_buffer()
-    buffer.set(Gegl.Rectangle.new(0, 0, width, height), transfer.babl,
+    buffer.set(Gegl.Rectangle.new(0, 0, width, height), babl or transfer.babl,
                formats.swap_to_little_endian(data, transfer.depth))
     buffer.flush()
 
@@ -95,11 +114,11 @@ def new_layer(image: Gimp.Image, name: str, width: int, height: int) -> Gimp.Lay
 
 
 def place_resized(image: Gimp.Image, source: Gimp.Layer, geometry: plan.Plan, name: str, data: bytes,
-                  transfer: formats.Transfer) -> Gimp.Layer:
+                  transfer: formats.Transfer, babl: str | None = None) -> Gimp.Layer:
     """Scale the image and add the result above the source: one undo step, nothing left behind on failure."""
     layer = new_layer(image, name, geometry.out_width, geometry.out_height)
     try:
-        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer)  # not in the image yet
+        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer, babl)  # not in the image yet
     except Exception:
         layer.delete()
         raise
@@ -122,7 +141,7 @@ def place_resized(image: Gimp.Image, source: Gimp.Layer, geometry: plan.Plan, na
 
 
 def place_new_image(image: Gimp.Image, geometry: plan.Plan, name: str, data: bytes, transfer: formats.Transfer,
-                    interactive: bool) -> Gimp.Layer:
+                    interactive: bool, babl: str | None = None) -> Gimp.Layer:
     """The result alone in a new image of the same precision and colour profile; shown when interactive."""
     result = Gimp.Image.new_with_precision(geometry.image_width, geometry.image_height, Gimp.ImageBaseType.RGB,
                                            image.get_precision())
@@ -132,7 +151,7 @@ def place_new_image(image: Gimp.Image, geometry: plan.Plan, name: str, data: byt
             result.set_color_profile(profile)
         layer = new_layer(result, name, geometry.out_width, geometry.out_height)
         result.insert_layer(layer, None, 0)
-        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer)
+        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer, babl)  # same profile, space
         if interactive:
             Gimp.Display.new(result)
     except Exception:
@@ -169,11 +188,12 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     Gimp.progress_init("Upscaling with Uprez")
     try:
         client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
-        pixels = read_pixels(source, geometry.read, transfer)
+        babl, profile = colour_space(image, source, transfer)
+        pixels = read_pixels(source, geometry.read, transfer, babl)
         mask = read_mask(image, geometry) if geometry.mask_at is not None else None
         _, _, width, height = geometry.read
         data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
-                                                  on_progress=show_progress)
+                                                  on_progress=show_progress, profile=profile)
         if (out_width, out_height) != (geometry.out_width, geometry.out_height):
             raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
                                    f"{geometry.out_width}x{geometry.out_height} were expected; update the plug-in "
@@ -188,9 +208,9 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
             target = "new-image"
             geometry = plan.make_plan(size, layer_rect, chosen.scale, target, selection, chosen.selection_only)
         if target == "resize":
-            layer = place_resized(image, source, geometry, name, data, transfer)
+            layer = place_resized(image, source, geometry, name, data, transfer, babl)
         else:
-            layer = place_new_image(image, geometry, name, data, transfer, interactive)
+            layer = place_new_image(image, geometry, name, data, transfer, interactive, babl)
     finally:
         Gimp.progress_end()  # also on failure: a bar left at its last value would look like a job still running
     if interactive:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from .formats import PixelFormat, check_buffer, pixel_format
 from .plan import Plan, layer_name, make_plan
+from .profile import profile_bytes
 
 SCALE_FILTER = "Lanczos3"  # the engine's own conventional filter, so layers scaled by Krita match its outside
 FALLBACK_FILTER = "Bicubic"
@@ -28,6 +29,7 @@ class Source(NamedTuple):
     mask: bytes | None  # the selection's crop, one byte per pixel, with selection_only
     doc_size: tuple[int, int]
     name: str
+    profile: bytes | None = None  # the pixels' ICC profile (the layer's or document's); None = sRGB
 
 
 def selection_box(document: Any) -> tuple[int, int, int, int] | None:
@@ -73,7 +75,7 @@ def read_source(document: Any, scale: float, target: str = "resize", selection_o
         if len(mask) != read.width * read.height or not any(mask):
             raise ValueError("the selection is empty; select the part to upscale, or switch off Selection only")
     name = node.name() if node is not None else "visible image"
-    return Source(document, node, fmt, plan, pixels, mask, size, name)
+    return Source(document, node, fmt, plan, pixels, mask, size, name, profile_bytes(holder))
 
 
 def is_open(document: Any) -> bool:

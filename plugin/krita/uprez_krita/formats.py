@@ -1,17 +1,20 @@
 """How Krita's pixels travel to the engine. Pure: no Krita, no Qt.
 
 Krita's `pixelData` gives a layer's native bytes. For the RGBA colour model with integer depths
-those are B, G, R, A samples, little-endian: the engine's raw "BGRA" at depth 8 or 16, so they go as
-they are, with no conversion and no copy. Float depths hold unbounded scene-referred values and other
-colour models are not RGB; both get a message that says how to convert.
+those are B, G, R, A samples, little-endian: the engine's raw "BGRA" at depth 8 or 16; at 32-bit float
+they are R, G, B, A: the engine's raw "RGBA" at depth 32. They go as they are, with no conversion and no
+copy, together with the document's ICC profile (the engine converts to sRGB for the model and back).
+Float values above 1 (scene-referred highlights) are clipped by the engine. Half floats and other colour
+models get a message that says how to convert.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-SUPPORTED_DEPTHS = {"U8": 8, "U16": 16}
-CONVERT_HINT = "convert it with Image > Convert Image Color Space… to RGB/Alpha, 8-bit or 16-bit integer"
+SUPPORTED_DEPTHS = {"U8": 8, "U16": 16, "F32": 32}
+CONVERT_HINT = ("convert it with Image > Convert Image Color Space… to RGB/Alpha, 8-bit or 16-bit integer or "
+                "32-bit float")
 
 
 class UnsupportedDocument(ValueError):
@@ -37,9 +40,9 @@ def pixel_format(color_model: str, color_depth: str) -> PixelFormat:
         raise UnsupportedDocument(f"Uprez works on RGB images, and this one is {color_model or 'unknown'}; "
                                   + CONVERT_HINT)
     if color_depth not in SUPPORTED_DEPTHS:
-        raise UnsupportedDocument(f"Uprez takes 8-bit and 16-bit integer images, and this one is {color_depth}; "
-                                  + CONVERT_HINT)
-    return PixelFormat("BGRA", SUPPORTED_DEPTHS[color_depth], color_depth)
+        raise UnsupportedDocument(f"Uprez takes 8-bit and 16-bit integer and 32-bit float images, and this one "
+                                  f"is {color_depth}; " + CONVERT_HINT)
+    return PixelFormat("RGBA" if color_depth == "F32" else "BGRA", SUPPORTED_DEPTHS[color_depth], color_depth)
 
 
 def check_buffer(data: bytes, width: int, height: int, fmt: PixelFormat, what: str) -> None:

@@ -135,7 +135,7 @@ class UpscaleJob(QObject):
         params.setdefault("preview_every", PREVIEW_EVERY)
         params.setdefault("client", "Krita")  # names the job in other apps' queue views
         self.job_id = client.submit_raw(src.pixels, read.width, read.height, src.fmt.channels, src.fmt.depth,
-                                        mask=src.mask, **params)
+                                        mask=src.mask, profile=src.profile, **params)
         if self._cancel_requested.is_set():  # cancel() may have run before the id existed
             self._send_cancel()
         client.wait(self.job_id, self.event.emit)

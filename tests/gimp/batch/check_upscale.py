@@ -266,6 +266,94 @@ def new_image_float():
     image.delete()
 
 
+def muted_card(width, height):
+    """RGBA u16 bytes of `card`, squeezed to 0.4-0.6 so every colour lies inside sRGB in any profile."""
+    import array
+
+    values = array.array("H", [round(65535 * (0.4 + 0.2 * v / 255)) if i % 4 != 3 else 65535
+                               for i, v in enumerate(card(width, height))])
+    return values.tobytes()
+
+
+def psnr16(a, b):
+    """PSNR in dB of two R'G'B'A u16 buffers over their colour samples."""
+    import math
+
+    x, y = samples(a, 16), samples(b, 16)
+    total = count = 0
+    for i in range(len(x)):
+        if i % 4 != 3:
+            total += ((x[i] - y[i]) / 65535) ** 2
+            count += 1
+    return math.inf if total == 0 else 10 * math.log10(count / total)
+
+
+def non_srgb_image():
+    """A 16-bit image in ClayRGB (Adobe RGB compatible): the plug-in sends the image's profile with its pixels
+    and the result matches converting to sRGB (GIMP's own conversion), upscaling, and converting back."""
+    gi.require_version("Gio", "2.0")
+    from gi.repository import Gio
+
+    path = os.path.join(TESTS, "ClayRGB-elle-V2-g22.icc")
+    if not os.path.exists(path):
+        check("H profile: ClayRGB-elle-V2-g22.icc was copied in (Krita's package provides it)", False, path)
+        return
+    clay = Gimp.ColorProfile.new_from_file(Gio.File.new_for_path(path))
+    image, background = new_image(64, 48, Gimp.Precision.U16_NON_LINEAR)
+    image.set_color_profile(clay)  # assigned: the same numbers now mean ClayRGB colours
+    gi.require_version("Babl", "0.1")
+    from gi.repository import Babl
+
+    own = Babl.get_name(Babl.format_with_space(U16, background.get_format()))  # R'G'B'A u16 in ClayRGB
+    put(background, muted_card(64, 48), own)
+    args = dict(scale=2.0, preset="balanced", seed=3, target="new-image", selection_only=False)
+    status, error, layer = upscale(image, background, **args)
+    check("H profile: the procedure succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is None:
+        return
+    result = layer.get_image()
+    check("H profile: the new image has the source's profile",
+          result.get_color_profile() is not None and result.get_color_profile().is_equal(clay))
+    copy = image.duplicate()
+    copy.convert_color_profile(Gimp.ColorProfile.new_rgb_srgb(), Gimp.ColorRenderingIntent.RELATIVE_COLORIMETRIC,
+                               False)
+    status, error, by_hand = upscale(copy, copy.get_layers()[0], **args)
+    check("H profile: the by-hand run succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if by_hand is None:
+        return
+    by_hand_image = by_hand.get_image()
+    by_hand_image.convert_color_profile(clay, Gimp.ColorRenderingIntent.RELATIVE_COLORIMETRIC, False)
+    shown, expected = pixels(layer, U16), pixels(by_hand_image.get_layers()[0], U16)  # U16: sRGB, as shown
+    value = psnr16(shown, expected)
+    check("H profile: matches convert to sRGB, upscale, convert back (>= 45 dB, as shown)", value >= 45, value)
+    unmanaged = reference(pixels(background, own), 64, 48, 16, **args_params(args))
+    plain = psnr16(unmanaged, pixels(by_hand_image.get_layers()[0], own))
+    check("H profile: without the profile the result is further off", plain < value - 6, (plain, value))
+    for item in (result, copy, by_hand_image, image):
+        item.delete()
+
+    # A ClayRGB green outside sRGB: converting to plain sRGB (what babl did before the profile travelled)
+    # would clip it and bring it back with red 0.48 instead of 0.15.
+    image, background = new_image(32, 32, Gimp.Precision.U16_NON_LINEAR)
+    image.set_color_profile(clay)
+    import array
+
+    green = array.array("H", [9830, 55705, 9830, 65535] * (32 * 32)).tobytes()  # 0.15, 0.85, 0.15
+    put(background, green, own)
+    status, error, layer = upscale(image, background, **args)
+    check("H profile: the out-of-gamut green run succeeds", status == Gimp.PDBStatusType.SUCCESS, error)
+    if layer is not None:
+        got = samples(pixels(layer, own, (24, 24, 16, 16)), 16)
+        worst = max(abs(got[i] / 65535 - (0.15, 0.85, 0.15)[i % 4]) for i in range(len(got)) if i % 4 != 3)
+        check("H profile: a ClayRGB green outside sRGB keeps its colour (within 0.03)", worst < 0.03, worst)
+        layer.get_image().delete()
+    image.delete()
+
+
+def args_params(args):
+    return {"scale": args["scale"], "preset": args["preset"], "seed": args["seed"]}
+
+
 def cancelled_by_killing_the_plug_in():
     """The runner's watcher kills the plug-in (as GIMP does on a progress cancel) once its job runs."""
     image, background = new_image(512, 512)
@@ -351,7 +439,7 @@ def refusals_with_no_engine():
 
 TIMES = {}
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
-                 cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
+                 non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
     started = time.monotonic()
     try:
         scenario()

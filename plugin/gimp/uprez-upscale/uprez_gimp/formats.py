@@ -1,7 +1,8 @@
 """Which babl format carries a GIMP image's pixels to the engine, and how its bytes travel.
 
-Pixels always go as R'G'B'A (sRGB-encoded, "perceptual" in GIMP's terms) because that is what the models
-were trained on; babl converts from and to the layer's own precision and linearity. A layer without alpha
+Pixels go as R'G'B'A in the image's own colour space (its profile's primaries and tone curve), with the
+image's ICC profile; the engine converts them to sRGB for the model, which was trained on sRGB-encoded
+pixels, and back. babl converts from and to the layer's own precision. A layer without alpha
 is read with alpha too (babl fills 1.0), so there is one code path and the result layer always has alpha,
 which a selection-only result needs anyway.
 """

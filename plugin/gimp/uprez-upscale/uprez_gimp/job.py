@@ -69,9 +69,11 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
 
 def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Transfer, params: dict[str, Any],
             mask: bytes | None = None, on_progress: Progress | None = None,
-            on_submitted: Callable[[str], None] | None = None) -> tuple[bytes, int, int]:
+            on_submitted: Callable[[str], None] | None = None, profile: bytes | None = None,
+            ) -> tuple[bytes, int, int]:
     """Send RGBA pixels (and the selection mask), follow the job, return (pixels, width, height) in `transfer`.
 
+    `profile`: the image's ICC profile, which the pixels are in; the result comes back in it.
     With a mask the engine upscales only under it and returns the mask as alpha (region_only). The event
     stream cancels the job if this process goes away: GIMP kills a plug-in whose progress is cancelled.
     """
@@ -79,7 +81,8 @@ def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Tr
     job_params.setdefault("client", "GIMP")  # names the job in other apps' queue views
     if mask is not None:
         job_params["region_only"] = True
-    job_id = client.submit_raw(pixels, width, height, CHANNELS, transfer.depth, mask=mask, **job_params)
+    job_id = client.submit_raw(pixels, width, height, CHANNELS, transfer.depth, mask=mask, profile=profile,
+                               **job_params)
     if on_submitted is not None:
         on_submitted(job_id)
 
