@@ -115,6 +115,11 @@ def upscale(
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
+    upsample = None
+    if settings.upsampler is not None:
+        from engine.sr import first_stage
+
+        upsample, settings = first_stage(settings, backend, cancel)
     settings = settings.with_preset(backend.presets)
     grid = tile_grid(backend, settings)
     _check_fits(backend, out_size, max_memory, grid.tile * backend.vae_scale)
@@ -132,7 +137,7 @@ def upscale(
         rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
                          backend=backend, cond=cond, grid=grid, guidance=guidance,
                          mask=None if mask_in is None else mask_in[top:bottom, left:right],
-                         on_progress=on_progress, cancel=cancel, preview_every=preview_every)
+                         on_progress=on_progress, cancel=cancel, preview_every=preview_every, upsample=upsample)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
     up.add_argument("-m", "--model", default=BUILTIN_MODEL,
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
-                         "repo id, or a transformer .safetensors file")
+                         "repo id, a transformer .safetensors file, or an upscale model (.pth/.safetensors: "
+                         "ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
+    up.add_argument("--upsampler", metavar="lanczos|PATH|NAME",
+                    help="the flow upscale's first upsample: lanczos (default) or an upscale model's path or name "
+                         "(`uprez models list`); presets then refine with less strength")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id) for a .safetensors checkpoint")
     up.add_argument("--preset", choices=PRESETS,
                     help="faithful / balanced / creative: the model's settings for that trade-off (default balanced); "
@@ -182,10 +186,17 @@ def _plan_outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     return jobs
 
 
+def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel, mask, region_only, feather,
+                **_ignored):  # noqa: ANN001, ANN003, ANN202 - the flow call's shape, for one loop in _run_upscale
+    return run(pixels, model, scale=settings.scale, mask=mask, region_only=region_only, feather=feather,
+               tile_size=tile_size, on_progress=on_progress, cancel=cancel)
+
+
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.api import get_backend, upscale
+    from engine.api import get_backend
+    from engine.api import upscale as flow_upscale
     from engine.errors import InvalidInput
     from engine.imagefile import read_image, write_image
     from engine.progress import CancelToken, ProgressEvent
@@ -199,7 +210,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
-        dilated_views=args.dilated_views,
+        dilated_views=args.dilated_views, upsampler=args.upsampler,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
@@ -207,9 +218,23 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if args.feather and args.mask is None:
         raise InvalidInput("--feather needs --mask")
     mask = read_image(args.mask) if args.mask is not None else None
+    upscale, backend = flow_upscale, None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
-    backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                                    base=args.base))
+    from engine.sr.load import is_sr_checkpoint
+
+    if is_sr_checkpoint(Path(args.model).expanduser()):  # an upscale model runs on its own (engine.sr)
+        from functools import partial
+
+        from engine.sr.load import get_sr_model
+        from engine.sr.upscale import upscale_sr
+
+        if args.upsampler:
+            raise InvalidInput("--upsampler goes with a flow model; --model is already an upscale model")
+        sr_model = get_sr_model(args.model, device=args.device, dtype=args.dtype)
+        upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
+    else:
+        backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                                        base=args.base))
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
     cancel = CancelToken()
 
@@ -239,7 +264,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
                     )
                     bar.update(event.fraction - bar.n)
 
-                result = upscale(pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
+                result = upscale(pixels, settings, backend=backend if upscale is flow_upscale else None,
+                                 on_progress=on_progress, cancel=cancel,
                                  max_memory=max_memory, mask=mask, region_only=args.region_only,
                                  feather=args.feather)
             write_image(target, result)

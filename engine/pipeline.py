@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,6 +173,7 @@ def run_stages(
     cancel: CancelToken | None = None,
     preview_every: int = 0,
     preview_side: int = 256,
+    upsample: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Run the planned stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
 
@@ -182,7 +184,8 @@ def run_stages(
     `guidance` steers each stage toward the one before (DESIGN §4); for the first stage that needs a
     reference, one pass at the input size runs first (not in the progress fraction). With
     `preview_every` = N > 0, every Nth step of a stage (and its last) carries a preview of at most
-    `preview_side` pixels a side; each costs one small VAE decode.
+    `preview_side` pixels a side; each costs one small VAE decode. `upsample` (an SR model, engine.sr) replaces
+    Lanczos for the first stage's upsample only (README "Using your upscale models" says why).
     """
     grid = grid or TileGrid.for_backend(backend)
     progress = _Progress(stages, on_progress)
@@ -199,7 +202,8 @@ def run_stages(
     for index, stage in enumerate(stages):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        latent, size_hw = encode_pixels(conventional_resize(current, stage.size), backend, grid)
+        grow = upsample if upsample is not None and index == 0 else conventional_resize
+        latent, size_hw = encode_pixels(grow(current, stage.size), backend, grid)
         del current  # the stage's input lives on in the latent; full-size buffers are what peaks
         if guidance.match_statistics and previous_latent is not None:
             latent = _matched(latent, previous_latent)

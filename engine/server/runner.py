@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from engine.server.codec import encode_result
 from engine.server.config import ServerConfig
 from engine.server.jobs import Job
 from engine.settings import ModelSpec
+from engine.sr.load import SR_SUFFIXES, get_sr_model, is_sr_checkpoint
+from engine.sr.upscale import upscale_sr
 
 
 class EngineRunner:
@@ -36,6 +39,8 @@ class EngineRunner:
         if request.model is None:
             raise ValueError("the server resolves every job's model before queueing it")
         job.cancel.raise_if_cancelled()
+        if request.model.endswith(SR_SUFFIXES) and is_sr_checkpoint(Path(request.model)):
+            return self._run_sr(job, on_progress)
         backend = get_backend(self.spec(request.model))  # switching models frees the previous one first
         self.loaded = request.model
         job.cancel.raise_if_cancelled()  # loading can take a while; a cancel meanwhile should not run the job
@@ -45,4 +50,14 @@ class EngineRunner:
         result = upscale(job.image, settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
                          max_memory=self.config.max_memory, mask=job.mask, region_only=request.region_only,
                          preview_every=request.preview_every)
+        return encode_result(np.asarray(result), request.image)
+
+    def _run_sr(self, job: Job, on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:
+        """An upscale model on its own (engine.sr): tiles from free memory, halved on out-of-memory."""
+        request = job.request
+        model = get_sr_model(request.model, device=self.config.device, dtype=self.config.dtype)
+        self.loaded = request.model
+        result = upscale_sr(job.image, model, scale=request.settings.scale, mask=job.mask,
+                            region_only=request.region_only, tile_size=request.settings.tile_size,
+                            on_progress=on_progress, cancel=job.cancel)
         return encode_result(np.asarray(result), request.image)
