@@ -220,9 +220,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
     mask = read_image(args.mask) if args.mask is not None else None
     upscale, backend = flow_upscale, None
     first = read_image(jobs[0][0])  # a bad file should fail before a model load of many seconds
-    from engine.sr.load import is_sr_checkpoint
+    from engine.sr.find import sr_model_path
 
-    if is_sr_checkpoint(Path(args.model).expanduser()):  # an upscale model runs on its own (engine.sr)
+    sr_path = sr_model_path(args.model)
+    if sr_path is not None:  # an upscale model runs on its own (engine.sr)
         from functools import partial
 
         from engine.sr.load import get_sr_model
@@ -230,7 +231,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
         if args.upsampler:
             raise InvalidInput("--upsampler goes with a flow model; --model is already an upscale model")
-        sr_model = get_sr_model(args.model, device=args.device, dtype=args.dtype)
+        sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:
         backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,

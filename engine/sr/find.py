@@ -108,3 +108,18 @@ def resolve_upsampler(name: str | None, config_dir: Path | None = None) -> Path 
     raise InvalidInput(f"upsampler {name!r} was not found; use lanczos, a path to an SR model, or a name from "
                        "`uprez models list` (SR models are searched in ComfyUI's models/upscale_models, "
                        f"{ENV_SR_DIRS} and <config>/{OWN_FOLDER})")
+
+
+def sr_model_path(model: str) -> Path | None:
+    """The SR file `--model` names (a path, or a name in the SR folders), or None for a flow model."""
+    from engine.settings import BUILTIN_MODEL
+
+    path = Path(model).expanduser()
+    if path.exists():
+        return path if is_sr_checkpoint(path) else None
+    if model == BUILTIN_MODEL or "/" in model or "\\" in model:
+        return None  # the built-in model, a repo id or a missing path: the flow loader's to explain
+    try:
+        return resolve_upsampler(model)
+    except InvalidInput:
+        return None

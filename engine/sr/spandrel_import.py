@@ -49,10 +49,19 @@ def _torchvision_works() -> bool:
     return True
 
 
+INSTALL_HINT = "pip install --no-deps 'spandrel>=0.4.1,<0.5' einops"
+
+
 def import_spandrel() -> types.ModuleType:
     """The spandrel module, imported with a temporary torchvision stand-in where the real one cannot load."""
     if "spandrel" in sys.modules:
         return sys.modules["spandrel"]
+    import importlib.util
+
+    if importlib.util.find_spec("spandrel") is None:
+        from engine.errors import ModelNotFound
+
+        raise ModelNotFound(f"upscale models need the spandrel package, which is not installed; run: {INSTALL_HINT}")
     if _torchvision_works():
         import spandrel
 

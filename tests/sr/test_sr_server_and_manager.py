@@ -1,0 +1,95 @@
+"""Upscale models through the real engine server and the model manager (`uprez models list / recommend`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from plugin.uprez_client import Client
+
+
+@pytest.fixture(scope="module")
+def sr_folder(sr_file, config_dir):
+    """Uprez's own SR folder in the session's config dir, with two tiny models in it."""
+    folder = config_dir / "upscale_models"
+    folder.mkdir(exist_ok=True)
+    (folder / "2x-compact.pth").write_bytes(sr_file("compact", 2).read_bytes())
+    (folder / "4x-swin.safetensors").write_bytes(sr_file("swinir", 4, ".safetensors").read_bytes())
+    return folder
+
+
+def test_the_engine_lists_sr_models_apart_from_flow_models(server, sr_folder):
+    models = Client(server.url).models()["models"]
+    kinds = {m["name"]: m["kind"] for m in models}
+    assert kinds["2x-compact.pth"] == "sr" and kinds["4x-swin.safetensors"] == "sr"
+    assert kinds["builtin"] == "builtin" and "diffusers" in kinds.values()
+
+
+def test_a_job_names_an_sr_model_and_gets_its_exact_size_and_depth(server, sr_folder):
+    client = Client(server.url)
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((20, 30, 4)) * 65535).astype("<u2")
+    data, info = client.upscale_raw(pixels.tobytes(), 30, 20, "RGBA", 16, scale=3,
+                                    model=str(sr_folder / "2x-compact.pth"))
+    out = np.frombuffer(data, "<u2").reshape(60, 90, 4)
+    assert out[:, :, :3].std() > 1000
+
+
+def test_a_flow_job_takes_an_upsampler_by_name(server, sr_folder):
+    client = Client(server.url)
+    pixels = (np.random.default_rng(1).random((16, 16, 4)) * 255).astype(np.uint8)
+    data, _ = client.upscale_raw(pixels.tobytes(), 16, 16, "RGBA", 8, scale=2, upsampler="2x-compact")
+    assert len(data) == 32 * 32 * 4
+
+
+def test_models_list_shows_architecture_scale_and_size(sr_folder, capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "2x-compact" in x)
+    assert "RealESRGAN Compact 2x" in line and "KiB" in line and "uprez" in line
+    assert "SwinIR 4x" in next(x for x in out.splitlines() if "4x-swin" in x)
+
+
+def test_models_recommend_has_a_licence_column_and_names_the_non_commercial_one(capsys):
+    assert main(["models", "recommend"]) == 0
+    out = capsys.readouterr().out
+    assert "licence" in out and "commercial use" in out
+    ultrasharp = next(x for x in out.splitlines() if x.startswith("ultrasharp"))
+    assert "CC-BY-NC-SA-4.0" in ultrasharp and " NO " in ultrasharp
+    assert "Apache-2.0" in next(x for x in out.splitlines() if x.startswith("omnisr-x2"))
+
+
+def test_pull_of_an_sr_model_puts_one_file_into_uprez_s_folder(config_dir, monkeypatch, capsys):
+    # A fake only for what cannot run here: the Hub download (no network). The routing and folder are real.
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo, filename, local_dir):
+        asked.append((repo, filename))
+        path = local_dir / filename
+        path.write_bytes(b"weights")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert main(["models", "pull", "omnisr-x2"]) == 0
+    assert asked == [("Acly/Omni-SR", "OmniSR_X2_DIV2K.safetensors")]
+    assert (config_dir / "upscale_models" / "OmniSR_X2_DIV2K.safetensors").is_file()
+    (config_dir / "upscale_models" / "OmniSR_X2_DIV2K.safetensors").unlink()
+
+
+def test_sr_folders_are_comfyui_upscale_models_chainner_and_uprez_s_own(tmp_path, sr_file):
+    from engine.sr.find import resolve_upsampler, scan_sr, sr_folders
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "upscale_models").mkdir(parents=True)
+    model = comfy / "models" / "upscale_models" / "4x_NMKD-Tiny.pth"
+    model.write_bytes(sr_file("esrgan", 4).read_bytes())
+    config = tmp_path / "config"
+    folders = sr_folders(config, {"UPREZ_COMFYUI_DIRS": str(comfy)})
+    assert (comfy / "models" / "upscale_models", "comfyui") in folders
+    assert (config / "upscale_models", "uprez") in folders and any(w == "chainner" for _, w in folders)
+    assert [m.path for m in scan_sr(folders)] == [model.resolve()]
+    # A flow transformer .safetensors in the same folder is not taken for an SR model.
+    assert resolve_upsampler("lanczos") is None and resolve_upsampler(str(model)) == model.resolve()
