@@ -100,6 +100,11 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
                             f"limit of {limits.max_output_pixels}; use a smaller scale or region, or start the "
                             "engine with a larger --max-output-pixels")
     request = replace(request, model=models.resolve(request.model, config.model))
+    if request.settings.upsampler:  # an SR model's name or path: a typo fails at submit, not after the queue
+        from engine.sr.find import resolve_upsampler
+
+        found = resolve_upsampler(request.settings.upsampler, config.config_dir)
+        request = replace(request, settings=replace(request.settings, upsampler=str(found) if found else None))
     image = decode_image(data, request.image)
     if image.shape[:2] != (height, width):
         raise InvalidInput(f"the file says {width}x{height} but decodes to {image.shape[1]}x{image.shape[0]}")

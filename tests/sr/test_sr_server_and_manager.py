@@ -93,3 +93,29 @@ def test_sr_folders_are_comfyui_upscale_models_chainner_and_uprez_s_own(tmp_path
     assert [m.path for m in scan_sr(folders)] == [model.resolve()]
     # A flow transformer .safetensors in the same folder is not taken for an SR model.
     assert resolve_upsampler("lanczos") is None and resolve_upsampler(str(model)) == model.resolve()
+
+
+def test_an_unknown_upsampler_is_refused_at_submit(server, sr_folder):
+    from plugin.uprez_client import UprezClientError
+
+    pixels = bytes(16 * 16 * 4)
+    with pytest.raises(UprezClientError, match="upsampler 'no-such-model' was not found"):
+        Client(server.url).submit_raw(pixels, 16, 16, "RGBA", 8, scale=2, upsampler="no-such-model")
+
+
+def test_the_front_ends_choices_tell_the_kinds_apart_and_pair_sr_with_each_flow_model():
+    from plugin.uprez_client.options import job_params, model_choices, split_choice
+
+    listing = {"models": [{"id": "/m/flux", "name": "flux", "kind": "diffusers", "default": True},
+                          {"id": "builtin", "name": "builtin", "kind": "builtin"},
+                          {"id": "/sr/4x.pth", "name": "4x.pth", "kind": "sr"}]}
+    choices = dict(model_choices(listing))
+    assert list(choices)[0].startswith("Built-in flow model")
+    assert choices["Flow model: flux (engine default)"] == "/m/flux"
+    assert split_choice(choices["SR model: 4x.pth (on its own)"]) == ("/sr/4x.pth", None)
+    refine = split_choice(choices["SR model 4x.pth, then refine with flux"])
+    assert refine == ("/m/flux", "/sr/4x.pth")
+    assert split_choice(choices["SR model 4x.pth, then refine with the built-in model"]) == ("builtin", "/sr/4x.pth")
+    params = job_params(2, model=refine[0], upsampler=refine[1])
+    assert (params["model"], params["upsampler"]) == ("/m/flux", "/sr/4x.pth")
+    assert split_choice("typed/repo-id") == ("typed/repo-id", None) and split_choice("") == (None, None)
