@@ -57,7 +57,7 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
                                    "upscale only the selected area, with the selection as a soft mask; the "
                                    "new layer holds that area and is transparent elsewhere", False, RW)
     # Registered last so scripts that pass the earlier arguments by position keep working.
-    procedure.add_string_argument("upsampler", "SR model, then _refine with the model", settings.UPSAMPLER_HINT, "",
+    procedure.add_string_argument("upsampler", "SR model, then re_fine with the model", settings.UPSAMPLER_HINT, "",
                                   RW)
     procedure.add_layer_return_value("layer", "Layer", "the upscaled layer (in the new image for new-image)",
                                      False, RW)
