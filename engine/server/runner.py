@@ -31,7 +31,10 @@ class EngineRunner:
     def warmup(self) -> None:
         """Load the default model before the first job, so that job does not pay for it."""
         if self.config.model is not None:
-            get_backend(self.spec(self.config.model))
+            if is_sr_checkpoint(Path(self.config.model)):  # `uprez serve --model 4x-UltraSharp.pth`
+                get_sr_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+            else:
+                get_backend(self.spec(self.config.model))
             self.loaded = self.config.model
 
     def __call__(self, job: Job, on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:

@@ -176,3 +176,14 @@ def test_tile_size_follows_free_memory(sr_file):
 def test_the_loaded_model_is_kept_for_the_next_job(sr_file):
     path = sr_file("compact", 2)
     assert get_sr_model(path, device="cpu") is get_sr_model(path, device="cpu")
+
+
+def test_precision_is_fp32_on_the_cpu_and_what_the_architecture_supports_when_asked(sr_file):
+    from engine.sr.load import pick_dtype, read_descriptor
+
+    span = read_descriptor(sr_file("span", 2))
+    assert pick_dtype(span, torch.device("cpu")) == torch.float32
+    assert pick_dtype(span, torch.device("cpu"), "bfloat16") == torch.bfloat16 == load_sr_model(
+        sr_file("span", 2), device="cpu", dtype="bfloat16").dtype
+    unsupported = next(d for d in (read_descriptor(sr_file(a, 2)) for a in ARCHITECTURES) if not d.supports_half)
+    assert pick_dtype(unsupported, torch.device("cpu"), "float16") == torch.float32

@@ -119,3 +119,12 @@ def test_the_front_ends_choices_tell_the_kinds_apart_and_pair_sr_with_each_flow_
     params = job_params(2, model=refine[0], upsampler=refine[1])
     assert (params["model"], params["upsampler"]) == ("/m/flux", "/sr/4x.pth")
     assert split_choice("typed/repo-id") == ("typed/repo-id", None) and split_choice("") == (None, None)
+
+
+def test_an_engine_started_with_an_sr_model_runs_it_for_jobs_that_name_none(start_server, sr_file):
+    engine = start_server(model=str(sr_file("span", 2)))
+    client = Client(engine.url)
+    pixels = (np.random.default_rng(2).random((12, 10, 4)) * 255).astype(np.uint8)
+    data, _ = client.upscale_raw(pixels.tobytes(), 10, 12, "RGBA", 8, scale=4)
+    out = np.frombuffer(data, np.uint8).reshape(48, 40, 4)
+    assert out[:, :, :3].std() > 10 and client.health()["model"] == str(sr_file("span", 2).resolve())
