@@ -123,7 +123,7 @@ class SettingsPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Scale", self.scale)
         form.addRow("Preset", self.preset)
-        form.addRow("Model", model_row)
+        form.addRow("Upscale model", model_row)
         form.addRow("Seed", seed_row)
         form.addRow("Prompt", self.prompt)
         layout = QVBoxLayout(self)

@@ -45,7 +45,7 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
         presets.add(nick, index, label, hint)
     procedure.add_choice_argument("preset", "_Preset", "how freely the model may add detail", presets,
                                   "balanced", RW)
-    procedure.add_string_argument("model", "_Model", settings.MODEL_HINT, "", RW)
+    procedure.add_string_argument("model", "Upscale _model", settings.MODEL_HINT, "", RW)
     procedure.add_int_argument("seed", "S_eed", "same seed and settings give the same pixels",
                                0, settings.MAX_GIMP_SEED, 0, RW)
     procedure.add_string_argument("prompt", "Promp_t", "optional words describing the picture", "", RW)

@@ -119,7 +119,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         settings.addRow("Scale", scale_row)
         settings.addRow("Preset", self.preset)
         settings.addRow("", self.preset_hint)
-        settings.addRow("Model", self.model)
+        settings.addRow("Upscale model", self.model)
         settings.addRow("Seed", seed_row)
         settings.addRow("Prompt", self.prompt)
         settings.addRow("Upscale", self.source)
