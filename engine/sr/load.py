@@ -99,7 +99,9 @@ def read_descriptor(path: Path, device: torch.device | str = "cpu") -> object:
     try:
         descriptor = loader.load_from_state_dict(state)
     except spandrel.UnsupportedModelError:
-        raise ModelNotFound(f"{path.name}: not a known upscale architecture; found {_describe(state)}") from None
+        # A .safetensors reaches here only when no flow family matched its keys either (is_sr_checkpoint).
+        kind = "neither a flow transformer Uprez knows nor" if path.suffix.lower() == ".safetensors" else "not"
+        raise ModelNotFound(f"{path.name}: {kind} a known upscale architecture; found {_describe(state)}") from None
     except Exception as exc:  # a known architecture whose shapes do not fit (a broken or edited file)
         raise ModelNotFound(f"{path.name}: looks like an upscale model but does not load "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "

@@ -30,6 +30,9 @@ def sr_resize(model: SRModel, rgb: np.ndarray, size: tuple[int, int], *, tile: i
     passes = passes_for(model.scale, max(size[0] / width, size[1] / height))
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
     grey = model.descriptor.input_channels == 1
+    if tile is None and model.descriptor.tiling.name == "INTERNAL":
+        # The model tiles itself and needs the whole image: one tile, large enough for a second pass too.
+        tile = max(height, width) * model.scale
     for index in range(passes):
         tile_callback = None if on_pass is None else (lambda done, total, i=index: on_pass(i + 1, passes, done, total))
         x_in = x.mean(dim=1, keepdim=True) if grey else x

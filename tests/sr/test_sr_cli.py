@@ -94,3 +94,19 @@ def test_upsampler_by_name_from_an_sr_folder_and_unknown_names_are_refused(sr_fi
     assert read_image(out).shape == (40, 48, 3)
     code = main(["upscale", str(_png(tmp_path)), "-o", str(tmp_path / "o2.png"), "--upsampler", "nope", "-q"])
     assert code != 0 and "upsampler 'nope' was not found" in capsys.readouterr().err
+
+
+def test_a_flow_transformer_checkpoint_is_not_taken_for_an_upscale_model(tiny_model, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from engine.sr.load import is_sr_checkpoint
+    from engine.testing.tiny_models import save_single_file_transformer
+
+    checkpoint = save_single_file_transformer(tiny_model("flux-dev"), tmp_path / "flux.safetensors")
+    assert not is_sr_checkpoint(checkpoint)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"text_model.weight": torch.zeros(2, 2)}, str(foreign))
+    code = main(["upscale", str(_png(tmp_path)), "-o", str(tmp_path / "o.png"), "--model", str(foreign), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1
+    assert "foreign.safetensors: neither a flow transformer Uprez knows nor a known upscale architecture" in err
