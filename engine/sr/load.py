@@ -50,13 +50,13 @@ def is_sr_checkpoint(path: Path) -> bool:
         return False
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         return True
-    from engine.backends.loader import _checkpoint_keys
     from engine.backends.registry import family_for_keys
     from engine.errors import UprezError
+    from engine.model_store import safetensors_keys
 
     try:
-        keys = _checkpoint_keys(path)
-    except ModelNotFound:
+        keys = safetensors_keys(path)
+    except (OSError, ValueError, UnicodeDecodeError):
         return False  # unreadable: the flow loader says so in its own words
     try:
         family_for_keys(keys, str(path))
