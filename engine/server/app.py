@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,10 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
     request = replace(request, model=models.resolve(request.model, config.model))
     if request.settings.upsampler:  # an SR model's name or path: a typo fails at submit, not after the queue
         from engine.sr.find import resolve_upsampler
+        from engine.sr.load import is_sr_checkpoint
 
+        if is_sr_checkpoint(Path(request.model)):
+            raise InvalidInput("upsampler goes with a flow model; this job's model is already an upscale model")
         found = resolve_upsampler(request.settings.upsampler, config.config_dir)
         request = replace(request, settings=replace(request.settings, upsampler=str(found) if found else None))
     image = decode_image(data, request.image)

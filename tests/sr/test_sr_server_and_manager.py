@@ -128,3 +128,11 @@ def test_an_engine_started_with_an_sr_model_runs_it_for_jobs_that_name_none(star
     data, _ = client.upscale_raw(pixels.tobytes(), 10, 12, "RGBA", 8, scale=4)
     out = np.frombuffer(data, np.uint8).reshape(48, 40, 4)
     assert out[:, :, :3].std() > 10 and client.health()["model"] == str(sr_file("span", 2).resolve())
+
+
+def test_an_upsampler_with_an_sr_model_is_refused_at_submit(server, sr_folder):
+    from plugin.uprez_client import UprezClientError
+
+    with pytest.raises(UprezClientError, match="upsampler goes with a flow model"):
+        Client(server.url).submit_raw(bytes(16 * 16 * 4), 16, 16, "RGBA", 8, scale=2,
+                                      model=str(sr_folder / "2x-compact.pth"), upsampler="2x-compact")
