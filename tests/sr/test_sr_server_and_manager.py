@@ -16,7 +16,9 @@ def sr_folder(sr_file, config_dir):
     folder.mkdir(exist_ok=True)
     (folder / "2x-compact.pth").write_bytes(sr_file("compact", 2).read_bytes())
     (folder / "4x-swin.safetensors").write_bytes(sr_file("swinir", 4, ".safetensors").read_bytes())
-    return folder
+    yield folder
+    for name in ("2x-compact.pth", "4x-swin.safetensors"):  # the session's other engines list no SR models
+        (folder / name).unlink()
 
 
 def test_the_engine_lists_sr_models_apart_from_flow_models(server, sr_folder):
