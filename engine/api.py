@@ -17,8 +17,16 @@ from engine.backends.loader import load_backend
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan, plan_work, run_stages
-from engine.pixels import (Pixels, conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask,
-                           to_image)
+from engine.pixels import (
+    Pixels,
+    conventional_resize,
+    feather_mask,
+    from_image,
+    mask_box,
+    mask_resize,
+    read_mask,
+    to_image,
+)
 from engine.progress import CancelToken, ProgressCallback
 from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
@@ -137,6 +145,11 @@ def upscale(
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
+    upsample = None
+    if settings.upsampler is not None:
+        from engine.sr import first_stage
+
+        upsample, settings = first_stage(settings, backend, cancel)
     settings = settings.with_preset(backend.presets)
     grid = tile_grid(backend, settings)
     _check_fits(backend, out_size, max_memory, grid.tile * backend.vae_scale)
@@ -157,7 +170,7 @@ def upscale(
             rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
                              backend=backend, cond=cond, grid=grid, guidance=guidance,
                              mask=None if mask_in is None else mask_in[top:bottom, left:right],
-                             cancel=cancel, preview_every=preview_every, work=work)
+                             cancel=cancel, preview_every=preview_every, work=work, upsample=upsample)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
     up.add_argument("-m", "--model", default=BUILTIN_MODEL,
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
-                         "repo id, or a transformer .safetensors (full precision or fp8) or .gguf file")
+                         "repo id, a transformer .safetensors (full precision or fp8) or .gguf file, or an upscale "
+                         "model (.pth/.safetensors: ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
+    up.add_argument("--upsampler", metavar="lanczos|PATH|NAME",
+                    help="the flow upscale's first upsample: lanczos (default) or an upscale model's path or name "
+                         "(`uprez models list`); presets then refine with less strength")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id, on this machine) for a .safetensors "
                     "or .gguf transformer; default: a model of its family found on disk")
     up.add_argument("--quantize", choices=("nf4", "int8"),
@@ -218,10 +222,17 @@ def _plan_outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     return jobs
 
 
+def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel, mask, region_only, feather,
+                **_ignored):  # noqa: ANN001, ANN003, ANN202 - the flow call's shape, for one loop in _run_upscale
+    return run(pixels, model, scale=settings.scale, mask=mask, region_only=region_only, feather=feather,
+               tile_size=tile_size, on_progress=on_progress, cancel=cancel)
+
+
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.api import get_backend, upscale
+    from engine.api import get_backend
+    from engine.api import upscale as flow_upscale
     from engine.errors import InvalidInput, UprezError
     from engine.imagefile import read_image, read_photo, write_image
     from engine.progress import Cancelled, CancelToken, ProgressEvent
@@ -235,7 +246,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
-        dilated_views=args.dilated_views,
+        dilated_views=args.dilated_views, upsampler=args.upsampler,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
@@ -243,9 +254,24 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if args.feather and args.mask is None:
         raise InvalidInput("--feather needs --mask")
     mask = read_image(args.mask) if args.mask is not None else None
+    upscale, backend = flow_upscale, None
     first = read_photo(jobs[0][0], frame=args.frame)  # a bad file should fail before a model load of many seconds
-    backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                                    base=args.base, memory=args.memory, quantize=args.quantize))
+    from engine.sr.find import sr_model_path
+
+    sr_path = sr_model_path(args.model)
+    if sr_path is not None:  # an upscale model runs on its own (engine.sr)
+        from functools import partial
+
+        from engine.sr.load import get_sr_model
+        from engine.sr.upscale import upscale_sr
+
+        if args.upsampler:
+            raise InvalidInput("--upsampler goes with a flow model; --model is already an upscale model")
+        sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
+        upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
+    else:
+        backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                                        base=args.base, memory=args.memory, quantize=args.quantize))
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
     cancel = CancelToken()
 
@@ -275,7 +301,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
                     bar.set_description_str(f"{label} {event.phase:<32}", refresh=False)
                     bar.update(event.fraction - bar.n)
 
-                result = upscale(photo.pixels, settings, backend=backend, on_progress=on_progress, cancel=cancel,
+                result = upscale(photo.pixels, settings, backend=backend if upscale is flow_upscale else None,
+                                 on_progress=on_progress, cancel=cancel,
                                  max_memory=max_memory, mask=mask, region_only=args.region_only,
                                  feather=args.feather, icc_profile=photo.meta.icc)
             write_image(target, result, photo.meta.stripped() if args.strip_metadata else photo.meta)

@@ -49,12 +49,26 @@ def run_models(args: argparse.Namespace) -> int:
         print(table(installed))
         print()
         print(mode_table())
+        from engine.sr import catalog as sr_catalog
+        from engine.sr.find import scan_sr, sr_folders
+
+        print()
+        print(sr_catalog.table({m.path.name for m in scan_sr(sr_folders(config))}))
         return 0
     if args.models_command == "plan":
         from engine.model_plan_cli import run_plan
 
         return run_plan(args)
     if args.models_command == "pull":
+        from engine.sr.catalog import find as find_sr
+
+        if find_sr(args.repo_id) is not None:  # an upscale model: one file into Uprez's SR folder
+            from engine.sr.catalog import pull_sr
+            from engine.sr.find import OWN_FOLDER
+
+            path = pull_sr(find_sr(args.repo_id), config / OWN_FOLDER)
+            print(f"{args.repo_id}: {path} ({format_bytes(path.stat().st_size)})", file=sys.stderr)
+            return 0
         elsewhere = [m for m in discover(config) if m.where != "hf-cache"]
         _pull_until_interrupted(args.repo_id, elsewhere, args.revision)
         return 0
@@ -78,10 +92,24 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"    {pairing_note(model.path, model.family)}")
         elif model.kind in ("vae", "text-encoder"):
             print(f"    a loose {model.kind} file; transformer files take theirs from a diffusers base")
+    _list_sr(config)
     if not models:
         print(f"no other models found (Hugging Face cache: {hf_cache_dir()}); `uprez models recommend` suggests "
               "some, `uprez models pull ID` fetches one")
     return 0
+
+
+def _list_sr(config: Path) -> None:
+    """Upscale models in the SR folders, with the architecture and scale spandrel reads from each."""
+    from engine.sr.find import describe, scan_sr, sr_folders
+
+    found = scan_sr(sr_folders(config))
+    if not found:
+        return
+    print("upscale models (--model NAME on their own, --upsampler NAME before a flow refine):")
+    for model in map(describe, found):
+        what = f"{model.architecture} {model.scale}x" if model.error is None else f"does not load: {model.error}"
+        print(f"  {model.name}  {what}  {format_bytes(model.size)}  {model.where}: {model.path}")
 
 
 def _pull_until_interrupted(repo_id: str, elsewhere: list[LocalModel], revision: str | None) -> None:

@@ -221,6 +221,7 @@ def run_stages(
     preview_every: int = 0,
     preview_side: int = 256,
     work: Work | None = None,
+    upsample: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Run the planned stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
 
@@ -232,7 +233,9 @@ def run_stages(
     reference, one pass at the input size runs first. With `preview_every` = N > 0, every Nth step of a
     stage (and its last) carries a preview of at most `preview_side` pixels a side; each costs one small
     VAE decode. Progress goes to `work` (engine.api's, which goes on to the composite), or else to
-    `on_progress` through a `Work` of this call's own; `cancel` is honoured between tiles.
+    `on_progress` through a `Work` of this call's own; `cancel` is honoured between tiles. `upsample` (an SR
+    model, engine.sr) replaces Lanczos for the first stage's upsample only (README "Using your upscale
+    models" says why).
     """
     grid = grid or TileGrid.for_backend(backend)
     own_work = work is None
@@ -251,7 +254,8 @@ def run_stages(
             previous_latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
     for index, stage in enumerate(stages):
         work.begin(f"{index}:upsample")
-        upsampled = conventional_resize(current, stage.size)
+        grow = upsample if upsample is not None and index == 0 else conventional_resize
+        upsampled = grow(current, stage.size)
         work.unit()
         latent, size_hw = encode_pixels(upsampled, backend, grid, work, f"{index}:encode")
         del upsampled

@@ -64,6 +64,8 @@ class UpscaleSettings:
     scale_aware: bool | None = None  # APT scale-aware start sigma per stage factor
     stochastic: float | None = None  # eta 0-1: fresh noise mixed in at each step; 0 = deterministic ODE
     dilated_views: float | None = None  # DemoFusion dilated global views in tiled stages, peak weight 0-1
+    # The first stage's upsample: None / "lanczos", or an SR model (a path or a name in the SR folders).
+    upsampler: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -105,6 +107,8 @@ class UpscaleSettings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InvalidInput(f"{name} must be true or false, got {value!r}")
+        if self.upsampler is not None and not isinstance(self.upsampler, str):
+            raise InvalidInput(f"upsampler must be lanczos or an SR model's path or name, got {self.upsampler!r}")
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")

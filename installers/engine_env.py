@@ -72,6 +72,12 @@ def _pip(python: Path, *args: str) -> None:
                            "or use --torch/--torch-index for another torch build")
 
 
+# spandrel (the upscale-model loader) without its torchvision dependency: PyPI's torchvision is built for CUDA
+# torch and breaks beside a CPU or ROCm build, and Uprez's SR path does not need it (engine/sr/spandrel_import.py).
+# pyproject.toml lists spandrel's other dependencies. Keep in step with scripts/setup.sh.
+SPANDREL = "spandrel>=0.4.1,<0.5"
+
+
 def _install_engine(python: Path, source: str) -> None:
     # Pin torch to what is installed: otherwise pip may 'upgrade' it to PyPI's default (CUDA) build.
     version = installed_torch(python)
@@ -79,6 +85,7 @@ def _install_engine(python: Path, source: str) -> None:
         constraints = Path(temp) / "constraints.txt"
         constraints.write_text(f"torch=={version}\n" if version else "")
         _pip(python, "--upgrade", source, "--constraint", str(constraints))
+    _pip(python, "--no-deps", SPANDREL)
 
 
 def engine_steps(host: Host, venv: Path, python: str, build: TorchBuild | None, source: str,
@@ -115,7 +122,8 @@ def engine_steps(host: Host, venv: Path, python: str, build: TorchBuild | None, 
         where = f"from {build.index}" if build.index else "from PyPI"
         steps.append(Step(f"engine: install torch {TORCH_VERSION} for {build.kind} {where} ({build.reason})",
                           lambda: _pip(vpy, *build.pip_args())))
-    steps.append(Step(f"engine: install or upgrade Uprez from {source}", lambda: _install_engine(vpy, source)))
+    steps.append(Step(f"engine: install or upgrade Uprez from {source}, and spandrel without torchvision",
+                      lambda: _install_engine(vpy, source)))
     return steps
 
 

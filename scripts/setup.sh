@@ -12,3 +12,6 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/python" -m pip install --quiet "torch==${UPREZ_TORCH_VERSION:-2.13.0}"
 fi
 "$VENV/bin/python" -m pip install --quiet -e ".${1:+[$1]}"
+# spandrel (upscale models) without its torchvision dependency: PyPI's torchvision breaks beside the CPU torch
+# wheel, and the SR path does not need it (engine/sr/spandrel_import.py). Keep in step with installers/engine_env.py.
+"$VENV/bin/python" -m pip install --quiet --no-deps "spandrel>=0.4.1,<0.5"

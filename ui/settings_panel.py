@@ -19,12 +19,19 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from plugin.uprez_client.options import PRESET_HINTS, PRESETS, SCALES, parse_scale
+from plugin.uprez_client.options import (
+    PRESET_HINTS,
+    PRESETS,
+    SCALES,
+    choice_key,
+    model_choices,
+    parse_scale,
+    split_choice,
+)
 from ui.settings_store import DesktopSettings
 
 AUTO = "model's default"
 SEED_MAX = 2**31 - 1  # what a spin box holds; the engine takes more, but nobody types those
-BUILTIN_LABEL = "Built-in (small, fast, CPU)"
 # The engine's --memory modes (engine.settings.MEMORY_CHOICES), with what each means for a person; None = the
 # engine's own setting.
 MEMORY_ITEMS = (
@@ -35,17 +42,6 @@ MEMORY_ITEMS = (
     ("Group offload", "group-offload", "one transformer block at a time, streamed: much less memory, slower"),
     ("Sequential offload", "sequential", "one layer at a time: the least memory, the slowest"),
 )
-
-
-def model_label(model: dict[str, Any]) -> str:
-    if model.get("id") == "builtin":
-        return BUILTIN_LABEL
-    label = str(model.get("name") or model.get("id"))
-    if model.get("default"):
-        label += " (engine default)"
-    if not model.get("installed", True):
-        label += " — not installed"
-    return label
 
 
 def scale_label(scale: float) -> str:
@@ -145,7 +141,7 @@ class SettingsPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Scale", self.scale)
         form.addRow("Preset", self.preset)
-        form.addRow("Model", model_row)
+        form.addRow("Upscale model", model_row)
         form.addRow("Seed", seed_row)
         form.addRow("Prompt", self.prompt)
         layout = QVBoxLayout(self)
@@ -166,7 +162,7 @@ class SettingsPanel(QWidget):
     def set_settings(self, settings: DesktopSettings) -> None:
         self.scale.setCurrentText(scale_label(settings.scale))
         self.preset.setCurrentIndex(max(0, PRESETS.index(settings.preset) if settings.preset in PRESETS else 1))
-        self._select_model(settings.model)
+        self._select_model(choice_key(settings.model, settings.upsampler) or None)
         self.seed.setValue(min(max(0, settings.seed), SEED_MAX))
         self.prompt.setText(settings.prompt)
         self.steps.setValue(settings.steps or 0)
@@ -182,7 +178,7 @@ class SettingsPanel(QWidget):
         """Copy the panel's values into `settings`; raises ValueError for a scale nobody can use."""
         settings.scale = parse_scale(self.scale.currentText())
         settings.preset = self.preset.currentData() or "balanced"
-        settings.model = self.model.currentData()
+        settings.model, settings.upsampler = split_choice(self.model.currentData())
         settings.seed = self.seed.value()
         settings.prompt = self.prompt.text()
         settings.steps = self.steps.value() or None
@@ -199,9 +195,10 @@ class SettingsPanel(QWidget):
         self.model.blockSignals(True)
         self.model.clear()
         self.model.addItem(f"Engine default ({listing.get('default') or 'builtin'})", None)
-        for model in listing.get("models", []):
-            self.model.addItem(model_label(model), model.get("id"))
-            self.model.setItemData(self.model.count() - 1, str(model.get("id")), Qt.ItemDataRole.ToolTipRole)
+        # The built-in flow model, the big flow models, SR models on their own, and "SR model, then refine with".
+        for label, key in model_choices(listing):
+            self.model.addItem(label, key)
+            self.model.setItemData(self.model.count() - 1, key.replace("\t", " → "), Qt.ItemDataRole.ToolTipRole)
         self.model.blockSignals(False)
         self._select_model(wanted)
 
@@ -209,7 +206,7 @@ class SettingsPanel(QWidget):
         index = self.model.findData(wanted)
         if index < 0 and wanted:
             # Remembered from last time but not listed now: keep it, so the engine's message says why.
-            self.model.addItem(f"{wanted} — not listed by the engine", wanted)
+            self.model.addItem(f"{wanted.replace(chr(9), ' → ')} — not listed by the engine", wanted)
             index = self.model.count() - 1
         self.model.setCurrentIndex(max(0, index))
 

@@ -28,6 +28,7 @@ class DesktopSettings:
     scale: float = 2.0
     preset: str = "balanced"
     model: str | None = None
+    upsampler: str | None = None  # an SR model whose output the model refines; None = Lanczos
     seed: int = 0
     prompt: str = ""
     steps: int | None = None
@@ -44,7 +45,8 @@ class DesktopSettings:
     def job_params(self) -> dict[str, Any]:
         """The engine params for a job (ValueError with a readable message for bad values)."""
         params = job_params(self.scale, self.preset, self.model, self.seed, self.prompt, steps=self.steps,
-                            strength=self.strength, guidance=self.guidance, tile_size=self.tile_size)
+                            strength=self.strength, guidance=self.guidance, tile_size=self.tile_size,
+                            upsampler=self.upsampler)
         if self.live_preview:
             params["preview_every"] = 1
         if self.memory is not None:
@@ -67,7 +69,8 @@ class DesktopSettings:
 
 _NUMBER = (int, float)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "scale": _NUMBER, "preset": (str,), "model": (str, type(None)), "seed": (int,), "prompt": (str,),
+    "scale": _NUMBER, "preset": (str,), "model": (str, type(None)), "upsampler": (str, type(None)), "seed": (int,),
+    "prompt": (str,),
     "steps": (int, type(None)), "strength": (*_NUMBER, type(None)), "guidance": (*_NUMBER, type(None)),
     "tile_size": (int, type(None)), "memory": (str, type(None)), "live_preview": (bool,), "advanced_open": (bool,),
     "brush_size": (int,),

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,14 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
                             f"limit of {limits.max_output_pixels}; use a smaller scale or region, or start the "
                             "engine with a larger --max-output-pixels")
     request = replace(request, model=models.resolve(request.model, config.model))
+    if request.settings.upsampler:  # an SR model's name or path: a typo fails at submit, not after the queue
+        from engine.sr.find import resolve_upsampler
+        from engine.sr.load import is_sr_checkpoint
+
+        if is_sr_checkpoint(Path(request.model)):
+            raise InvalidInput("upsampler goes with a flow model; this job's model is already an upscale model")
+        found = resolve_upsampler(request.settings.upsampler, config.config_dir)
+        request = replace(request, settings=replace(request.settings, upsampler=str(found) if found else None))
     if profile is not None and (len(profile) > MAX_PROFILE_BYTES or colour_space(profile) is None):
         raise InvalidInput(f"the profile part ({len(profile)} bytes) is not an RGB or grey ICC profile that "
                            "LittleCMS can read; send the image's profile as its .icc bytes, or no profile for sRGB")

@@ -9,6 +9,7 @@ from engine import model_store
 from engine.builtin.backend import is_builtin_folder
 from engine.errors import InvalidInput
 from engine.settings import BUILTIN_MODEL
+from engine.sr.load import SR_SUFFIXES, is_sr_checkpoint
 
 
 def _model_kind(path: Path) -> str | None:
@@ -17,6 +18,8 @@ def _model_kind(path: Path) -> str | None:
         return "builtin"
     if path.is_dir() and (path / "model_index.json").is_file():
         return "diffusers"
+    if path.is_file() and path.suffix.lower() in SR_SUFFIXES and is_sr_checkpoint(path):
+        return "sr"  # a pixel upscale model (engine.sr)
     if path.is_file() and path.suffix in (".safetensors", ".gguf"):
         return path.suffix[1:]
     return None
@@ -56,8 +59,12 @@ def _found_elsewhere() -> list[dict[str, Any]]:
         found = model_store.scan_hf_cache() + model_store.scan_comfyui(model_store.comfyui_roots(config))
     except (OSError, InvalidInput):  # an unreadable cache or a broken models.json must not break the listing
         return []
-    return [{"id": m.id, "name": m.name, "kind": m.kind, "installed": True, "where": m.where, "size": m.size}
-            for m in found if m.complete and m.kind in ("diffusers", "safetensors", "gguf")]  # no loose VAEs
+    listed = [{"id": m.id, "name": m.name, "kind": m.kind, "installed": True, "where": m.where, "size": m.size}
+              for m in found if m.complete and m.kind in ("diffusers", "safetensors", "gguf")]  # no loose VAEs
+    from engine.sr.find import scan_sr, sr_folders
+
+    return listed + [{"id": str(m.path), "name": m.path.name, "kind": "sr", "installed": True, "where": m.where,
+                      "size": m.size} for m in scan_sr(sr_folders(config))]
 
 
 def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, ...]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def _check_types(data: dict[str, Any]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidInput(f"{name} must be a whole number, got {value!r}")
     for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset", "client",
-                 "memory"):
+                 "memory", "upsampler"):
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name} must be text, got {value!r}")

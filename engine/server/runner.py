@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from engine.server.config import ServerConfig
 from engine.server.idle import trim_heap
 from engine.server.jobs import Job, free_memory
 from engine.settings import ModelSpec
+from engine.sr.load import SR_SUFFIXES, get_sr_model, is_sr_checkpoint
+from engine.sr.upscale import upscale_sr
 
 
 class EngineRunner:
@@ -49,7 +52,10 @@ class EngineRunner:
     def warmup(self) -> None:
         """Load the default model before the first job, so that job does not pay for it."""
         if self.config.model is not None:
-            get_backend(self.spec(self.config.model))
+            if is_sr_checkpoint(Path(self.config.model)):  # `uprez serve --model 4x-UltraSharp.pth`
+                get_sr_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+            else:
+                get_backend(self.spec(self.config.model))
             self.loaded = self.config.model
 
     def unload(self) -> None:
@@ -64,6 +70,8 @@ class EngineRunner:
         if request.model is None:
             raise ValueError("the server resolves every job's model before queueing it")
         job.cancel.raise_if_cancelled()
+        if request.model.endswith(SR_SUFFIXES) and is_sr_checkpoint(Path(request.model)):
+            return self._run_sr(job, on_progress)
         # Switching models (or memory modes) frees the previous one first.
         backend = get_backend(self.spec(request.model, request.memory))
         self.loaded = request.model
@@ -74,4 +82,16 @@ class EngineRunner:
         result = upscale(job.image, settings, backend=backend, on_progress=on_progress, cancel=job.cancel,
                          max_memory=self.config.max_memory, mask=job.mask, region_only=request.region_only,
                          preview_every=request.preview_every, icc_profile=request.photo.icc)
+        return encode_result(np.asarray(result), request.image, request.photo)
+
+    def _run_sr(self, job: Job, on_progress: ProgressCallback) -> tuple[bytes, dict[str, Any]]:
+        """An upscale model on its own (engine.sr): tiles from free memory, halved on out-of-memory."""
+        request = job.request
+        model = get_sr_model(request.model, device=self.config.device, dtype=self.config.dtype)
+        self.loaded = request.model
+        result = upscale_sr(job.image, model, scale=request.settings.scale, mask=job.mask,
+                            region_only=request.region_only, tile_size=request.settings.tile_size,
+                            on_progress=on_progress, cancel=job.cancel)
+        # The pixels stay in the image's own colour space (the SR model runs on them as they are), so the
+        # profile and metadata go back with them.
         return encode_result(np.asarray(result), request.image, request.photo)

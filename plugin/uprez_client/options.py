@@ -52,3 +52,45 @@ def parse_scale(text: str) -> float:
     if not math.isfinite(value) or not 1.0 < value <= MAX_SCALE:
         raise ValueError(f"the scale must be more than 1 and at most {MAX_SCALE:g}, got {text.strip()!r}")
     return value
+
+
+# -- the "Upscale model" choice: what GET /v1/models lists, told apart by kind ---------------------------------
+BUILTIN_LABEL = "Built-in flow model (small, runs on the CPU)"
+_CHOICE_SEPARATOR = "\t"  # between an SR model and the flow model that refines its output, in one choice's key
+
+
+def choice_key(model: str | None, upsampler: str | None = None) -> str:
+    """One string for a (model, upsampler) pair, to keep as a combo box item's data; "" = the engine's default."""
+    return (upsampler + _CHOICE_SEPARATOR if upsampler else "") + (model or "")
+
+
+def split_choice(key: str | None) -> tuple[str | None, str | None]:
+    """(model, upsampler) back from `choice_key`; a typed model id comes back as itself."""
+    if not key:
+        return None, None
+    upsampler, _, model = key.rpartition(_CHOICE_SEPARATOR)
+    return model or None, upsampler or None
+
+
+def _name(model: dict[str, Any]) -> str:
+    return str(model.get("name") or model.get("id"))
+
+
+def model_choices(listing: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, key) for every way to upscale the engine offers: the built-in flow model, the big flow models,
+    each SR model on its own, and each SR model followed by a refine with each flow model."""
+    models = [m for m in listing.get("models", []) if isinstance(m, dict) and m.get("id")]
+    flow = [m for m in models if m.get("kind") != "sr"]
+    flow.sort(key=lambda m: m.get("kind") != "builtin")  # the built-in model first
+    sr = [m for m in models if m.get("kind") == "sr"]
+    choices = []
+    for m in flow:
+        label = BUILTIN_LABEL if m.get("kind") == "builtin" else f"Flow model: {_name(m)}"
+        choices.append((label + (" (engine default)" if m.get("default") else ""), choice_key(m["id"])))
+    for m in sr:
+        choices.append((f"SR model: {_name(m)} (on its own)", choice_key(m["id"])))
+    for s in sr:
+        for m in flow:
+            refine = "the built-in model" if m.get("kind") == "builtin" else _name(m)
+            choices.append((f"SR model {_name(s)}, then refine with {refine}", choice_key(m["id"], s["id"])))
+    return choices

@@ -33,7 +33,7 @@ from uprez_client import UprezClientError  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
 TITLE = "Upscale with Uprez"
-DIALOG_FIELDS = ("scale", "preset", "model", "seed", "prompt", "target", "selection-only")
+DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "seed", "prompt", "target", "selection-only")
 
 
 def add_arguments(procedure: Gimp.Procedure) -> None:
@@ -45,7 +45,7 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
         presets.add(nick, index, label, hint)
     procedure.add_choice_argument("preset", "_Preset", "how freely the model may add detail", presets,
                                   "balanced", RW)
-    procedure.add_string_argument("model", "_Model", settings.MODEL_HINT, "", RW)
+    procedure.add_string_argument("model", "Upscale _model", settings.MODEL_HINT, "", RW)
     procedure.add_int_argument("seed", "S_eed", "same seed and settings give the same pixels",
                                0, settings.MAX_GIMP_SEED, 0, RW)
     procedure.add_string_argument("prompt", "Promp_t", "optional words describing the picture", "", RW)
@@ -56,6 +56,9 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_boolean_argument("selection-only", "Select_ion only",
                                    "upscale only the selected area, with the selection as a soft mask; the "
                                    "new layer holds that area and is transparent elsewhere", False, RW)
+    # Registered last so scripts that pass the earlier arguments by position keep working.
+    procedure.add_string_argument("upsampler", "SR model, then re_fine with the model", settings.UPSAMPLER_HINT, "",
+                                  RW)
     procedure.add_layer_return_value("layer", "Layer", "the upscaled layer (in the new image for new-image)",
                                      False, RW)
 
@@ -176,7 +179,7 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     chosen = settings.settings_from(config.get_property("scale"), config.get_property("preset"),
                                     config.get_property("model"), config.get_property("seed"),
                                     config.get_property("prompt"), config.get_property("target"),
-                                    config.get_property("selection-only"))
+                                    config.get_property("selection-only"), config.get_property("upsampler"))
     bounds = Gimp.Selection.bounds(image)
     selection = (bounds[2], bounds[3], bounds[4], bounds[5]) if bounds[1] else None
     _, offset_x, offset_y = source.get_offsets()

@@ -39,10 +39,11 @@ class _ModelList(QObject):
     def fetch(self) -> None:
         def run() -> None:
             try:
-                listed = uprez_client.Client(timeout=5.0).models().get("models", [])
+                listing = uprez_client.Client(timeout=5.0).models()
             except (uprez_client.UprezClientError, ValueError, OSError):
-                listed = []
-            self.arrived.emit([m.get("id") for m in listed if isinstance(m, dict) and m.get("id")])
+                listing = {}
+            # (label, key): the built-in flow model, big flow models, SR models, "SR model, then refine with".
+            self.arrived.emit(options.model_choices(listing if isinstance(listing, dict) else {}))
 
         threading.Thread(target=run, name="uprez-models", daemon=True).start()
 
@@ -118,7 +119,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         settings.addRow("Scale", scale_row)
         settings.addRow("Preset", self.preset)
         settings.addRow("", self.preset_hint)
-        settings.addRow("Model", self.model)
+        settings.addRow("Upscale model", self.model)
         settings.addRow("Seed", seed_row)
         settings.addRow("Prompt", self.prompt)
         settings.addRow("Upscale", self.source)
@@ -151,12 +152,19 @@ class UpscaleDialog(QtWidgets.QDialog):
         layout.addWidget(self.preview)
         layout.addWidget(self.buttons)
 
-    def _set_models(self, ids: list[str]) -> None:
+    def _set_models(self, choices: list) -> None:
         current = self.model.currentText()
-        for model_id in ids:
-            if self.model.findText(model_id) < 0:
-                self.model.addItem(model_id)
+        for label, key in choices:
+            if self.model.findData(key) < 0:
+                self.model.addItem(label, key)
         self.model.setCurrentText(current)
+
+    def _model_choice(self) -> str:
+        """The chosen item's key (model, or SR model and the model refining it), or the text a person typed."""
+        text = self.model.currentText()
+        index = self.model.findText(text)
+        key = self.model.itemData(index) if index > 0 else None
+        return key if isinstance(key, str) and key else text
 
     # -- state ----------------------------------------------------------------------------------------
     def set_document(self, document: Any) -> None:
@@ -173,7 +181,7 @@ class UpscaleDialog(QtWidgets.QDialog):
     def choices(self) -> form.Choices:
         return form.Choices(
             scale=self.scale.currentText(), custom_scale=self.custom_scale.text(), preset=self.preset.currentData(),
-            model=self.model.currentText(), seed=self.seed.value(), prompt=self.prompt.text(),
+            model=self._model_choice(), seed=self.seed.value(), prompt=self.prompt.text(),
             source=self.source.currentData(), target=self.target.currentData(),
             selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled())
 

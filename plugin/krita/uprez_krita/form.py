@@ -19,7 +19,7 @@ class Choices(NamedTuple):
     scale: str = DEFAULT_SCALE  # one of SCALE_CHOICES
     custom_scale: str = "2.5"  # read when scale is "Custom…"
     preset: str = "balanced"
-    model: str = ""  # "" = the engine's default
+    model: str = ""  # "" = the engine's default; a typed id, or options.choice_key(model, upsampler)
     seed: int = 0
     prompt: str = ""
     source: str = "layer"
@@ -43,7 +43,8 @@ def to_request(choices: Choices) -> Request:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}")
     if choices.target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
-    params = options.job_params(scale, choices.preset, choices.model.strip() or None, choices.seed, choices.prompt)
+    model, upsampler = options.split_choice(choices.model.strip())
+    params = options.job_params(scale, choices.preset, model, choices.seed, choices.prompt, upsampler=upsampler)
     params.pop("scale")
     return Request(scale, choices.target, choices.selection_only, choices.source, params)
 

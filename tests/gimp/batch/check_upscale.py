@@ -396,8 +396,9 @@ def dialog_renders():
                 walk(child)
 
     walk(dialog)
-    wanted = ["Scale", "Preset", "Model", "Seed", "Prompt", "Result", "Selection only", "Cancel", "OK"]
-    check("G dialog: shows the seven settings in order, and nothing else of the procedure's",
+    wanted = ["Scale", "Preset", "Upscale model", "SR model, then refine with the model", "Seed", "Prompt", "Result",
+              "Selection only", "Cancel", "OK"]
+    check("G dialog: shows the eight settings in order, and nothing else of the procedure's",
           [label for label in labels if label in wanted] == wanted and "Run mode" not in labels, labels)
     window = dialog.get_window()
     shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())

@@ -16,7 +16,10 @@ DEFAULT_SCALE = 2.0
 MAX_GIMP_SEED = 2**31 - 1  # a GIMP int argument is 32-bit; the engine takes larger seeds from other clients
 PRESET_LABELS = {"faithful": "Faithful", "balanced": "Balanced", "creative": "Creative"}
 MODEL_HINT = ("empty: the engine's default model; or 'builtin', a model folder's name from the engine's model "
-              "folders, a local path, or a Hugging Face id already downloaded")
+              "folders, a local path, or a Hugging Face id already downloaded; an upscale model's path (.pth, "
+              ".safetensors: ESRGAN, SwinIR, SPAN...) runs that SR model on its own")
+UPSAMPLER_HINT = ("empty: start from a Lanczos upscale; or an upscale model's name (`uprez models list`) or path, "
+                  "whose output the model above then refines")
 
 
 class Settings(NamedTuple):
@@ -32,12 +35,13 @@ class Settings(NamedTuple):
 
 
 def settings_from(scale: float, preset: str, model: str = "", seed: int = 0, prompt: str = "",
-                  target: str = "resize", selection_only: bool = False) -> Settings:
+                  target: str = "resize", selection_only: bool = False, upsampler: str = "") -> Settings:
     """Check the dialog's (or a script's) values; raises PlanError with what to change."""
     if target not in TARGETS:
         raise PlanError(f"the target must be one of {', '.join(TARGETS)}, got {target!r}")
     try:
-        params = job_params(scale, preset, (model or "").strip() or None, seed, prompt or "")
+        params = job_params(scale, preset, (model or "").strip() or None, seed, prompt or "",
+                            upsampler=(upsampler or "").strip() or None)
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     return Settings(params, target, bool(selection_only))
@@ -49,4 +53,4 @@ def preset_choices() -> list[tuple[str, str, str]]:
 
 
 __all__ = ["DEFAULT_SCALE", "MAX_GIMP_SEED", "MAX_SCALE", "MENU_LABEL", "MENU_PATH", "MIN_SCALE", "MODEL_HINT",
-           "PROCEDURE", "Settings", "preset_choices", "settings_from"]
+           "PROCEDURE", "UPSAMPLER_HINT", "Settings", "preset_choices", "settings_from"]
