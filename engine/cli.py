@@ -272,6 +272,11 @@ def _run_upscale(args: argparse.Namespace) -> int:
     else:
         backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                         base=args.base, memory=args.memory, quantize=args.quantize))
+        if not args.quiet and backend.device.type != "cpu" and hasattr(backend, "memory_mode"):
+            from engine.memory_modes import describe
+
+            choice = describe(backend.memory_mode, args.memory or "auto", backend.memory_plan, backend.memory_free)
+            print(f"uprez: {choice}", file=sys.stderr)
     max_memory = int(args.max_memory * 2**30) if args.max_memory is not None else None
     cancel = CancelToken()
 

@@ -110,7 +110,7 @@ def free_device_bytes(device: torch.device) -> int | None:
 
 
 def describe(mode: str, requested: str, plan: MemoryPlan | None, free: int | None) -> str:
-    """One line on the choice, for logs and `uprez upscale -v`."""
+    """One line on the choice, for `uprez upscale` and logs."""
     if plan is None or requested != "auto":
         return f"memory mode {mode}"
     return (f"memory mode {mode} (auto: peak ~{format_bytes(plan.peak(mode))}"

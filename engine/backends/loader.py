@@ -219,7 +219,7 @@ def _place(backend: FlowBackend, memory_plan: MemoryPlan | None, requested: str,
     free = free_device_bytes(device)
     mode = choose_mode(requested, memory_plan, device, free)
     apply_mode(backend.pipe, mode, device)
-    backend.memory_mode, backend.memory_plan = mode, memory_plan
+    backend.memory_mode, backend.memory_plan, backend.memory_free = mode, memory_plan, free
     encoders = getattr(backend, "text_encoders", None)
     if encoders is not None and memory_plan is not None and device.type != "cpu":
         if not memory_plan.text_on_device(mode, free):
