@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import DeviceError, InvalidInput
+from engine.errors import InvalidInput
 from engine.memory import available_bytes, format_bytes
 from engine.memory_plan import MEMORY_CHOICES, MODES, MemoryPlan, plan_model
 
@@ -18,7 +18,8 @@ def check_mode(mode: str, device: torch.device) -> None:
     if mode not in MEMORY_CHOICES:
         raise InvalidInput(f"unknown memory mode {mode!r}; use one of {', '.join(MEMORY_CHOICES)}")
     if device.type == "cpu" and mode not in ("auto", "gpu"):
-        raise DeviceError(f"--memory {mode} moves weights between GPU and CPU memory, but this engine runs on the "
+        # Bad input, not a device failure: nothing to retry, and a smaller tile would not make it exist.
+        raise InvalidInput(f"--memory {mode} moves weights between GPU and CPU memory, but this engine runs on the "
                           "CPU (no CUDA or Apple MPS device here); use --memory auto")
 
 

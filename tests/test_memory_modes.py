@@ -13,7 +13,7 @@ import torch
 
 from engine import upscale
 from engine.backends.loader import load_backend
-from engine.errors import DeviceError
+from engine.errors import InvalidInput
 from engine.memory_modes import apply_mode, check_mode, next_mode
 from engine.memory_plan import (
     GGUF_BLOCK,
@@ -117,10 +117,10 @@ def test_recommend_shows_vram_per_mode():
 def test_a_mode_the_cpu_lacks_is_refused_in_one_line(mode, sample_png, tmp_path):
     out = tmp_path / "out.png"
     done = _cli("upscale", sample_png, "-o", out, "--memory", mode)
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad input
     assert done.stderr.count("\n") == 1 and f"--memory {mode}" in done.stderr and "CPU" in done.stderr
     assert not out.exists()
-    with pytest.raises(DeviceError):
+    with pytest.raises(InvalidInput):
         check_mode(mode, torch.device("cpu"))
 
 

@@ -41,7 +41,10 @@ class EngineRunner:
         model = job.request.model
         if model is None:
             return None
-        backend = get_backend(self.spec(model, job.request.memory))
+        try:
+            backend = get_backend(self.spec(model, job.request.memory))
+        except Exception:  # the model itself does not load: nothing to lower, the job's own error stands
+            return None
         current = getattr(backend, "memory_mode", None)
         lower = next_mode(current) if current is not None and backend.device.type != "cpu" else None
         if lower is None:

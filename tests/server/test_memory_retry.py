@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import torch
+from server_helpers import FAST, raw_image
 
 from engine.progress import ProgressEvent
 from engine.server.codec import ImageFormat
@@ -13,6 +15,7 @@ from engine.server.config import ServerConfig
 from engine.server.jobs import JobQueue, JobState
 from engine.server.request import JobRequest
 from engine.server.runner import EngineRunner
+from plugin.uprez_client import JobFailed, RejectedInput
 
 
 def _wait(job, timeout: float = 10.0) -> None:
@@ -72,3 +75,15 @@ def test_the_cpu_engine_has_no_lower_mode(sample_image):
     runner = EngineRunner(ServerConfig(model="builtin", device="cpu"))
     job = type("Job", (), {"request": JobRequest(image=ImageFormat("raw", 2, 2, "RGBA", 8), model="builtin")})()
     assert runner.lower_memory(job) is None
+
+
+def test_a_job_asking_for_a_mode_the_device_lacks_fails_in_one_line_and_another_mode_runs(client):
+    """Through a real server on the CPU with the tiny FLUX model: `memory` is a job param like any other."""
+    with pytest.raises(JobFailed) as failed:
+        client.wait(client.submit_raw(raw_image(8, 8), 8, 8, scale=2, memory="group-offload", **FAST))
+    message = str(failed.value)
+    assert "--memory group-offload" in message and "CPU" in message and "\n" not in message
+    with pytest.raises(RejectedInput, match="memory must be one of"):
+        client.submit_raw(raw_image(8, 8), 8, 8, scale=2, memory="turbo", **FAST)
+    done = client.wait(client.submit_raw(raw_image(8, 8), 8, 8, scale=2, memory="gpu", **FAST))
+    assert done["state"] == "done"
