@@ -83,6 +83,10 @@ def run_whole(record, target, depth):
     doc, src = make_document(depth)
     before = bytes(src.pixelData(0, 0, W, H))
     reference = doc.clone()  # scaled the same way afterwards: what the source layer must then hold
+    # The profile the bridge sends with the pixels (Krita's default for the depth): the test asks the engine
+    # the same job with it.
+    record["sent_profile"] = save_bytes(record["name"] + "-icc", doc_ops.read_source(doc, 2.0, node=src).profile
+                                        or b"")
     start = time.monotonic()
     out = uprez_krita.upscale(doc, scale=2.0, target=target, node=src, start_engine=False)
     record["seconds"] = round(time.monotonic() - start, 2)

@@ -31,7 +31,7 @@ def test_a_job_on_an_engine_that_unloaded_its_model_says_so_and_runs(config_dir)
             assert time.monotonic() < deadline, "the engine did not unload its model"
             time.sleep(0.1)
         width, height = 24, 16
-        source = SimpleNamespace(pixels=bytes(range(256)) * (width * height * 4 // 256), mask=None,
+        source = SimpleNamespace(pixels=bytes(range(256)) * (width * height * 4 // 256), mask=None, profile=None,
                                  fmt=SimpleNamespace(channels="BGRA", depth=8),
                                  plan=SimpleNamespace(read=SimpleNamespace(width=width, height=height),
                                                       params={"scale": 2.0}))
