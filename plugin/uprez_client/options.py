@@ -14,6 +14,16 @@ PRESET_HINTS = {
 SCALES = (1.5, 2.0, 3.0, 4.0)  # the dialogs' quick choices; any factor > 1 and <= MAX_SCALE is allowed
 MAX_SCALE = 16.0
 MAX_SEED = 2**63 - 1
+# The engine's job param `memory` (engine.settings.MEMORY_CHOICES): (label, value, hint); None = send nothing, so
+# the engine's own --memory setting applies.
+MEMORY_ITEMS = (
+    ("Engine's setting", None, "what `uprez serve --memory` says (auto unless set)"),
+    ("Auto", "auto", "plan from free GPU memory and pick the fastest mode that fits"),
+    ("All on the GPU", "gpu", "fastest; needs the whole model in GPU memory"),
+    ("Model offload", "model-offload", "one component on the GPU at a time"),
+    ("Group offload", "group-offload", "one transformer block at a time, streamed: much less memory, slower"),
+    ("Sequential offload", "sequential", "one layer at a time: the least memory, the slowest"),
+)
 
 
 def job_params(scale: float = 2.0, preset: str = "balanced", model: str | None = None, seed: int = 0,

@@ -44,6 +44,9 @@ def main() -> None:
     dialog.target.setCurrentIndex(1)
     dialog.source.setCurrentIndex(1)
     report["request"] = to_request(dialog.choices())._asdict()
+    report["memory_labels"] = [dialog.memory.itemText(i) for i in range(dialog.memory.count())]
+    dialog.memory.setCurrentIndex(dialog.memory.findText("Group offload"))
+    report["memory_params"] = to_request(dialog.choices()).params
     dialog.show()
     qt.process_events()
     report["custom_visible"] = dialog.custom_scale.isVisible()

@@ -165,6 +165,20 @@ def test_choices_map_to_job_params():
     assert form.to_request(form.Choices()).params == {"preset": "balanced", "seed": 0}  # model: engine default
 
 
+@pytest.mark.parametrize("memory", [value for _, value, _ in options.MEMORY_ITEMS if value])
+def test_the_chosen_memory_mode_is_sent(memory):
+    assert form.to_request(form.Choices(memory=memory)).params == {"preset": "balanced", "seed": 0, "memory": memory}
+
+
+def test_the_engines_memory_setting_sends_no_memory_param():
+    default_value = options.MEMORY_ITEMS[0][1]
+    assert default_value is None and form.Choices().memory == ""
+    assert "memory" not in form.to_request(form.Choices()).params
+    # The labels' values are exactly the engine's modes, so no choice can be one the engine rejects.
+    assert [value for _, value, _ in options.MEMORY_ITEMS[1:]] == ["auto", "gpu", "model-offload", "group-offload",
+                                                                    "sequential"]
+
+
 @pytest.mark.parametrize("custom", ["abc", "1", "0.5x", "17", "nan"])
 def test_a_bad_custom_scale_says_what_is_accepted(custom):
     with pytest.raises(ValueError, match="scale"):
@@ -207,6 +221,8 @@ def test_the_shim_runs_the_dialog_and_cross_thread_signals_under_both_bindings(b
     assert report["custom_visible"] is True
     assert report["request"]["scale"] == 2.5
     assert report["request"]["params"] == {"preset": "creative", "seed": 1234, "prompt": "a lighthouse at dusk"}
+    assert report["memory_labels"] == [label for label, _, _ in options.MEMORY_ITEMS]  # default first: sends nothing
+    assert report["memory_params"]["memory"] == "group-offload"
     assert report["request"]["target"] == "new_document" and report["request"]["source"] == "visible"
     assert report["idle_status"] == "Uprez engine idle, model unloaded: loading it for this job…"  # no error
     assert options.PRESETS[2] == "creative"

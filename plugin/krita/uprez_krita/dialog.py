@@ -92,6 +92,12 @@ class UpscaleDialog(QtWidgets.QDialog):
         self.model.addItem("")
         self.model.lineEdit().setPlaceholderText("engine default")
 
+        self.memory = QtWidgets.QComboBox()
+        for i, (label, value, hint) in enumerate(options.MEMORY_ITEMS):
+            self.memory.addItem(label, value or "")
+            self.memory.setItemData(i, hint, _tooltip_role())
+        self.memory.setToolTip("where the model's weights live while it runs (the engine's --memory)")
+
         self.seed = QtWidgets.QSpinBox()
         self.seed.setRange(0, form.SEED_MAX)
         dice = QtWidgets.QToolButton()
@@ -120,6 +126,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         settings.addRow("Preset", self.preset)
         settings.addRow("", self.preset_hint)
         settings.addRow("Upscale model", self.model)
+        settings.addRow("GPU memory", self.memory)
         settings.addRow("Seed", seed_row)
         settings.addRow("Prompt", self.prompt)
         settings.addRow("Upscale", self.source)
@@ -183,7 +190,8 @@ class UpscaleDialog(QtWidgets.QDialog):
             scale=self.scale.currentText(), custom_scale=self.custom_scale.text(), preset=self.preset.currentData(),
             model=self._model_choice(), seed=self.seed.value(), prompt=self.prompt.text(),
             source=self.source.currentData(), target=self.target.currentData(),
-            selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled())
+            selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled(),
+            memory=self.memory.currentData() or "")
 
     def run(self) -> None:
         if self.active_document is not None:  # the person may have switched documents since the dialog opened

@@ -25,6 +25,7 @@ class Choices(NamedTuple):
     source: str = "layer"
     target: str = "resize"
     selection_only: bool = False
+    memory: str = ""  # "" = the engine's own setting; else a value of options.MEMORY_ITEMS
 
 
 class Request(NamedTuple):
@@ -44,7 +45,8 @@ def to_request(choices: Choices) -> Request:
     if choices.target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
     model, upsampler = options.split_choice(choices.model.strip())
-    params = options.job_params(scale, choices.preset, model, choices.seed, choices.prompt, upsampler=upsampler)
+    params = options.job_params(scale, choices.preset, model, choices.seed, choices.prompt, upsampler=upsampler,
+                                memory=choices.memory or None)
     params.pop("scale")
     return Request(scale, choices.target, choices.selection_only, choices.source, params)
 
