@@ -274,3 +274,12 @@ def test_gimp_can_run_the_plug_in_file():
     script = PLUGIN_DIR / "uprez-upscale.py"
     assert script.stat().st_mode & 0o111 == 0o111
     assert script.read_text(encoding="utf-8").splitlines()[0] == "#!/usr/bin/env python3"
+
+
+def test_the_gpu_memory_choice_is_sent_and_the_engines_own_sends_nothing():
+    nicks = [nick for nick, _, _ in settings.memory_choices()]
+    assert nicks == [settings.ENGINE_MEMORY, "auto", "gpu", "model-offload", "group-offload", "sequential"]
+    for nick in nicks[1:]:
+        assert settings.settings_from(2, "balanced", memory=nick).params["memory"] == nick
+    assert "memory" not in settings.settings_from(2, "balanced", memory=settings.ENGINE_MEMORY).params
+    assert "memory" not in settings.settings_from(2, "balanced").params

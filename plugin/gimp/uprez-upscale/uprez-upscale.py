@@ -33,7 +33,7 @@ from uprez_client import UprezClientError  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
 TITLE = "Upscale with Uprez"
-DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "seed", "prompt", "target", "selection-only")
+DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "memory", "seed", "prompt", "target", "selection-only")
 
 
 def add_arguments(procedure: Gimp.Procedure) -> None:
@@ -59,6 +59,11 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
     # Registered last so scripts that pass the earlier arguments by position keep working.
     procedure.add_string_argument("upsampler", "SR model, then re_fine with the model", settings.UPSAMPLER_HINT, "",
                                   RW)
+    memory = Gimp.Choice.new()
+    for index, (nick, label, hint) in enumerate(settings.memory_choices()):
+        memory.add(nick, index, label, hint)
+    procedure.add_choice_argument("memory", "GPU memor_y", "how the engine places the model in GPU memory",
+                                  memory, settings.ENGINE_MEMORY, RW)
     procedure.add_layer_return_value("layer", "Layer", "the upscaled layer (in the new image for new-image)",
                                      False, RW)
 
@@ -179,7 +184,8 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     chosen = settings.settings_from(config.get_property("scale"), config.get_property("preset"),
                                     config.get_property("model"), config.get_property("seed"),
                                     config.get_property("prompt"), config.get_property("target"),
-                                    config.get_property("selection-only"), config.get_property("upsampler"))
+                                    config.get_property("selection-only"), config.get_property("upsampler"),
+                                    config.get_property("memory"))
     bounds = Gimp.Selection.bounds(image)
     selection = (bounds[2], bounds[3], bounds[4], bounds[5]) if bounds[1] else None
     _, offset_x, offset_y = source.get_offsets()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from uprez_client.options import MAX_SCALE, PRESET_HINTS, PRESETS, job_params
+from uprez_client.options import MAX_SCALE, MEMORY_ITEMS, PRESET_HINTS, PRESETS, job_params
 
 from .plan import TARGETS, PlanError
 
@@ -22,6 +22,11 @@ UPSAMPLER_HINT = ("empty: start from a Lanczos upscale; or an upscale model's na
                   "whose output the model above then refines")
 
 
+# The "GPU memory" choice: a Gimp.Choice nick for each of the engine's memory modes, and one for "whatever the
+# engine was started with" (sends no memory param).
+ENGINE_MEMORY = "engine"
+
+
 class Settings(NamedTuple):
     """What one run was asked for; `params` are the engine's job params (options.job_params)."""
 
@@ -35,16 +40,23 @@ class Settings(NamedTuple):
 
 
 def settings_from(scale: float, preset: str, model: str = "", seed: int = 0, prompt: str = "",
-                  target: str = "resize", selection_only: bool = False, upsampler: str = "") -> Settings:
+                  target: str = "resize", selection_only: bool = False, upsampler: str = "",
+                  memory: str = ENGINE_MEMORY) -> Settings:
     """Check the dialog's (or a script's) values; raises PlanError with what to change."""
     if target not in TARGETS:
         raise PlanError(f"the target must be one of {', '.join(TARGETS)}, got {target!r}")
     try:
         params = job_params(scale, preset, (model or "").strip() or None, seed, prompt or "",
-                            upsampler=(upsampler or "").strip() or None)
+                            upsampler=(upsampler or "").strip() or None,
+                            memory=None if memory in ("", ENGINE_MEMORY) else memory)
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     return Settings(params, target, bool(selection_only))
+
+
+def memory_choices() -> list[tuple[str, str, str]]:
+    """(nick, label, hint) for each GPU memory mode (uprez_client.options.MEMORY_ITEMS), the engine's own first."""
+    return [(value or ENGINE_MEMORY, label, hint) for label, value, hint in MEMORY_ITEMS]
 
 
 def preset_choices() -> list[tuple[str, str, str]]:
@@ -53,4 +65,5 @@ def preset_choices() -> list[tuple[str, str, str]]:
 
 
 __all__ = ["DEFAULT_SCALE", "MAX_GIMP_SEED", "MAX_SCALE", "MENU_LABEL", "MENU_PATH", "MIN_SCALE", "MODEL_HINT",
-           "PROCEDURE", "UPSAMPLER_HINT", "Settings", "preset_choices", "settings_from"]
+           "PROCEDURE", "UPSAMPLER_HINT", "ENGINE_MEMORY", "Settings", "memory_choices", "preset_choices",
+           "settings_from"]
