@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import (
 )
 
 from plugin.uprez_client.options import (
+    MEMORY_ITEMS,
     PRESET_HINTS,
     PRESETS,
     SCALES,
@@ -32,16 +33,6 @@ from ui.settings_store import DesktopSettings
 
 AUTO = "model's default"
 SEED_MAX = 2**31 - 1  # what a spin box holds; the engine takes more, but nobody types those
-# The engine's --memory modes (engine.settings.MEMORY_CHOICES), with what each means for a person; None = the
-# engine's own setting.
-MEMORY_ITEMS = (
-    ("Engine's setting", None, "what `uprez serve --memory` says (auto unless set)"),
-    ("Auto", "auto", "plan from free GPU memory and pick the fastest mode that fits"),
-    ("All on the GPU", "gpu", "fastest; needs the whole model in GPU memory"),
-    ("Model offload", "model-offload", "one component on the GPU at a time"),
-    ("Group offload", "group-offload", "one transformer block at a time, streamed: much less memory, slower"),
-    ("Sequential offload", "sequential", "one layer at a time: the least memory, the slowest"),
-)
 
 
 def scale_label(scale: float) -> str:
