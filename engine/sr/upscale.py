@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import InvalidInput
-from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, read_mask, to_image
+from engine.pixels import conventional_resize, feather_mask, from_image, mask_box, mask_resize, read_mask, to_image
 from engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from engine.sr.load import SRModel
 from engine.sr.resize import sr_resize
@@ -57,7 +57,7 @@ def upscale_sr(
     width, height = pixels.size
     out_size = output_size(width, height, scale)
     mask_in = None if mask is None else feather_mask(read_mask(mask, pixels.size), feather)
-    weight = None if mask_in is None else conventional_resize(mask_in, out_size)
+    weight = None if mask_in is None else mask_resize(mask_in, out_size)  # cannot overshoot, as the flow path's
     alpha = None if pixels.alpha is None else conventional_resize(pixels.alpha, out_size)
     if region_only:
         if weight is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.pixels import conventional_resize, feather_mask, from_image
+from engine.pixels import conventional_resize, feather_mask, from_image, mask_resize
 from engine.sr.load import get_sr_model, load_sr_model
 from engine.sr.resize import passes_for
 from engine.sr.tiles import run_tiled
@@ -105,7 +105,7 @@ def test_outside_the_mask_the_output_is_the_lanczos_upscale_exactly(sr_file, fea
     mask[60:80, 70:100] = 255
     out = upscale_sr(image, model, scale=2, mask=mask, feather=feather)
     lanczos = np.round(conventional_resize(from_image(image).rgb, (220, 192)) * 255).astype(np.uint8)
-    weight = conventional_resize(feather_mask(mask.astype(np.float32) / 255, feather), (220, 192))
+    weight = mask_resize(feather_mask(mask.astype(np.float32) / 255, feather), (220, 192))
     outside = weight == 0
     assert outside.sum() > 10000
     np.testing.assert_array_equal(out[outside], lanczos[outside])
@@ -119,7 +119,7 @@ def test_region_only_returns_the_mask_as_alpha(sr_file):
     mask[5:15, 5:20] = 1.0
     out = upscale_sr(_photo(30, 30), model, scale=2, mask=mask, region_only=True)
     assert out.shape == (60, 60, 4)
-    np.testing.assert_allclose(out[:, :, 3], conventional_resize(mask, (60, 60)), atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 3], mask_resize(mask, (60, 60)), atol=1e-6)
 
 
 def test_progress_per_tile_ends_at_one_and_cancel_stops_between_tiles(sr_file):
