@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InvalidInput
-from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, upright
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
 from engine.pixels import pil_to_array
 from engine.pngmeta import with_metadata
 from engine.probe import DEFAULT_MAX_PIXELS, check, declared
@@ -125,7 +125,7 @@ def write_image(path: str | Path, array: np.ndarray, meta: PhotoMeta | None = No
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(str(temp), array, compression="zlib", **_tiff_meta(meta))
+            tifffile.imwrite(str(temp), array, compression="zlib", **tiff_options(meta))
         elif array.dtype == np.uint16 and suffix == ".png":
             _write_png16(temp, array)
             temp.write_bytes(with_metadata(temp.read_bytes(), meta))
@@ -161,18 +161,6 @@ def _pillow_meta(meta: PhotoMeta, suffix: str) -> dict[str, object]:
         options["xmp"] = meta.xmp
     if meta.dpi and suffix in (".jpg", ".jpeg"):
         options["dpi"] = tuple(round(value) for value in meta.dpi)
-    return options
-
-
-def _tiff_meta(meta: PhotoMeta) -> dict[str, object]:
-    """tifffile's write options: the ICC profile, the resolution and the XMP packet (tag 700)."""
-    options: dict[str, object] = {}
-    if meta.icc:
-        options["iccprofile"] = meta.icc
-    if meta.dpi:
-        options.update(resolution=meta.dpi, resolutionunit="INCH")
-    if meta.xmp:
-        options["extratags"] = [(700, "B", len(meta.xmp), meta.xmp, True)]
     return options
 
 

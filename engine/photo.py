@@ -118,3 +118,15 @@ def from_tiff_page(page: Any) -> PhotoMeta:
 def upright(meta: PhotoMeta) -> PhotoMeta:
     """The metadata to write with pixels that `orient` has turned upright."""
     return replace(meta, orientation=1)
+
+
+def tiff_options(meta: PhotoMeta) -> dict[str, object]:
+    """tifffile's write options: the ICC profile, the resolution and the XMP packet (tag 700)."""
+    options: dict[str, object] = {}
+    if meta.icc:
+        options["iccprofile"] = meta.icc
+    if meta.dpi:
+        options.update(resolution=meta.dpi, resolutionunit="INCH")
+    if meta.xmp:
+        options["extratags"] = [(700, "B", len(meta.xmp), meta.xmp, True)]
+    return options

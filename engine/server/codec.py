@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import InvalidInput
-from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, upright
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
 from engine.pngmeta import with_metadata
 from engine.probe import check, declared
 
@@ -217,13 +217,7 @@ def encode_result(result: np.ndarray, fmt: ImageFormat, photo: PhotoMeta | None 
         extra = {"photometric": "rgb"} if planes >= 3 else {"photometric": "minisblack"}
         if planes in (2, 4):
             extra["extrasamples"] = ["unassalpha"]
-        if photo.icc:
-            extra["iccprofile"] = photo.icc
-        if photo.dpi:
-            extra.update(resolution=photo.dpi, resolutionunit="INCH")
-        if photo.xmp:
-            extra["extratags"] = [(700, "B", len(photo.xmp), photo.xmp, True)]
-        tifffile.imwrite(buffer, result, **extra)
+        tifffile.imwrite(buffer, result, **extra, **tiff_options(photo))
         return buffer.getvalue(), meta
     elif result.dtype == np.uint16:
         import png
