@@ -199,7 +199,7 @@ def reference_pass(rgb: np.ndarray, sigmas: tuple[float, ...], *, backend: FlowB
     every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the input's latent."""
     latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
-    field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, sigmas,
+    field = StageField(backend, backend.condition_stage(cond, latent, sigmas), grid, latent, noise, sigmas,
                        keep_trajectory=True, work=work, work_key="reference")
     euler(field, renoise(latent, noise, sigmas[0]), sigmas, cancel=cancel)
     return field.trajectory, latent
@@ -266,8 +266,8 @@ def run_stages(
         x = renoise(latent, noise, stage.sigmas[0])
         stage_mask = None if mask is None else mask_resize(mask, stage.size)
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
-        field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, stage.sigmas,
-                           region=region, guidance=guidance, reference=reference,
+        field = StageField(backend, backend.condition_stage(cond, latent, stage.sigmas), grid, latent, noise,
+                           stage.sigmas, region=region, guidance=guidance, reference=reference,
                            keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator,
                            work=work, work_key=str(index))
         del latent, noise
