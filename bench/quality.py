@@ -41,6 +41,7 @@ from engine.pixels import conventional_resize  # noqa: E402
 
 DEFAULT_METHODS = "bicubic,lanczos,v1,builtin@1,builtin@2,builtin@4,detailed@1,detailed@2,detailed@4"
 DEFAULT_INPUTS = "clean,jpeg60,jpeg90"
+METRICS = "m2"  # part of the cache key: bump when a metric's definition changes
 V1_FOLDER = ROOT / "runs" / "v1"  # `git show ebfb74f:engine/builtin/weights/<file>` for both files
 CROP_PHOTOS = 3  # the most detailed eval photos get side-by-side crops
 CROP_SIDE = 128  # HR pixels per crop, shown enlarged 2x
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
                 lr = make_input(clean, kind)
                 outputs = {}
                 for method, run in runs.items():
-                    key = f"{keys[method]}|{args.crop}|{args.max_side}|{kind}|x{factor}|{photo.name}"
+                    key = f"{keys[method]}|{METRICS}|{args.crop}|{args.max_side}|{kind}|x{factor}|{photo.name}"
                     want_crop = photo.name in crop_names and kind != "jpeg90"
                     if key not in cache or want_crop:
                         start = time.perf_counter()

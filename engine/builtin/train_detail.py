@@ -128,15 +128,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--export", type=Path, help="also write base + detail weights as a model folder here")
+    parser.add_argument("--export-base", type=Path,
+                        help="the faithful folder the export carries (default --base): a later fine-tune of it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     adapted = train_detail(args.base, args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                            seed=args.seed, adv_weight=args.adv_weight)
     recipe = {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr, "seed": args.seed,
               "adv_weight": args.adv_weight, "r1_gamma": R1_GAMMA, "rank": 8}
-    folder = export(args.base, adapted, args.out / "export", recipe)
+    # The LoRA is a set of weight deltas; trained on one faithful network it carries over to a short fine-tune
+    # of that network (the v2 run: trained on v1 extended to v2 while the faithful run went on).
+    base = args.export_base or args.base
+    recipe["trained_on"] = str(args.base)
+    folder = export(base, adapted, args.out / "export", recipe)
     if args.export:
-        folder = export(args.base, adapted, args.export, recipe)
+        folder = export(base, adapted, args.export, recipe)
     print(f"exported {folder}")
 
 
