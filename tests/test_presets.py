@@ -33,13 +33,14 @@ def test_presets_differ_and_an_explicit_strength_wins(tiny_backend, small):
     np.testing.assert_array_equal(mixed, faithful)
 
 
-def test_the_builtin_model_keeps_its_defaults_for_faithful_and_draws_more_steps_for_creative():
+def test_the_builtin_model_keeps_its_defaults_for_faithful_and_takes_its_detailed_mode_for_creative():
     from engine.builtin.backend import BuiltinBackend
 
     presets = BuiltinBackend.presets
     assert UpscaleSettings(preset="faithful").with_preset(presets) == UpscaleSettings(preset="faithful")
-    assert UpscaleSettings(preset="creative").with_preset(presets).steps == 4
-    assert UpscaleSettings(preset="creative", steps=2).with_preset(presets).steps == 2
+    assert UpscaleSettings(preset="balanced").with_preset(presets) == UpscaleSettings(preset="balanced")
+    assert UpscaleSettings(preset="creative").with_preset(presets).cfg_scale == 1.0  # the detail weights, at 1
+    assert UpscaleSettings(preset="creative", cfg_scale=0.5).with_preset(presets).cfg_scale == 0.5
 
 
 def test_an_unknown_preset_is_refused_with_the_choices():
