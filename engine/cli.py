@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "detail (default: the model's; 0.35 for FLUX, SD3, Qwen-Image, Z-Image)")
     up.add_argument("--steps", type=int, help="length of the model's full schedule (default: the model's)")
     up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--sampler", choices=("euler", "heun"), default="euler",
+                    help="flow ODE integrator: euler (default), or heun (second order, about twice the model calls)")
     up.add_argument("--prompt", default="", help="optional description of the image")
     up.add_argument("--high-detail", action="store_true", help="add a short 'high detail' prompt")
     up.add_argument("--negative-prompt", default="")
@@ -246,7 +248,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
-        dilated_views=args.dilated_views, upsampler=args.upsampler,
+        dilated_views=args.dilated_views, upsampler=args.upsampler, sampler=args.sampler,
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:

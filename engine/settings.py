@@ -16,6 +16,7 @@ MAX_TILE_SIZE = 16384
 MAX_TILE_BATCH = 64
 # Named trade-offs the editors offer; each model maps them to its own settings (FlowBackend.presets).
 PRESETS = ("faithful", "balanced", "creative")
+SAMPLERS = ("euler", "heun")  # engine.sampler's; with stochastic > 0 Euler runs as Euler-ancestral
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,11 @@ class UpscaleSettings:
     dilated_views: float | None = None  # DemoFusion dilated global views in tiled stages, peak weight 0-1
     # The first stage's upsample: None / "lanczos", or an SR model (a path or a name in the SR folders).
     upsampler: str | None = None
+    sampler: str = "euler"  # the flow ODE's integrator: euler, or heun (second order, two model calls a step)
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         try:
             object.__setattr__(self, "scale", check_scale(self.scale))
         except ValueError as exc:

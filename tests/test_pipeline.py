@@ -15,8 +15,8 @@ from PIL import Image
 
 from engine import Cancelled, CancelToken, UpscaleSettings, upscale
 from engine.errors import DeviceError, InvalidInput
-from engine.pipeline import plan
 from engine.pixels import conventional_resize, from_image, mask_resize
+from engine.stages import plan
 
 
 @pytest.fixture(scope="module")
