@@ -27,8 +27,8 @@ from engine.guidance import (
 )
 from engine.pixels import gaussian_blur
 from engine.sampler import Prepare, Step, VelocityFn, predicted_x0, renoise
-from engine.tiled import TileGrid, tile_batches, tiled_velocity
-from engine.tiling import Window, blend_weights, covered, dilate, windows_touching
+from engine.tile_grid import TileGrid, Window, blend_weights, covered, dilate, windows_touching
+from engine.tiled_model import tile_batches, tiled_velocity
 from engine.work import Work
 
 # Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on

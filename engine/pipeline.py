@@ -29,8 +29,8 @@ from engine.progress import CancelToken, ProgressCallback
 from engine.recipe import Recipe
 from engine.sampler import Prepare, Step, VelocityFn, euler, euler_ancestral, heun, model_calls, renoise
 from engine.stages import Stage
-from engine.tiled import TileGrid, tiled_decode, tiled_encode
-from engine.tiling import dilate
+from engine.tile_grid import TileGrid, dilate
+from engine.tiled_model import tiled_decode, tiled_encode
 from engine.work import Phase, Work
 
 TILE_PREVIEW_S = 5.0  # within a long tiled step, a preview of the tiles done so far this often

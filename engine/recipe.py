@@ -17,7 +17,7 @@ from engine.backends.base import FlowBackend
 from engine.errors import InvalidInput
 from engine.settings import MIN_TILE_SIZE, StructureGuidance, UpscaleSettings
 from engine.stages import Stage, plan
-from engine.tiled import TileGrid
+from engine.tile_grid import TileGrid
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from engine.sampler import euler, renoise
 from engine.schedule import remaining_sigmas
 from engine.settings import StructureGuidance, UpscaleSettings
 from engine.stages import plan
-from engine.tiled import TileGrid
+from engine.tile_grid import TileGrid
 
 OFF = {"skip_residual": 0.0, "direction_alignment": 0.0, "acceleration_alignment": 0.0, "match_statistics": False,
        "scale_aware": False, "stochastic": 0.0}
@@ -127,13 +127,14 @@ def test_scale_aware_scheduling_starts_each_stage_at_its_factors_sigma(tiny_back
     assert [s.sigmas[0] for s in plain] == [0.35] * len(plain)
 
 
-def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend):
+@pytest.mark.parametrize("sampler", [{"stochastic": 0.3}, {"sampler": "heun"}], ids=["euler_ancestral", "heun"])
+def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend, sampler):
     backend = tiny_backend("flux-dev")
     image = _image(64, 64, seed=4)
     mask = np.zeros((64, 64), np.float32)
     mask[20:40, 10:30] = 1.0
     everything = {"skip_residual": 1.0, "direction_alignment": 1.0, "acceleration_alignment": 0.5,
-                  "match_statistics": True, "scale_aware": True, "stochastic": 0.3}
+                  "match_statistics": True, "scale_aware": True, **sampler}
     out = upscale(image, UpscaleSettings(scale=4, seed=1, **everything), backend=backend, mask=mask)
     weight = mask_resize(mask, (256, 256))
     outside = weight == 0

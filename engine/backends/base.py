@@ -11,7 +11,7 @@ import torch
 
 from engine.schedule import ShiftRule
 from engine.settings import StructureGuidance
-from engine.tiling import Window
+from engine.tile_grid import Window
 from engine.work import WorkCosts
 
 
