@@ -180,7 +180,7 @@ def random_conditioning(backend: Any) -> Any:
         text = {"cap_feats": torch.randn(64, config.cap_feat_dim, device=device, dtype=dtype)}
     else:
         raise ValueError(f"no random conditioning for {family}")
-    return Conditioning(positive=text, guidance=backend._guidance_value(None))
+    return Conditioning(positive=text, distilled_guidance=backend._guidance_value(None))
 
 
 # ---- running ----------------------------------------------------------------------------------------------
