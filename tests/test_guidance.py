@@ -297,7 +297,7 @@ def test_scale_aware_sigma_follows_apts_direction_and_keeps_a_schedule_decreasin
 
 @few
 @given(seed=seeds, sigma=st.floats(0.01, 1.0), fraction=unit)
-def test_stochastic_step_without_eta_is_the_euler_step_bit_for_bit(seed, sigma, fraction):
+def test_ancestral_step_without_eta_is_the_euler_step_bit_for_bit(seed, sigma, fraction):
     sigma_next = sigma * fraction
     x, v, noise = (randn(1, 3, 4, 4, seed=seed + i) for i in range(3))
     expected = euler(lambda _x, _s: v, x, [sigma, sigma_next])
@@ -306,7 +306,7 @@ def test_stochastic_step_without_eta_is_the_euler_step_bit_for_bit(seed, sigma, 
 
 @few
 @given(seed=seeds, sigma=st.floats(0.05, 1.0), fraction=unit, eta=unit)
-def test_stochastic_step_on_the_exact_path_renews_a_share_of_the_noise(seed, sigma, fraction, eta):
+def test_ancestral_step_on_the_exact_path_renews_a_share_of_the_noise(seed, sigma, fraction, eta):
     sigma_next = sigma * fraction
     x0, eps, fresh = (randn(1, 2, 4, 4, seed=seed + i) for i in range(3))
     x = (1 - sigma) * x0 + sigma * eps
@@ -315,7 +315,7 @@ def test_stochastic_step_on_the_exact_path_renews_a_share_of_the_noise(seed, sig
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
-def test_stochastic_step_keeps_the_noise_level_and_lands_on_x0_hat_at_zero():
+def test_ancestral_step_keeps_the_noise_level_and_lands_on_x0_hat_at_zero():
     x0, eps, fresh = (randn(1, 1, 128, 128, seed=20 + i) for i in range(3))
     x0 = torch.zeros_like(x0)
     x, v = 0.6 * eps, eps - x0  # sigma 0.6, clean sample zero

@@ -63,3 +63,25 @@ def test_heun_with_stochastic_noise_is_refused_in_one_line(tiny_backend):
         upscale(_image(), UpscaleSettings(sampler="heun", stochastic=0.3), backend=tiny_backend("flux-dev"))
     with pytest.raises(InvalidInput, match="sampler must be one of euler, heun"):
         UpscaleSettings(sampler="dpm")
+
+
+def test_heun_progress_grows_to_one_across_both_model_calls_of_each_step(tiny_backend):
+    backend = tiny_backend("flux-dev")
+    calls, velocity = [], backend.velocity
+
+    def counting(x, sigma, cond):
+        calls.append(sigma)
+        return velocity(x, sigma, cond)
+
+    backend.velocity = counting
+    events = []
+    try:
+        upscale(_image(2), UpscaleSettings(scale=2, sampler="heun", direction_alignment=0.0, match_statistics=False),
+                backend=backend, on_progress=events.append)
+    finally:
+        del backend.velocity
+    steps = events[-1].steps
+    assert len(calls) == 2 * steps - 1  # a corrector call on every step but the one to sigma 0
+    fractions = [e.fraction for e in events]
+    assert all(a < b for a, b in zip(fractions, fractions[1:], strict=False)) and fractions[-1] == 1.0
+    assert {e.step for e in events if e.phase.startswith("denoising")} <= set(range(steps + 1))
