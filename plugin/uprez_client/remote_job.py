@@ -167,6 +167,7 @@ class RemoteJob:
         self._cancel_sent = False
         self._closed = False
         self._stream: Any = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="uprez-job", daemon=True)
 
     def _begin(self) -> RemoteJob:
@@ -214,11 +215,13 @@ class RemoteJob:
         while True:
             item = self._events.get()
             if item is _END:
-                self._events.put(_END)  # a second reader, or a second call, ends at once too
+                self._events.put(_END)  # a second call ends at once too, raising the same error
+                if self._error is not None:
+                    raise self._error
                 return
             if isinstance(item, BaseException):
-                self._events.put(_END)
-                raise item
+                self._error = item  # the job's thread puts _END right after
+                continue
             yield item
 
     def wait(self, on_event: Callable[[JobEvent], None] | None = None) -> JobEvent:
