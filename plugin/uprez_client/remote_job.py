@@ -273,7 +273,7 @@ class RemoteJob:
             self._id = job_id
             cancel, closed = self._cancel_requested, self._closed
         self._put(JobEvent("submitted", job=job_id))
-        if cancel or closed:  # cancel() or close() came during the upload
+        if cancel or (closed and self._cancel_on_disconnect):  # cancel() or close() came during the upload
             self._send_cancel()
         if closed:
             return
