@@ -254,7 +254,7 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     messages = record["messages"]
     assert "8-bit and 16-bit integer" in messages["float"] and "Convert Image Color Space" in messages["float"]
     assert "RGB" in messages["grey"] and "GRAYA" in messages["grey"]
-    assert "no selection" in messages["no_selection"]
+    assert "Nothing is selected" in messages["no_selection"]
     assert "uprez serve" in messages["no_engine"]
     assert "more than 1" in messages["bad_scale"]
     assert record["unchanged"]
