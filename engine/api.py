@@ -32,6 +32,7 @@ from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
 from engine.tiled import TileGrid
 from engine.work import Work, cancel_between_layers
+from plugin.uprez_client.protocol import MASK_CONTEXT
 
 _cache_lock = threading.Lock()
 _cached: tuple[ModelSpec, FlowBackend] | None = None
@@ -59,8 +60,6 @@ def release_backend() -> bool:
     return released
 
 
-# Input pixels around a mask's bounding box that go to the model with it: the context it composes from.
-MASK_CONTEXT = 64
 MAX_FEATHER = 256.0
 
 

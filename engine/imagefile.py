@@ -17,10 +17,11 @@ from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_op
 from engine.pixels import pil_to_array
 from engine.pngmeta import with_metadata
 from engine.probe import DEFAULT_MAX_PIXELS, check, declared
+from plugin.uprez_client.protocol import PNG_SIGNATURE as _PNG_SIGNATURE
+from plugin.uprez_client.protocol import TIFF_SIGNATURES
 
 READABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -92,7 +93,7 @@ def read_photo(path: str | Path, *, frame: int | None = None, max_pixels: int = 
 
 def _tiff_signature(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+        return f.read(4) in TIFF_SIGNATURES
 
 
 def _write_png16(path: Path, array: np.ndarray) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+from plugin.uprez_client.protocol import MAX_SCALE, output_size, round_half_up  # noqa: F401 - the engine's names for them
+
 MAX_STAGE_FACTOR = 2.0
-MAX_SCALE = 16.0  # beyond 16x the input carries too little to guide the model; refuse rather than hallucinate
 
 
 def check_scale(scale: float) -> float:
@@ -26,13 +27,6 @@ def stage_factors(scale: float) -> list[float]:
     return [scale ** (1.0 / count)] * count
 
 
-def round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
-
-
-def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """Final size of an upscale: each side times `scale`, rounded half up."""
-    return round_half_up(width * scale), round_half_up(height * scale)
 
 
 def stage_sizes(width: int, height: int, scale: float, final: tuple[int, int] | None = None) -> list[tuple[int, int]]:

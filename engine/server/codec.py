@@ -16,13 +16,12 @@ from engine.errors import InvalidInput
 from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
 from engine.pngmeta import with_metadata
 from engine.probe import check, declared
+from plugin.uprez_client.protocol import PNG_SIGNATURE, TIFF_SIGNATURES
 
 KINDS = ("raw", "png", "tiff")
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR", "L", "LA")
 DEPTHS = {8: np.dtype(np.uint8), 16: np.dtype("<u2"), 32: np.dtype("<f4")}  # little-endian, as editors hand out
 MEDIA_TYPES = {"raw": "application/octet-stream", "png": "image/png", "tiff": "image/tiff"}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 @dataclass(frozen=True)
