@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
-    from engine.model_cli import add_models_parser
+    from engine.models.cli import add_models_parser
 
     add_models_parser(commands)
     gui = commands.add_parser("gui", help="open the desktop window (needs PyQt6: pip install 'uprez[gui]')")
@@ -237,8 +237,8 @@ def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel,
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.api import get_backend
     from engine.api import upscale as flow_upscale
+    from engine.backends.cache import load_spec
     from engine.errors import InvalidInput, UprezError
     from engine.imagefile import read_image, read_photo, write_image
     from engine.progress import Cancelled, CancelToken, ProgressEvent
@@ -267,7 +267,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:
-        backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+        backend = load_spec(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                         base=args.base, memory=args.memory, quantize=args.quantize))
         if not args.quiet and backend.device.type != "cpu" and hasattr(backend, "memory_mode"):
             from engine.memory_modes import describe
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gui":
             return _run_gui(args)
         if args.command == "models":
-            from engine.model_cli import run_models
+            from engine.models.cli import run_models
 
             return run_models(args)
     except Cancelled:
