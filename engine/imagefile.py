@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InvalidInput
-from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
-from engine.pixels import pil_to_array
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, pil_to_array, tiff_options, upright
 from engine.pngmeta import with_metadata
 from engine.probe import DEFAULT_MAX_PIXELS, check, declared
 from plugin.uprez_client.protocol import PNG_SIGNATURE as _PNG_SIGNATURE
@@ -169,7 +168,7 @@ def output_mode(path: Path) -> int:
     """The permissions a written image gets: those of the file it replaces, else 0666 less the umask.
 
     mkstemp makes its file 0600, which the rename would carry over: a user's output readable only by them.
-    (ui/imageio.py has the same rule; the window avoids importing the engine, which loads torch.)
+    The window saves through write_image too.
     """
     if path.exists():
         return stat.S_IMODE(path.stat().st_mode)

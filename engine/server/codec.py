@@ -97,7 +97,7 @@ def image_size(data: bytes, fmt: ImageFormat) -> tuple[int, int]:
 def _decode_png(data: bytes) -> tuple[np.ndarray, PhotoMeta]:
     from PIL import Image
 
-    from engine.pixels import pil_to_array
+    from engine.photo import pil_to_array
 
     with Image.open(io.BytesIO(data)) as image:
         if data[24:25] == b"\x10":  # IHDR bit depth 16: Pillow cannot hold 16-bit colour, pypng can
