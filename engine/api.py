@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,7 +12,7 @@ from PIL import Image
 
 from engine import colour
 from engine.backends.base import FlowBackend
-from engine.backends.loader import load_backend
+from engine.backends.cache import ModelCache
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
 from engine.pipeline import plan_work, run_stages
@@ -32,35 +31,23 @@ from engine.recipe import halved, resolve, tiles_for
 from engine.settings import ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
 from engine.work import Work, cancel_between_layers
+from plugin.uprez_client.protocol import MASK_CONTEXT
 
-_cache_lock = threading.Lock()
-_cached: tuple[ModelSpec, FlowBackend] | None = None
+# Scripts' loaded model (`upscale(img, model=...)`, `get_backend`); the server's runner keeps its own
+# (engine.server.runner) and the command line loads once per run.
+_scripts_models = ModelCache()
 
 
 def get_backend(spec: ModelSpec) -> FlowBackend:
-    """Load a model, keeping the last one loaded: switching models frees the previous one first."""
-    global _cached
-    with _cache_lock:
-        if _cached is not None and _cached[0] == spec:
-            return _cached[1]
-        _cached = None  # drop the old model before loading the next, or both would sit in memory
-        backend = load_backend(spec.source, device=spec.device, dtype=spec.dtype, offload=spec.offload,
-                               base=spec.base, memory=spec.memory, quantize=spec.quantize)
-        _cached = (spec, backend)
-        return backend
+    """Load a model for a script, keeping the last one loaded: switching models frees the previous one first."""
+    return _scripts_models.get(spec)
 
 
 def release_backend() -> bool:
-    """Forget the loaded model (the idle engine's unload); True if one was loaded. The next get_backend loads
-    it again. Memory goes back only once nothing else holds the backend: callers drop theirs first."""
-    global _cached
-    with _cache_lock:
-        released, _cached = _cached is not None, None
-    return released
+    """Forget the script's loaded model; True if one was loaded (the next get_backend loads it again)."""
+    return _scripts_models.release()
 
 
-# Input pixels around a mask's bounding box that go to the model with it: the context it composes from.
-MASK_CONTEXT = 64
 MAX_FEATHER = 256.0
 
 

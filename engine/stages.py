@@ -11,8 +11,9 @@ from engine.schedule import remaining_sigmas
 if TYPE_CHECKING:  # engine.backends.base imports engine.settings, which imports this module
     from engine.backends.base import FlowBackend
 
+from plugin.uprez_client.protocol import MAX_SCALE, output_size, round_half_up  # noqa: F401 - the engine's names for them
+
 MAX_STAGE_FACTOR = 2.0
-MAX_SCALE = 16.0  # beyond 16x the input carries too little to guide the model; refuse rather than hallucinate
 
 
 def check_scale(scale: float) -> float:
@@ -33,13 +34,6 @@ def stage_factors(scale: float) -> list[float]:
     return [scale ** (1.0 / count)] * count
 
 
-def round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
-
-
-def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """Final size of an upscale: each side times `scale`, rounded half up."""
-    return round_half_up(width * scale), round_half_up(height * scale)
 
 
 def stage_sizes(width: int, height: int, scale: float, final: tuple[int, int] | None = None) -> list[tuple[int, int]]:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from engine import upscale
 from engine.backends.loader import load_backend
 from engine.builtin.backend import BuiltinBackend
-from engine.builtin.data import psnr
 from engine.pixels import conventional_resize, feather_mask, mask_resize
+from engine.testing.metrics import psnr
 from engine.tile_grid import (
     SeparableWeights,
     TileGrid,

@@ -23,11 +23,10 @@ from .errors import (
     Unauthorized,
 )
 from .remote_job import RemoteJob
+from .protocol import PNG_SIGNATURE, TIFF_SIGNATURES
 
 EventCallback = Callable[[Dict[str, Any]], None]
 TERMINAL_EVENTS = ("done", "failed", "cancelled")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 STREAM_TIMEOUT_S = 60.0  # the engine sends a keep-alive every 10 s, so a silent minute means it is gone
 TRANSFER_TIMEOUT_S = 300.0  # uploads and result downloads of large buffers
 FALLBACK_MESSAGES = {413: "the request is over the engine's size limits (see `uprez serve --help`)"}
