@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidInput
 from engine.params import Param, check
-from plugin.uprez_client.protocol import MAX_SCALE, MAX_SEED, PRESETS
+from plugin.uprez_client.protocol import MAX_SEED, PRESETS, scale_problem
 
 HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
@@ -46,20 +45,7 @@ def _param(default: Any, param: Param) -> Any:
 
 
 def _scale_problem(name: str, value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-        return f"{name} must be a finite number such as 2 or 1.5, got {value!r}"
-    if value <= 1.0:
-        return f"{name} must be > 1 (this is an upscaler), got {value}"
-    if value > MAX_SCALE:
-        return f"{name} must be at most {MAX_SCALE:g}, got {value}; run the result again for more"
-    return None
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+    return scale_problem(value, name)
 
 
 _WEIGHT = "a weight between 0 (off) and 1"
