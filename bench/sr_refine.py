@@ -2,7 +2,7 @@
 
     python bench/sr_refine.py [--sr bench/artefacts/compact-x2-uprez.safetensors] [--factors 2,4]
                               [--strengths 0.5,0.7,0.85,1.0] [--limit N] [--crop 512] [--threads 1]
-                              [--json scores.json]
+                              [--json scores.json] [--refiner builtin|MODEL] [--preset balanced]
 
 On the built-in model's eval photos (engine.builtin.data; never trained on, by the built-in model or by the SR
 model of bench/sr_train.py), each centre-cropped to --crop px and turned into (HR, LR) by `data.eval_pair`
@@ -13,15 +13,18 @@ noisier than it. Methods:
 
 - `lanczos`: the engine's conventional upscale; `builtin`: the built-in flow model alone (its defaults);
 - `sr`: the SR model alone (engine.sr.resize.sr_resize: its factor once or twice, then Lanczos);
-- `sr+builtin@F`: the SR model as the first stage's upsample (`upsampler=`), the built-in model refining at
-  F x its preset's strength (the built-in presets' strength is 1.0, so F is the strength);
-- `sr-every+builtin@F` (x4 only): the SR model at every stage. The engine runs it at the first only, so this is
-  two 2x jobs chained, each with `upsampler=`. The built-in model uses no cross-stage guidance, so a chain of
-  2x jobs is the same computation as one 4x job; the script checks that on the Lanczos path (`builtin` 4x
-  against `builtin` 2x twice) and prints the largest difference.
+- `sr+builtin@F`: the SR model as the first stage's upsample (`upsampler=`), the refiner (--refiner, the
+  built-in model by default; rows are still named `builtin`) at F x its --preset's strength (the built-in
+  presets' strength is 1.0, so there F is the strength);
+- `sr-every+builtin@F` (x4, built-in refiner only): the SR model at every stage. The engine runs it at the
+  first only, so this is two 2x jobs chained, each with `upsampler=`. The built-in model uses no cross-stage
+  guidance, so a chain of 2x jobs is the same computation as one 4x job; the script checks that on the Lanczos
+  path (`builtin` 4x against `builtin` 2x twice) and prints the largest difference. A big model's structure
+  guidance follows the stage before, so for it a chain is not the same job and the rows are left out.
 
-The built-in model is the only real flow model on this machine; the big models' preset strengths (0.25-0.5)
-cannot be measured here. Times are per image on the loaded machine this was run on.
+The built-in model is the only real flow model on this machine; with a big model on a GPU machine, e.g.
+`--refiner black-forest-labs/FLUX.1-dev --sr OmniSR_X2_DIV2K.safetensors`, the same table measures its factor.
+Times are per image on the machine this was run on.
 """
 
 from __future__ import annotations
@@ -68,15 +71,15 @@ def _as_uint8(lr: np.ndarray) -> np.ndarray:
     return np.round(lr * 255.0).astype(np.uint8)  # what a user's 8-bit file gives the engine
 
 
-def _flow(factor_scale: int | None = None, **settings) -> Upscaler:
-    """The built-in model through engine.upscale; `factor_scale` chains 2x jobs instead of one job."""
+def _flow(factor_scale: int | None = None, model: str = "builtin", **settings) -> Upscaler:
+    """A flow model through engine.upscale; `factor_scale` chains 2x jobs instead of one job."""
     import engine
 
     def run(lr: np.ndarray, factor: int) -> np.ndarray:
         pixels = _as_uint8(lr)
         jobs = [factor] if factor_scale is None else [factor_scale] * round(np.log(factor) / np.log(factor_scale))
         for scale in jobs:
-            pixels = np.asarray(engine.upscale(pixels, scale=scale, seed=0, model="builtin", **settings))
+            pixels = np.asarray(engine.upscale(pixels, scale=scale, seed=0, model=model, **settings))
         return pixels.astype(np.float32) / 255.0
 
     return run
@@ -95,17 +98,30 @@ def _sr_alone(path: Path) -> Upscaler:
     return run
 
 
-def methods(sr: Path, strengths: list[float], factor: int) -> dict[str, Upscaler]:
+def preset_strength(model: str, preset: str) -> float:
+    """The strength `preset` gives `model` with a Lanczos start (what the SR factor multiplies)."""
+    from engine.api import get_backend
+    from engine.settings import ModelSpec
+
+    backend = get_backend(ModelSpec(model))
+    return float(backend.presets.get(preset, {}).get("strength", backend.default_strength))
+
+
+def methods(sr: Path, factors: list[float], factor: int, refiner: str = "builtin",
+            preset: str = "balanced") -> dict[str, Upscaler]:
+    base = preset_strength(refiner, preset)
     runs: dict[str, Upscaler] = {
         "lanczos": lambda lr, f: conventional_resize(lr, (lr.shape[1] * f, lr.shape[0] * f)),
-        "builtin": _flow(),
+        "builtin": _flow(model=refiner, preset=preset),
         "sr": _sr_alone(sr),
     }
-    for strength in strengths:
-        runs[f"sr+builtin@{strength:g}"] = _flow(upsampler=str(sr), strength=strength)
-    if factor == 4:
-        for strength in strengths:
-            runs[f"sr-every+builtin@{strength:g}"] = _flow(2, upsampler=str(sr), strength=strength)
+    for share in factors:
+        runs[f"sr+builtin@{share:g}"] = _flow(model=refiner, preset=preset, upsampler=str(sr),
+                                              strength=round(base * share, 4))
+    if factor == 4 and refiner == "builtin":
+        for share in factors:
+            runs[f"sr-every+builtin@{share:g}"] = _flow(2, model=refiner, preset=preset, upsampler=str(sr),
+                                                       strength=round(base * share, 4))
     return runs
 
 
@@ -119,7 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sr", type=Path, default=DEFAULT_SR, help="the SR model (default: bench/sr_train.py's)")
     parser.add_argument("--factors", default="2,4")
-    parser.add_argument("--strengths", default="0.5,0.7,0.85,1.0", help="refine strengths (x the preset's 1.0)")
+    parser.add_argument("--strengths", default="0.5,0.7,0.85,1.0", help="shares of the preset's strength")
+    parser.add_argument("--refiner", default="builtin", help="the flow model that refines (default builtin)")
+    parser.add_argument("--preset", default="balanced", help="whose strength the shares multiply")
     parser.add_argument("--limit", type=int, default=None, help="only the first N eval photos")
     parser.add_argument("--max-side", type=int, default=1600)
     parser.add_argument("--crop", type=int, default=512)
@@ -129,8 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    if not args.sr.is_file():
-        raise SystemExit(f"{args.sr} is missing; train one with: python bench/sr_train.py --out runs/sr")
+    if not args.sr.is_file():  # a name from the SR folders (`uprez models list`), as --upsampler takes
+        from engine.errors import InvalidInput
+        from engine.sr.find import resolve_upsampler
+
+        try:
+            args.sr = resolve_upsampler(str(args.sr))
+        except InvalidInput as exc:
+            raise SystemExit(f"{exc}; or train one with: python bench/sr_train.py --out runs/sr") from exc
     factors = [int(f) for f in args.factors.split(",")]
     strengths = [float(s) for s in args.strengths.split(",")]
     photos = data.eval_photos()[: args.limit]
@@ -143,19 +167,22 @@ def main(argv: list[str] | None = None) -> None:
         for factor in factors:
             hr, lr = data.eval_pair(image, factor)
             reference = high_band(hr)
-            runs = methods(args.sr, strengths, factor)
+            runs = methods(args.sr, strengths, factor, args.refiner, args.preset)
             order[factor] = list(runs)
             for name, run in runs.items():
                 start = time.perf_counter()
                 out = run(lr, factor)
                 seconds[name, factor] += time.perf_counter() - start
                 scores[name, factor].append((data.psnr(out, hr), data.ssim(out, hr), high_band(out) / reference))
-            if factor == 4 and index == 0:
+            if factor == 4 and index == 0 and args.refiner == "builtin":
                 chain_diff = check_chain(lr)
         print(f"[{index + 1}/{len(photos)}] {photo.name}", file=sys.stderr, flush=True)
 
-    print(f"SR model: {args.sr.name}; eval photos: {len(photos)} ({', '.join(p.name for p in photos)}); centre crop "
-          f"<={args.crop} px at max side {args.max_side}; LR = bicubic downscale; seed 0; {args.threads} thread(s)\n")
+    names = ", ".join(p.name for p in photos)
+    print(f"SR model: {args.sr.name}; refiner: {args.refiner} ({args.preset} strength "
+          f"{preset_strength(args.refiner, args.preset):g} x the shares); eval photos: {len(photos)} ({names}); "
+          f"centre crop <={args.crop} px at max side {args.max_side}; LR = bicubic downscale; seed 0; "
+          f"{args.threads} thread(s)\n")
     for factor in factors:
         lanczos = np.array(scores["lanczos", factor])[:, 0]
         builtin = np.array(scores["builtin", factor])[:, 0]
