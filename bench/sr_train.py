@@ -1,6 +1,6 @@
 """Train a small real SR model here (no SR weights can be downloaded): an SRVGG "Compact" x2, for bench/sr_refine.py.
 
-    nice -n 10 python bench/sr_train.py --out ~/.cache/uprez/sr-train --steps 1400 --threads 1
+    nice -n 10 python bench/sr_train.py --out ~/.cache/uprez/sr-train --steps 1300 --threads 1
 
 The network is spandrel's `Compact` class (Real-ESRGAN's SRVGGNetCompact, the architecture of
 realesr-general-x4v3 / realesr-animevideov3), built at 32 features and 8 convolutions (79k parameters), so the
@@ -102,7 +102,7 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="run folder (loss log, the saved model)")
-    parser.add_argument("--steps", type=int, default=1400)
+    parser.add_argument("--steps", type=int, default=1300)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=96, help="HR crop side in pixels")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
