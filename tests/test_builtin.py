@@ -12,7 +12,6 @@ from PIL import Image
 from engine import upscale
 from engine.backends.loader import load_backend
 from engine.builtin.backend import WEIGHTS, WEIGHTS_FILE, BuiltinBackend, save_builtin, step_size
-from engine.builtin.data import psnr
 from engine.builtin.degradations import jpeg
 from engine.builtin.detail import lora_state, merged, with_lora
 from engine.builtin.metrics import block_grid_ratio
@@ -21,6 +20,7 @@ from engine.builtin.train import initial_weights, train
 from engine.builtin.train_detail import export as export_detail
 from engine.builtin.train_detail import train_detail
 from engine.pixels import conventional_resize
+from engine.testing.metrics import psnr
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample.jpg"  # in no training source
 

@@ -42,6 +42,7 @@ class BuiltinBackend(FlowBackend):
     # v2 has two modes in one file: faithful (the flow map alone) and detailed (its adversarial LoRA, at the
     # scale cfg_scale names: 0 faithful, 1 as trained). The presets pick them (README model card).
     presets: ClassVar[dict[str, dict[str, Any]]] = {"faithful": {}, "balanced": {}, "creative": {"cfg_scale": 1.0}}
+    default_cfg_scale: ClassVar[float] = 0.0  # no cfg_scale given: faithful (the recipe's fallback is 1.0)
 
     def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
                  dtype: torch.dtype, detail: dict[str, torch.Tensor] | None = None) -> None:
