@@ -49,7 +49,9 @@ ATTENTION = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "ad
 
 
 def _linears(transformer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
-    return {name: m for name, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)}
+    """The transformer's linear layers by their own names, also while peft wraps them (`x.base_layer`)."""
+    return {name.removesuffix(".base_layer"): m for name, m in transformer.named_modules()
+            if isinstance(m, torch.nn.Linear) and ".lora_" not in name}
 
 
 def save_tiny_lora(transformer: torch.nn.Module, family: str, out: Path, fmt: str = "diffusers", *, rank: int = 4,
