@@ -117,8 +117,10 @@ def gui_main(argv: list[str] | None = None) -> int:
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from engine.lora.cli import add_train_parser
     from engine.server.config import DEFAULT_HOST, DEFAULT_PORT
 
+    add_train_parser(commands)
     serve = commands.add_parser("serve", help="run the local engine server the editor bridges talk to",
                                 description="Run the local engine server (protocol: docs/protocol.md). Limits "
                                 "default to the environment (UPREZ_MAX_UPLOAD_MB, UPREZ_MAX_PIXELS, "
@@ -357,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_serve(args)
         if args.command == "gui":
             return _run_gui(args)
+        if args.command == "train-lora":
+            from engine.lora.cli import run_train
+
+            return run_train(args)
         if args.command == "models":
             from engine.model_cli import run_models
 

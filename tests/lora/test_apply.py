@@ -110,7 +110,8 @@ def test_not_a_lora_and_missing_file(tiny_model, tmp_path):
 
 @pytest.mark.parametrize(("text", "path", "weight"), [
     ("a.safetensors", "a.safetensors", 1.0), ("a.safetensors:0.5", "a.safetensors", 0.5),
-    ("C:\\loras\\a.safetensors", "C:\\loras\\a.safetensors", 1.0), ("C:\\l\\a.safetensors:-1", "C:\\l\\a.safetensors", -1.0),
+    ("C:\\loras\\a.safetensors", "C:\\loras\\a.safetensors", 1.0),
+    ("C:\\l\\a.safetensors:-1", "C:\\l\\a.safetensors", -1.0),
     ("dir:with:colons/a.safetensors:0", "dir:with:colons/a.safetensors", 0.0),
 ])
 def test_parse_lora(text, path, weight):
