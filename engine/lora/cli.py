@@ -21,8 +21,12 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", required=True, help="the flow model (as uprez upscale --model)")
     train.add_argument("--photos", type=Path, required=True, help="a folder of high-res photos (some are held out)")
     train.add_argument("--out", type=Path, required=True, help="the LoRA to write, NAME.safetensors")
+    train.add_argument("--val-photos", type=Path,
+                       help="a folder of held-out photos for validation (default: every 10th of --photos)")
     train.add_argument("--base", help="VAE + text encoders for a transformer-only --model file")
     train.add_argument("--steps", type=int, default=_DEFAULTS.steps)
+    train.add_argument("--targets", choices=("attention", "all"), default=_DEFAULTS.targets,
+                       help="LoRA layers on the attention projections (default) or on every linear layer of the blocks")
     train.add_argument("--rank", type=int, default=_DEFAULTS.rank)
     train.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate)
     train.add_argument("--batch", type=int, default=_DEFAULTS.batch)
@@ -48,7 +52,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     options = TrainOptions(
-        model=args.model, photos=args.photos, out=args.out.expanduser(), base=args.base, steps=args.steps,
+        model=args.model, photos=args.photos, val_photos=args.val_photos, out=args.out.expanduser(), base=args.base,
+        steps=args.steps, targets=args.targets,
         rank=args.rank, learning_rate=args.learning_rate, batch=args.batch, size=args.size, val_every=args.val_every,
         save_every=args.save_every, seed=args.seed, device=args.device, dtype=args.dtype, optimizer=args.optimizer,
         gradient_checkpointing=args.gradient_checkpointing, pool=args.pool, resume=args.resume,

@@ -32,6 +32,8 @@ class TrainOptions:
     optimizer: str = "auto"  # auto (adamw8bit on CUDA with bitsandbytes, else adamw), adamw, adamw8bit
     resume: bool = True
     max_side: int = 1024  # photos are shrunk to this first (crops then cover a useful part of them)
+    targets: str = "attention"  # attention projections, or "all" linear layers of the blocks (more capacity)
+    val_photos: Path | None = None  # held-out photos; None: every k-th of --photos (val_fraction) is held out
     pool: int = 0  # > 0: encode this many random pairs once and draw from them (where the VAE is the slow part)
 
     def checked(self) -> TrainOptions:

@@ -28,15 +28,16 @@ class Pair:
     upsampled: np.ndarray
 
 
-def list_photos(folder: Path) -> list[Path]:
+def list_photos(folder: Path, at_least: int = 2) -> list[Path]:
     """The photos directly in `folder` (sorted: the same split every run); refuses a folder with too few."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InvalidInput(f"--photos {folder} is not a folder of photos")
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-    if len(photos) < 2:
-        raise InvalidInput(f"{folder} holds {len(photos)} photo(s); train-lora needs at least 2 (one is held out "
-                           "for validation), and a few dozen to be useful")
+    if len(photos) < at_least:
+        raise InvalidInput(f"{folder} holds {len(photos)} photo(s); train-lora needs at least {at_least}"
+                           f"{' (one is held out for validation)' if at_least > 1 else ''}, and a few dozen to be "
+                           "useful")
     return photos
 
 

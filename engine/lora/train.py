@@ -27,6 +27,7 @@ import csv
 import json
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,6 +89,17 @@ def _optimizer(name: str, params: list[torch.Tensor], lr: float, device: torch.d
     return torch.optim.AdamW(params, lr=lr)
 
 
+def target_modules(transformer: torch.nn.Module, which: str) -> str | list[str]:
+    """peft's target_modules: the attention projections, or ("all") every linear layer of the blocks except
+    their modulation (AdaLN) layers, which follow the timestep rather than the image."""
+    if which == "attention":
+        return TARGET_MODULES
+    if which != "all":
+        raise InvalidInput(f"unknown --targets {which!r}; use attention or all")
+    return [name for name, module in transformer.named_modules() if isinstance(module, torch.nn.Linear)
+            and re.search(r"(blocks|layers|refiner)\.\d+\.", name) and not re.search(r"norm|mod|adaLN", name)]
+
+
 class Trainer:
     """One training run: the backend with a LoRA adapter on its transformer, the data, optimizer and log."""
 
@@ -97,8 +109,11 @@ class Trainer:
         from engine.backends.loader import load_backend
 
         self.options = options.checked()
-        photos = list_photos(options.photos)
-        train, held = split(photos, options.val_fraction)
+        photos = list_photos(options.photos, at_least=1 if options.val_photos else 2)
+        if options.val_photos is not None:
+            train, held = photos, list_photos(options.val_photos, at_least=1)
+        else:
+            train, held = split(photos, options.val_fraction)
         self.backend = backend or load_backend(options.model, device=options.device, dtype=options.dtype,
                                                base=options.base)
         backend = self.backend
@@ -115,8 +130,9 @@ class Trainer:
         self.rng = np.random.default_rng(options.seed)
         transformer = backend.pipe.transformer
         transformer.requires_grad_(False)
-        transformer.add_adapter(LoraConfig(r=options.rank, lora_alpha=options.rank, target_modules=TARGET_MODULES,
-                                           init_lora_weights="gaussian"), adapter_name="uprez_train")
+        config = LoraConfig(r=options.rank, lora_alpha=options.rank, init_lora_weights="gaussian",
+                            target_modules=target_modules(transformer, options.targets))
+        transformer.add_adapter(config, adapter_name="uprez_train")
         self.params = [p for n, p in transformer.named_parameters() if "lora_" in n]
         for param in self.params:
             param.requires_grad_(True)
