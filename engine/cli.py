@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
                          "repo id, a transformer .safetensors (full precision or fp8) or .gguf file, or an upscale "
                          "model (.pth/.safetensors: ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
+    up.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+                    help="apply a LoRA to the flow model (repeatable): a .safetensors file or a name in the LoRA "
+                         "folders (ComfyUI models/loras, <config>/loras); WEIGHT 1 = as trained, 0 = off")
     up.add_argument("--upsampler", metavar="lanczos|PATH|NAME",
                     help="the flow upscale's first upsample: lanczos (default) or an upscale model's path or name "
                          "(`uprez models list`); presets then refine with less strength")
@@ -230,6 +233,14 @@ def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel,
                tile_size=tile_size, on_progress=on_progress, cancel=cancel)
 
 
+def _loras(texts: list[str]) -> tuple[str, ...]:
+    """--lora values with names found in the LoRA folders, each as PATH:WEIGHT."""
+    from engine.lora.find import resolve_lora
+    from engine.server.config import uprez_config_dir
+
+    return tuple(resolve_lora(text, uprez_config_dir()) for text in texts)
+
+
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -248,7 +259,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         skip_residual=args.skip_residual,
         direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
         match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
-        dilated_views=args.dilated_views, upsampler=args.upsampler,
+        dilated_views=args.dilated_views, upsampler=args.upsampler, loras=_loras(args.lora),
     )
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
@@ -272,6 +283,11 @@ def _run_upscale(args: argparse.Namespace) -> int:
         sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:
+        if settings.loras:  # a missing file or another family's LoRA fails before the model loads
+            from engine.lora.apply import check_loras, source_family
+            from engine.lora.spec import parse_loras
+
+            check_loras(parse_loras(settings.loras), source_family(args.model), args.model)
         backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                         base=args.base, memory=args.memory, quantize=args.quantize))
         if not args.quiet and backend.device.type != "cpu" and hasattr(backend, "memory_mode"):

@@ -66,6 +66,8 @@ class UpscaleSettings:
     dilated_views: float | None = None  # DemoFusion dilated global views in tiled stages, peak weight 0-1
     # The first stage's upsample: None / "lanczos", or an SR model (a path or a name in the SR folders).
     upsampler: str | None = None
+    # LoRAs on the flow model, each "PATH" or "PATH:WEIGHT" (engine.lora); empty = the model as it is.
+    loras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -109,6 +111,13 @@ class UpscaleSettings:
                 raise InvalidInput(f"{name} must be true or false, got {value!r}")
         if self.upsampler is not None and not isinstance(self.upsampler, str):
             raise InvalidInput(f"upsampler must be lanczos or an SR model's path or name, got {self.upsampler!r}")
+        if isinstance(self.loras, list):  # JSON has no tuples
+            object.__setattr__(self, "loras", tuple(self.loras))
+        if not isinstance(self.loras, tuple) or not all(isinstance(text, str) for text in self.loras):
+            raise InvalidInput(f"loras must be a list of LoRA files, each PATH or PATH:WEIGHT, got {self.loras!r}")
+        from engine.lora.spec import parse_loras
+
+        parse_loras(self.loras)  # a weight out of range is refused here, with the rest of the settings
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")

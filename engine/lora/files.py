@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InvalidInput, ModelNotFound
+from engine.errors import InvalidInput
 
 LORA_SUFFIXES = (".safetensors",)
 _PREFIXES = ("base_model.model.", "transformer.", "diffusion_model.", "model.diffusion_model.", "lora_unet_",
@@ -51,7 +51,7 @@ def read_header(path: Path) -> dict[str, tuple[int, ...]]:
                 raise ValueError("header larger than 100 MiB")
             header = json.loads(f.read(length))
     except FileNotFoundError as exc:
-        raise ModelNotFound(f"LoRA not found: {path} does not exist") from exc
+        raise InvalidInput(f"LoRA not found: {path} does not exist") from exc
     except (OSError, ValueError, struct.error) as exc:
         raise InvalidInput(f"{path} is not a readable .safetensors LoRA ({exc})") from exc
     return {key: tuple(value.get("shape", ())) for key, value in header.items() if key != "__metadata__"}

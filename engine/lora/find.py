@@ -60,3 +60,22 @@ def find_loras(config_dir: Path, environ: Mapping[str, str] | None = None) -> li
                 continue
             loras.append(LocalLora(path, str(path.relative_to(folder)), lora.families, path.stat().st_size, where))
     return sorted(loras, key=lambda lora: lora.name.lower())
+
+
+def resolve_lora(text: str, config_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+    """A job's `PATH[:WEIGHT]` with PATH made absolute: a file as given, else a LoRA of that name (with or
+    without .safetensors, or its file name alone) in the LoRA folders; refuses, in one line, one found nowhere."""
+    from engine.lora.spec import parse_lora
+
+    spec = parse_lora(text)
+    path = Path(spec.path).expanduser()
+    if not path.exists() and not path.is_absolute():
+        wanted = spec.path if spec.path.endswith(LORA_SUFFIXES) else spec.path + LORA_SUFFIXES[0]
+        found = [lora for lora in find_loras(config_dir, environ) if wanted in (lora.name, lora.path.name)]
+        if not found:
+            from engine.errors import InvalidInput
+
+            raise InvalidInput(f"LoRA {spec.path!r} was not found: not a file, nor a LoRA of that name in "
+                                f"{', '.join(str(folder) for folder, _ in lora_dirs(config_dir, environ))}")
+        path = found[0].path
+    return f"{path.resolve()}:{spec.weight:g}"
