@@ -34,6 +34,8 @@ def main() -> int:
     parser.add_argument("--family", default="flux-dev", choices=sorted(FAMILY_OF))
     parser.add_argument("--loras", type=int, default=4)
     parser.add_argument("--size", type=int, default=32, help="input side in pixels")
+    # Large ranks so that a LoRA weighs megabytes even on the tiny model: a leaked adapter would show in the RSS.
+    parser.add_argument("--rank", type=int, default=2048)
     args = parser.parse_args()
 
     import numpy as np
@@ -50,7 +52,9 @@ def main() -> int:
         model = save_tiny_model(args.family, Path(tmp) / "model")
         transformer = build_tiny_pipeline(args.family).transformer
         loras = [str(save_tiny_lora(transformer, FAMILY_OF[args.family], Path(tmp) / f"lora{i}.safetensors",
-                                    "diffusers" if i % 2 == 0 else "kohya", seed=i)) for i in range(args.loras)]
+                                    "diffusers" if i % 2 == 0 else "kohya", seed=i, rank=args.rank,
+                                    scale=0.02)) for i in range(args.loras)]
+        lora_mib = sum(Path(p).stat().st_size for p in loras) / len(loras) / 2**20
         server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--model", str(model),
                                    "--device", "cpu"], cwd=ROOT)
         try:
@@ -83,8 +87,8 @@ def main() -> int:
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(30)
-    print(f"\n{args.switches} LoRA switches on tiny {args.family} through one uprez serve (CPU), "
-          f"{args.size}x{args.size} 2x jobs: {elapsed:.1f} s\n")
+    print(f"\n{args.switches} LoRA switches on tiny {args.family} through one uprez serve (CPU), rank-{args.rank} "
+          f"LoRAs of {lora_mib:.1f} MiB each, {args.size}x{args.size} 2x jobs: {elapsed:.1f} s\n")
     print("| point | switches | server RSS (MiB) |")
     print("|---|---:|---:|")
     for label, count, rss in rows:
