@@ -36,7 +36,7 @@ def _link_photos(photos: list, folder: Path, count: int) -> Path:
     return folder
 
 
-def _evaluate(backend, folder: Path, size: int) -> dict[str, list[float]]:
+def _evaluate(backend, folder: Path, size: int, loras: tuple[str, ...] = ()) -> dict[str, list[float]]:
     import numpy as np
     import torch
     from PIL import Image
@@ -50,7 +50,8 @@ def _evaluate(backend, folder: Path, size: int) -> dict[str, list[float]]:
     for path in list_photos(folder, at_least=1):
         hr, low = eval_pair(_crop(load_photo(path, 1024), size, None), 2)
         image = Image.fromarray(np.round(low * 255).astype(np.uint8))
-        out = np.asarray(upscale(image, UpscaleSettings(scale=2, seed=0), backend=backend), dtype=np.float32) / 255
+        settings = UpscaleSettings(scale=2, seed=0, loras=loras)
+        out = np.asarray(upscale(image, settings, backend=backend), dtype=np.float32) / 255
         lanczos = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255
         with torch.no_grad():
             pixels = torch.from_numpy(hr).permute(2, 0, 1)[None] * 2 - 1
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from engine.backends.loader import load_backend, quiet_libraries
     from engine.builtin.data import eval_photos, train_photos
-    from engine.lora.apply import apply_loras
     from engine.lora.options import TrainOptions
-    from engine.lora.spec import LoraSpec
     from engine.lora.train import train_lora
     from engine.testing.tiny_models import save_tiny_model
 
@@ -102,9 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         report = train_lora(options, backend=backend, progress=sys.stderr.isatty())
         seconds = time.perf_counter() - start
         without = _evaluate(backend, held, args.eval_size)
-        apply_loras(backend, [LoraSpec(str(options.out), 1.0)])
-        with_lora = _evaluate(backend, held, args.eval_size)
-        apply_loras(backend, [])
+        with_lora = _evaluate(backend, held, args.eval_size, (f"{options.out}:1",))
 
     count = len(without["model"])
     print(f"tiny {args.family}: LoRA rank {args.rank} on the {args.targets} layers trained {report.steps} steps on "

@@ -4,6 +4,8 @@ one line before any work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -28,8 +30,9 @@ def small_image(sample_image) -> Image.Image:
 
 
 def _run(backend, image, loras=()) -> np.ndarray:
-    apply_loras(backend, list(loras))
-    return np.asarray(upscale(image, SETTINGS, backend=backend)).astype(np.int16)
+    """An upscale with `loras` in its settings, as the CLI and the server run one (engine.api applies them)."""
+    settings = replace(SETTINGS, loras=tuple(str(spec) for spec in loras))
+    return np.asarray(upscale(image, settings, backend=backend)).astype(np.int16)
 
 
 @pytest.mark.parametrize("tiny", list(FAMILIES))

@@ -73,11 +73,10 @@ def test_train_resume_and_apply(photos, tiny_model, tiny_backend, tmp_path):
     backend = tiny_backend("flux-schnell")
     with Image.open(photos / "photo0.png") as image:
         small = image.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)
-    settings = UpscaleSettings(scale=2, seed=0)
     try:
-        base = np.asarray(upscale(small, settings, backend=backend)).astype(np.int16)
-        apply_loras(backend, [LoraSpec(str(out), 1.0)])
-        with_lora = np.asarray(upscale(small, settings, backend=backend)).astype(np.int16)
+        base = np.asarray(upscale(small, UpscaleSettings(scale=2, seed=0), backend=backend)).astype(np.int16)
+        with_lora = np.asarray(upscale(small, UpscaleSettings(scale=2, seed=0, loras=(str(LoraSpec(str(out))),)),
+                                       backend=backend)).astype(np.int16)
     finally:
         apply_loras(backend, [])
     assert np.abs(with_lora - base).mean() > 0.1
