@@ -280,6 +280,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
         if args.upsampler:
             raise InvalidInput("--upsampler goes with a flow model; --model is already an upscale model")
+        if settings.loras:
+            raise InvalidInput("--lora goes with a flow model (FLUX, SD3, Qwen-Image, Z-Image); --model is an "
+                               "upscale model, which takes no LoRAs")
         sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:

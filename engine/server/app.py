@@ -125,6 +125,12 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
         request = replace(request, settings=replace(request.settings, upsampler=str(found) if found else None))
     if request.settings.loras:  # a missing file or another family's LoRA fails at submit, not after the queue
         from engine.lora.apply import check_loras, source_family
+        from engine.settings import BUILTIN_MODEL
+        from engine.sr.load import is_sr_checkpoint
+
+        if request.model == BUILTIN_MODEL or is_sr_checkpoint(Path(request.model)):
+            raise InvalidInput(f"loras go with a flow model (FLUX, SD3, Qwen-Image, Z-Image); {request.model} "
+                               "takes none")
         from engine.lora.find import resolve_lora
         from engine.lora.spec import parse_loras
 

@@ -55,5 +55,7 @@ def test_server_lora(client, loras, sample_image):
     assert np.array_equal(run(), base)  # the next job without LoRAs runs the bare base again
     with pytest.raises(RejectedInput, match="is a LoRA for z-image"):
         client.submit_raw(pixels.tobytes(), w, h, "RGBA", 8, scale=2, loras=[str(loras["z-image"])])
+    with pytest.raises(RejectedInput, match="takes none"):
+        client.submit_raw(pixels.tobytes(), w, h, "RGBA", 8, scale=2, model="builtin", loras=[str(loras["flux"])])
     with pytest.raises(RejectedInput, match="does not exist"):
         client.submit_raw(pixels.tobytes(), w, h, "RGBA", 8, scale=2, loras=["/nowhere/x.safetensors"])
