@@ -26,3 +26,21 @@ def test_find_loras(tiny_backend, tiny_model, tmp_path):
         ("upscale.safetensors", ("z-image",), "uprez"),
     ]
     assert found[0].as_json()["families"] == ["flux", "chroma"]
+
+
+def test_resolve_lora_by_name(tiny_backend, tmp_path):
+    import pytest
+
+    from engine.errors import InvalidInput
+    from engine.lora.find import resolve_lora
+
+    config = tmp_path / "config"
+    (config / "loras" / "sub").mkdir(parents=True)
+    path = save_tiny_lora(tiny_backend("flux-schnell").pipe.transformer, "flux",
+                          config / "loras" / "sub" / "Sharp.safetensors")
+    env: dict[str, str] = {}
+    assert resolve_lora("sub/Sharp.safetensors:0.5", config, env) == f"{path.resolve()}:0.5"
+    assert resolve_lora("Sharp", config, env) == f"{path.resolve()}:1"  # its file name, without the suffix
+    assert resolve_lora(f"{path}:-1", config, env) == f"{path.resolve()}:-1"
+    with pytest.raises(InvalidInput, match="was not found"):
+        resolve_lora("Blurry:0.5", config, env)
