@@ -39,16 +39,17 @@ def source_family(source: str) -> str | None:
     """The family of a model named by path, from its model_index.json or its checkpoint's keys, before it loads;
     None where that takes a load (a repo id) or the model is not a flow family (the built-in model)."""
     from engine.backends.registry import family_for_keys, family_for_pipeline
+    from engine.models.ref import ModelRef
 
-    path = Path(source).expanduser()
     try:
-        if path.is_dir() and (path / "model_index.json").is_file():
-            name = json.loads((path / "model_index.json").read_text())["_class_name"]
+        ref = ModelRef.parse(source)
+        if ref.kind == "diffusers" and ref.path is not None:
+            name = json.loads((ref.path / "model_index.json").read_text())["_class_name"]
             return family_for_pipeline(name, source).name
-        if path.is_file() and path.suffix in (".safetensors", ".gguf"):
+        if ref.kind in ("safetensors", "gguf") and ref.path is not None:
             from engine.backends.quantized import read_checkpoint
 
-            return family_for_keys(list(read_checkpoint(path).keys), source).name
+            return family_for_keys(list(read_checkpoint(ref.path).keys), source).name
     except Exception:  # not ours to refuse here: the model's own load says what is wrong with it
         return None
     return None

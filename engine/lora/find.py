@@ -30,7 +30,7 @@ class LocalLora:
 
 def lora_dirs(config_dir: Path, environ: Mapping[str, str] | None = None) -> list[tuple[Path, str]]:
     """(folder, where) to look in: $UPREZ_LORA_DIRS, each ComfyUI's models/loras, and <config>/loras."""
-    from engine.model_store import comfyui_models_folder, comfyui_roots
+    from engine.models.store import comfyui_models_folder, comfyui_roots
 
     environ = os.environ if environ is None else environ
     found = [(Path(p).expanduser(), "uprez") for p in environ.get(ENV_LORA_DIRS, "").split(os.pathsep) if p.strip()]
