@@ -58,6 +58,13 @@ def settings_from_args(args: argparse.Namespace) -> UpscaleSettings:
     return UpscaleSettings(**values)
 
 
+class _AppendTuple(argparse.Action):
+    """argparse's append into a tuple, so that no flag given equals the settings' default `()`."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 - argparse's
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uprez", description="AI upscaling with flow-matching models.")
     parser.add_argument("--version", action="version", version=f"uprez {__version__}")
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "repo id, a transformer .safetensors (full precision or fp8) or .gguf file, or an upscale "
                          "model (.pth/.safetensors: ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
     # Not from the field table (a list, given once per LoRA); the settings' `loras` row checks the values.
-    up.add_argument("--lora", action="append", default=[], dest="loras", metavar="PATH[:WEIGHT]",
+    up.add_argument("--lora", action=_AppendTuple, default=(), dest="loras", metavar="PATH[:WEIGHT]",
                     help="apply a LoRA to the flow model (repeatable): a .safetensors file or a name in the LoRA "
                          "folders (ComfyUI models/loras, <config>/loras); WEIGHT 1 = as trained, 0 = off")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id, on this machine) for a .safetensors "
