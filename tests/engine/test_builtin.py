@@ -22,7 +22,7 @@ from engine.builtin.train_detail import train_detail
 from engine.pixels import conventional_resize
 from engine.testing.metrics import psnr
 
-SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample.jpg"  # in no training source
+SAMPLE = Path(__file__).resolve().parents[2] / "engine" / "data" / "sample.jpg"  # in no training source
 
 
 def test_shipped_weights_load_through_the_normal_loader_and_are_small():
