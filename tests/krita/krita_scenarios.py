@@ -272,13 +272,15 @@ def main(*_args):
     wanted = [s for s in os.environ.get("UPREZ_KRITA_SCENARIOS", "").split(",") if s] or list(SCENARIOS)
     results = {}
     for name in wanted:
-        record = {"name": name}
+        record = {"name": name, "krita": Krita.instance().version()}
+        started = time.monotonic()
         try:
             SCENARIOS[name](record)
             record["ok"] = True
         except Exception:
             record["ok"] = False
             record["error"] = traceback.format_exc()
+        record["scenario_seconds"] = round(time.monotonic() - started, 1)
         results[name] = record
         with open(os.path.join(OUT, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
