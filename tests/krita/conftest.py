@@ -12,4 +12,5 @@ import kritas  # noqa: E402
 
 def pytest_terminal_summary(terminalreporter) -> None:
     for version, line in sorted(kritas.SEEN.items()):
-        terminalreporter.write_line(f"ran in {kritas.LABELS[version]}: {line}")
+        times = kritas.TIMES.get(version)
+        terminalreporter.write_line(f"ran in {kritas.LABELS[version]}: {line}" + (f"; {times}" if times else ""))

@@ -16,6 +16,7 @@ import uprez_krita
 from krita import Krita, Selection
 from uprez_krita import document as doc_ops
 from uprez_krita.client_import import uprez_client
+from uprez_krita import qt
 from uprez_krita.qt import process_events
 
 OUT = os.environ.get("UPREZ_KRITA_OUT", "/tmp/uprez-krita")
@@ -272,7 +273,7 @@ def main(*_args):
     wanted = [s for s in os.environ.get("UPREZ_KRITA_SCENARIOS", "").split(",") if s] or list(SCENARIOS)
     results = {}
     for name in wanted:
-        record = {"name": name, "krita": Krita.instance().version()}
+        record = {"name": name, "krita": Krita.instance().version(), "qt": qt.API}
         started = time.monotonic()
         try:
             SCENARIOS[name](record)

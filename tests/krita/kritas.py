@@ -22,6 +22,7 @@ NEWEST = "experimental"
 LABELS = {"host": "Krita 5.1 (host)", "sid": "Krita 5.3 (Debian sid)", "experimental": "Krita 6.0 (Debian experimental)"}
 CANNOT = 77  # run-krita.sh: this machine cannot make the chroot
 SEEN: dict[str, str] = {}  # version -> the "krita version: ..." line, printed at the end of the run (conftest.py)
+TIMES: dict[str, str] = {}  # version -> how long each scenario took there
 
 
 def clean_env(extra: dict[str, str], version: str = "host") -> dict[str, str]:
