@@ -15,8 +15,8 @@ import traceback
 import uprez_krita
 from krita import Krita, Selection
 from uprez_krita import document as doc_ops
-from uprez_krita.client_import import uprez_client
 from uprez_krita import qt
+from uprez_krita.client_import import uprez_client
 from uprez_krita.qt import process_events
 
 OUT = os.environ.get("UPREZ_KRITA_OUT", "/tmp/uprez-krita")

@@ -19,7 +19,8 @@ ROOT = HERE.parents[1]
 RUNNER = HERE / "run-krita.sh"
 VERSIONS = ("host", "sid", "experimental")
 NEWEST = "experimental"
-LABELS = {"host": "Krita 5.1 (host)", "sid": "Krita 5.3 (Debian sid)", "experimental": "Krita 6.0 (Debian experimental)"}
+LABELS = {"host": "Krita 5.1 (host)", "sid": "Krita 5.3 (Debian sid)",
+          "experimental": "Krita 6.0 (Debian experimental)"}
 CANNOT = 77  # run-krita.sh: this machine cannot make the chroot
 SEEN: dict[str, str] = {}  # version -> the "krita version: ..." line, printed at the end of the run (conftest.py)
 TIMES: dict[str, str] = {}  # version -> how long each scenario took there

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kritas
 import numpy as np
 import pytest
-import kritas
 from PIL import Image, ImageCms
 
 ROOT = Path(__file__).resolve().parents[2]
