@@ -48,9 +48,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
-mkdir -p "$WORK/config"
+mkdir -p "$WORK/config" "$WORK/models"
+# A tiny flow model and a tiny SR model in the engine's model folder, so its model list (the dialog's) has every kind.
+(cd "$REPO" && "$PYTHON" -c 'import sys; from pathlib import Path
+from engine.testing.tiny_models import save_tiny_model
+from engine.testing.tiny_sr import save_tiny_sr
+save_tiny_model("flux-dev", Path(sys.argv[1]) / "tiny-flux"); save_tiny_sr(Path(sys.argv[1]), "compact", 4)' \
+    "$WORK/models") >"$WORK/models.log" 2>&1 || { say "could not make the tiny models:"; cat "$WORK/models.log" >&2; exit 1; }
 (cd "$REPO" && UPREZ_CONFIG_DIR="$WORK/config" exec "$PYTHON" -m engine.cli serve --port 0 --model builtin \
-    --device cpu) >"$WORK/engine.log" 2>&1 &
+    --model-dir "$WORK/models" --device cpu) >"$WORK/engine.log" 2>&1 &
 ENGINE_PID=$!
 for _ in $(seq 1200); do  # importing torch on a slow machine can take a while
     [ -s "$WORK/config/engine.json" ] && break
@@ -97,7 +103,7 @@ SH
 
 # -- GIMP runs the checks; the watcher kills the plug-in mid-job as a progress cancel would ----------------
 in_root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 UPREZ_CONFIG_DIR=/uprez-tests/config \
-    UPREZ_GIMP_TESTS=/uprez-tests sh /uprez-tests/run-gimp.sh >"$WORK/gimp.log" 2>&1 &
+    UPREZ_GIMP_TESTS=/uprez-tests UPREZ_GIMP_ONLY="${UPREZ_GIMP_ONLY:-}" sh /uprez-tests/run-gimp.sh >"$WORK/gimp.log" 2>&1 &
 GIMP_PID=$!
 "$PYTHON" "$HERE/kill_when_running.py" --url "$URL" --config "$WORK/config" --ancestor "$GIMP_PID" \
     --out "$WORK/cancel.json" &
@@ -107,6 +113,9 @@ wait "$WATCH_PID" || true
 GIMP_PID="" WATCH_PID=""
 if [ -n "${UPREZ_GIMP_SCREENSHOT:-}" ] && [ -s "$ROOT/uprez-tests/dialog.png" ]; then
     cp "$ROOT/uprez-tests/dialog.png" "$UPREZ_GIMP_SCREENSHOT"
+    if [ -s "$ROOT/uprez-tests/dialog-models.png" ]; then
+        cp "$ROOT/uprez-tests/dialog-models.png" "${UPREZ_GIMP_SCREENSHOT%.png}-models.png"
+    fi
 fi
 say "GIMP finished ($(elapsed) s); $(grep -o 'seconds per scenario.*' "$WORK/gimp.log" || true)"
 

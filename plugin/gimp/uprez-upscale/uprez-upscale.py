@@ -26,14 +26,16 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
-from uprez_gimp import formats, job, plan, settings  # noqa: E402
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
+from uprez_gimp import formats, job, model_field, plan, settings  # noqa: E402
 
 from uprez_client import UprezClientError  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
 TITLE = "Upscale with Uprez"
 DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "memory", "seed", "prompt", "target", "selection-only")
+LISTED_FIELDS = ("model", "upsampler")  # one list of the engine's models in the dialog (model_field.py)
 
 
 def add_arguments(procedure: Gimp.Procedure) -> None:
@@ -68,10 +70,25 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
                                      False, RW)
 
 
-def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> GimpUi.ProcedureDialog:
-    """GIMP's own dialog for the arguments (it remembers the last values); GimpUi.init must have run."""
+def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig,
+                models: tuple | None = None) -> GimpUi.ProcedureDialog:
+    """GIMP's own dialog for the arguments (it remembers the last values in `config`), with the model field as a
+    list of the engine's models (`models`: model_field.fetch_choices(), asked here when None); GimpUi.init must
+    have run."""
+    choices, note = model_field.fetch_choices() if models is None else models
     dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
-    dialog.fill(list(DIALOG_FIELDS))
+    dialog.fill([name for name in DIALOG_FIELDS if name not in LISTED_FIELDS])
+    row, combo = model_field.make_row(config, choices, note)
+    # First in the dialog (what runs is the first choice to make): climb from the scale's widget to the box the
+    # dialog's fields are in.
+    first = dialog.get_widget("scale", GObject.TYPE_NONE)
+    while first.get_parent() is not None and not isinstance(first.get_parent(), Gtk.Box):
+        first = first.get_parent()
+    box = first.get_parent()
+    box.pack_start(row, False, False, 0)
+    box.reorder_child(row, 0)
+    row.show_all()
+    dialog.uprez_model_combo = combo  # for the dialog check
     return dialog
 
 

@@ -396,13 +396,53 @@ def dialog_renders():
                 walk(child)
 
     walk(dialog)
-    wanted = ["Scale", "Preset", "Upscale model", "SR model, then refine with the model", "Seed", "Prompt", "Result",
-              "Selection only", "Cancel", "OK"]
-    check("G dialog: shows the eight settings in order, and nothing else of the procedure's",
-          [label for label in labels if label in wanted] == wanted and "Run mode" not in labels, labels)
+    wanted = ["Upscale model", "Scale", "Preset", "GPU memory", "Seed", "Prompt", "Result", "Selection only", "Cancel",
+              "OK"]
+    check("G dialog: shows the settings in order, the model as one list, nothing else of the procedure's",
+          [label for label in labels if label in wanted] == wanted and "Run mode" not in labels
+          and "SR model, then refine with the model" not in labels, labels)
+    # The model list is the engine's (GET /v1/models), its kinds told apart; choosing binds the arguments.
+    combo = dialog.uprez_model_combo
+    items, row = [], combo.get_model().get_iter_first()
+    while row is not None:
+        items.append((combo.get_model().get_value(row, 1), combo.get_model().get_value(row, 0)))
+        row = combo.get_model().iter_next(row)
+    listed = Client().models()["models"]
+    flow = [m for m in listed if m.get("kind") not in ("sr", "builtin")]
+    sr = [m for m in listed if m.get("kind") == "sr"]
+    check("G dialog: the model list holds the engine default, the built-in model, flow and SR models and the "
+          "SR-then-refine pairs, told apart", flow and sr and items[0][1] == "Engine default"
+          and any(label.startswith("Built-in flow model") for _, label in items)
+          and any(label.startswith("Flow model: ") for _, label in items)
+          and any(label.startswith("SR model: ") and "on its own" in label for _, label in items)
+          and any(", then refine with " in label for _, label in items)
+          and len(items) == 1 + 1 + len(flow) + len(sr) + len(sr) * (1 + len(flow)), items)
+    config = procedure.create_config()
+    bound = plugin.make_dialog(procedure, config, (plugin.model_field.fetch_choices()))
+    pair = next(key for key, label in items if ", then refine with " in label)
+    bound.uprez_model_combo.set_active_id(pair)
+    model, upsampler = config.get_property("model"), config.get_property("upsampler")
+    bound.uprez_model_combo.get_child().set_text("my/typed-model")
+    typed = config.get_property("model"), config.get_property("upsampler")
+    check("G dialog: choosing 'SR model, then refine' sets the model and upsampler arguments; typing sets the model",
+          "\t".join((upsampler, model)) == pair and typed == ("my/typed-model", ""), (pair, model, upsampler, typed))
+    bound.destroy()
+    combo.set_active_id(pair)
+    for _ in range(50):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
     window = dialog.get_window()
     shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
     shot.savev(os.path.join(TESTS, "dialog.png"), "png", [], [])
+    combo.popup()  # the list open, for docs/gimp-dialog-models.png
+    for _ in range(100):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        time.sleep(0.01)
+    root = Gdk.get_default_root_window()
+    shot = Gdk.pixbuf_get_from_window(root, 0, 0, root.get_width(), root.get_height())
+    shot.savev(os.path.join(TESTS, "dialog-models.png"), "png", [], [])
+    combo.popdown()
     dialog.destroy()
 
 
@@ -439,8 +479,11 @@ def refusals_with_no_engine():
 
 
 TIMES = {}
+ONLY = [name for name in os.environ.get("UPREZ_GIMP_ONLY", "").split(",") if name]  # for working on one check
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
                  non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
+    if ONLY and scenario.__name__ not in ONLY:
+        continue
     started = time.monotonic()
     try:
         scenario()
