@@ -28,7 +28,7 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
-from uprez_gimp import formats, job, model_field, plan, settings  # noqa: E402
+from uprez_gimp import formats, job, model_field, plan, preview, settings  # noqa: E402
 
 from uprez_client import UprezClientError  # noqa: E402
 
@@ -212,6 +212,7 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     transfer = formats.transfer_for(image.get_precision().value_nick)
 
     Gimp.progress_init("Upscaling with Uprez")
+    previews = preview.PreviewWindow() if interactive else None  # scripts get no window
     try:
         client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
         babl, profile = colour_space(image, source, transfer)
@@ -219,7 +220,8 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
         mask = read_mask(image, geometry) if geometry.mask_at is not None else None
         _, _, width, height = geometry.read
         data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
-                                                  on_progress=show_progress, profile=profile)
+                                                  on_progress=show_progress, profile=profile,
+                                                  on_preview=previews.safe_update if previews is not None else None)
         if (out_width, out_height) != (geometry.out_width, geometry.out_height):
             raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
                                    f"{geometry.out_width}x{geometry.out_height} were expected; update the plug-in "
@@ -238,6 +240,8 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
         else:
             layer = place_new_image(image, geometry, name, data, transfer, interactive, babl)
     finally:
+        if previews is not None:
+            previews.close()  # before the result shows: the preview window goes, the image gets its new layer
         Gimp.progress_end()  # also on failure: a bar left at its last value would look like a job still running
     if interactive:
         Gimp.displays_flush()

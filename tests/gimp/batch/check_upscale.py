@@ -446,6 +446,41 @@ def dialog_renders():
     dialog.destroy()
 
 
+def preview_during_a_run():
+    """The engine's previews go to a temporary image of their own (the plug-in's preview window, here without a
+    display), never into the image being upscaled, and it is gone when the run ends."""
+    sys.path.insert(0, PLUGIN)
+    from uprez_gimp import formats, job, preview
+
+    image, layer = new_image(96, 64)
+    before, images_before = snapshot(image), len(Gimp.get_images())
+    window = preview.PreviewWindow(show=False)
+    seen = []
+
+    def on_preview(png):
+        window.update(png)
+        shown = window.image
+        seen.append({"images": len(Gimp.get_images()), "layers": [item.get_name() for item in shown.get_layers()],
+                     "size": (shown.get_width(), shown.get_height()), "untouched": snapshot(image) == before,
+                     "undo_enabled": shown.undo_is_enabled()})
+
+    transfer = formats.transfer_for(image.get_precision().value_nick)
+    try:
+        _, width, height = job.run_job(Client(), pixels(layer, U8), 96, 64, transfer,
+                                       {"scale": 2.0, "preset": "creative", "seed": 1, "preview_every": 1},
+                                       on_preview=on_preview)
+    finally:
+        window.close()
+    check("I preview: the engine's previews arrived and were shown", len(seen) >= 2 and window.updates >= 2, seen)
+    own = [s["images"] == images_before + 1 and s["layers"] == ["Uprez preview"] and s["untouched"]
+           and not s["undo_enabled"] for s in seen]
+    check("I preview: in an image of their own (one more image, one 'Uprez preview' layer, undo off), the upscaled "
+          "image untouched meanwhile", own and all(own), seen)
+    check("I preview: gone when the run ends, the image as it was", len(Gimp.get_images()) == images_before
+          and snapshot(image) == before and (width, height) == (192, 128))
+    image.delete()
+
+
 def refusals_with_no_engine():
     """With the engine gone (engine.json points at a closed port), and for images it cannot take."""
     config = os.environ["UPREZ_CONFIG_DIR"]
@@ -481,7 +516,8 @@ def refusals_with_no_engine():
 TIMES = {}
 ONLY = [name for name in os.environ.get("UPREZ_GIMP_ONLY", "").split(",") if name]  # for working on one check
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
-                 non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
+                 non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders,
+                 preview_during_a_run):
     if ONLY and scenario.__name__ not in ONLY:
         continue
     started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Callable, Optional
 
 from uprez_client import (
@@ -19,6 +20,7 @@ from uprez_client.idle import idle_note
 from .formats import CHANNELS, Transfer
 from .plan import AGAIN
 
+PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
 Progress = Callable[[Optional[float], Optional[str]], None]  # (fraction or None, text or None)
 
 
@@ -51,6 +53,16 @@ def progress_of(event: dict[str, Any]) -> tuple[float | None, str | None]:
     return None, None
 
 
+def preview_png(event: dict[str, Any]) -> bytes | None:
+    """The PNG of a preview event (the engine sends it base64-encoded), else None."""
+    if event.get("event") != "preview" or not event.get("image"):
+        return None
+    try:
+        return base64.b64decode(event["image"])
+    except (ValueError, TypeError):
+        return None
+
+
 def connect(client: Client | None = None, on_progress: Progress | None = None) -> Client:
     """A client whose engine answers: started here when the installer's bridge.json says how.
 
@@ -70,7 +82,7 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
 def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Transfer, params: dict[str, Any],
             mask: bytes | None = None, on_progress: Progress | None = None,
             on_submitted: Callable[[str], None] | None = None, profile: bytes | None = None,
-            ) -> tuple[bytes, int, int]:
+            on_preview: Callable[[bytes], None] | None = None) -> tuple[bytes, int, int]:
     """Send RGBA pixels (and the selection mask), follow the job, return (pixels, width, height) in `transfer`.
 
     `profile`: the image's ICC profile, which the pixels are in; the result comes back in it.
@@ -79,6 +91,8 @@ def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Tr
     """
     job_params = dict(params)
     job_params.setdefault("client", "GIMP")  # names the job in other apps' queue views
+    if on_preview is not None:
+        job_params.setdefault("preview_every", PREVIEW_EVERY)
     if mask is not None:
         job_params["region_only"] = True
     job_id = client.submit_raw(pixels, width, height, CHANNELS, transfer.depth, mask=mask, profile=profile,
@@ -87,6 +101,9 @@ def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Tr
         on_submitted(job_id)
 
     def follow(event: dict[str, Any]) -> None:
+        preview = preview_png(event) if on_preview is not None else None
+        if preview is not None:
+            on_preview(preview)
         if on_progress is not None:
             fraction, text = progress_of(event)
             if fraction is not None or text is not None:
