@@ -274,14 +274,53 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, dr
     return values
 
 
+def open_in_window(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, drawables: list,
+                   config: Gimp.ProcedureConfig, data: object) -> Gimp.ValueArray:
+    """Filters > Enhance > Open in Uprez window: the layer as a PNG (8 or 16 bits, the image's profile) for the
+    desktop window, started on it (uprez_client.handoff)."""
+    from uprez_client import handoff
+
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
+                                           GLib.Error("Pick one layer in the Layers dialog."))
+    layer = drawables[0]
+    transfer = formats.transfer_for(image.get_precision().value_nick)
+    depth = 8 if transfer.depth == 8 else 16  # the window opens 8- and 16-bit files: float goes as 16-bit
+    babl, icc = colour_space(image, layer, formats.transfer_for(f"u{depth}-non-linear"))
+    width, height = layer.get_width(), layer.get_height()
+    data = bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, babl, Gegl.AbyssPolicy.NONE))
+    try:
+        path = handoff.handoff_path(layer.get_name())
+        with open(path, "wb") as f:
+            f.write(handoff.png_bytes(data if depth == 8 else handoff.swap16(data), width, height, depth, icc))
+        handoff.open_in_window(path)
+    except (OSError, ValueError, handoff.HandoffError) as exc:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"Uprez: {exc}"))
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+WINDOW_PROCEDURE = "plug-in-uprez-open-in-window"
+
+
 class UprezUpscale(Gimp.PlugIn):
     def do_query_procedures(self) -> list:
-        return [settings.PROCEDURE]
+        return [settings.PROCEDURE, WINDOW_PROCEDURE]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
 
     def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        if name == WINDOW_PROCEDURE:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, open_in_window, None)
+            procedure.set_image_types("RGB*")
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+            procedure.set_menu_label("Open in Uprez _window...")
+            procedure.add_menu_path(settings.MENU_PATH)
+            procedure.set_documentation("Send the layer to the Uprez desktop window",
+                                        "Opens the layer in the Uprez window, to compare upscales before keeping "
+                                        "one; the image is not changed.", name)
+            procedure.set_attribution("Uprez", "Uprez", "2025")
+            return procedure
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         # Every image type, so grayscale and indexed users get told how to convert instead of a greyed-out item.
         procedure.set_image_types("*")

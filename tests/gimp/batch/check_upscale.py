@@ -481,6 +481,43 @@ def preview_during_a_run():
     image.delete()
 
 
+def open_in_window():
+    """Filters > Enhance > Open in Uprez window: the layer goes, as a PNG, to the window command of bridge.json."""
+    config = os.environ["UPREZ_CONFIG_DIR"]
+    target = os.path.join(TESTS, "opened.png")
+    with open(os.path.join(config, "bridge.json"), "w", encoding="utf-8") as f:
+        json.dump({"gui_command": ["/bin/sh", "-c", 'cp "$1" "$0"', target]}, f)
+    image, layer = new_image(40, 30)
+    before = snapshot(image)
+    try:
+        procedure = Gimp.get_pdb().lookup_procedure("plug-in-uprez-open-in-window")
+        config_ = procedure.create_config()
+        config_.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        config_.set_property("image", image)
+        config_.set_core_object_array("drawables", [layer])
+        status = procedure.run(config_).index(0)
+        for _ in range(100):
+            if os.path.exists(target):
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        os.remove(os.path.join(config, "bridge.json"))
+    with open(target, "rb") as f:
+        png = f.read()
+    import struct
+    import zlib
+    width, height, depth = struct.unpack(">IIB", png[16:25])
+    idat = b"".join(png[i + 8:i + 8 + struct.unpack(">I", png[i:i + 4])[0]]
+                    for i in [j - 4 for j in range(len(png)) if png[j:j + 4] == b"IDAT"])
+    rows = zlib.decompress(idat)
+    body = b"".join(rows[y * (40 * 4 + 1) + 1:(y + 1) * (40 * 4 + 1)] for y in range(30))
+    check("J window: the layer went to the window as a 40x30 8-bit PNG with its exact pixels, the image unchanged",
+          status == Gimp.PDBStatusType.SUCCESS and (width, height, depth) == (40, 30, 8)
+          and body == pixels(layer, U8) and snapshot(image) == before, (status, width, height, depth))
+    image.delete()
+
+
 def refusals_with_no_engine():
     """With the engine gone (engine.json points at a closed port), and for images it cannot take."""
     config = os.environ["UPREZ_CONFIG_DIR"]
@@ -517,7 +554,7 @@ TIMES = {}
 ONLY = [name for name in os.environ.get("UPREZ_GIMP_ONLY", "").split(",") if name]  # for working on one check
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
                  non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders,
-                 preview_during_a_run):
+                 preview_during_a_run, open_in_window):
     if ONLY and scenario.__name__ not in ONLY:
         continue
     started = time.monotonic()
