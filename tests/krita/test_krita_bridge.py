@@ -27,7 +27,7 @@ SCENARIO_NAMES = ("profiled_linear_u16", "profiled_clay_f32", "resize_u8", "new_
                   "close_document", "undo_steps")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
 # Every scenario runs in the newest Krita (6.0, the PyQt6 one); the others run the SMOKE set, which covers each
 # kind of job (resize and new document, selection only, 8 and 16 bits, cancel, closing the document), to keep the
-# suite's time within CI's limit (tests/krita/README.md has the times).
+# suite's time within CI's limit (docs/krita.md has the times).
 SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure")
 
 

@@ -11,6 +11,7 @@ The bridge is installed the way users get it (installers/install.py into a throw
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,12 @@ UNDO_FINDINGS: dict[str, list] = {}  # version -> the document after each Edit >
 PROBE = (Path(__file__).resolve().parent / "gui_probe.py").read_text()
 
 
-@pytest.mark.parametrize("version", kritas.VERSIONS)
+# The host's Krita and the newest; UPREZ_KRITA_ALL_VERSIONS=1 adds Krita 5.3 (it passed there too: docs/krita.md), which
+# CI leaves out for time.
+GUI_VERSIONS = kritas.VERSIONS if os.environ.get("UPREZ_KRITA_ALL_VERSIONS") else ("host", kritas.NEWEST)
+
+
+@pytest.mark.parametrize("version", GUI_VERSIONS)
 def test_the_actions_dialog_memory_quick_action_undo_and_hand_off_in_the_real_krita(tmp_path, serve_process,
                                                                                   tiny_flux, version):
     engine = serve_process("--model", "builtin", "--model-dir", str(tiny_flux.parent))
