@@ -113,6 +113,9 @@ wait "$WATCH_PID" || true
 GIMP_PID="" WATCH_PID=""
 if [ -n "${UPREZ_GIMP_SCREENSHOT:-}" ] && [ -s "$ROOT/uprez-tests/dialog.png" ]; then
     cp "$ROOT/uprez-tests/dialog.png" "$UPREZ_GIMP_SCREENSHOT"
+    if [ -s "$ROOT/uprez-tests/preview.png" ]; then
+        cp "$ROOT/uprez-tests/preview.png" "$(dirname "$UPREZ_GIMP_SCREENSHOT")/gimp-preview.png"
+    fi
     if [ -s "$ROOT/uprez-tests/dialog-models.png" ]; then
         cp "$ROOT/uprez-tests/dialog-models.png" "${UPREZ_GIMP_SCREENSHOT%.png}-models.png"
     fi

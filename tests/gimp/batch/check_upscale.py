@@ -450,9 +450,10 @@ def preview_during_a_run():
     """The engine's previews go to a temporary image of their own (the plug-in's preview window, here without a
     display), never into the image being upscaled, and it is gone when the run ends."""
     sys.path.insert(0, PLUGIN)
+    from gi.repository import Gio
     from uprez_gimp import formats, job, preview
 
-    image, layer = new_image(96, 64)
+    image, layer = new_image(192, 128)
     before, images_before = snapshot(image), len(Gimp.get_images())
     window = preview.PreviewWindow(show=False)
     seen = []
@@ -463,10 +464,13 @@ def preview_during_a_run():
         seen.append({"images": len(Gimp.get_images()), "layers": [item.get_name() for item in shown.get_layers()],
                      "size": (shown.get_width(), shown.get_height()), "untouched": snapshot(image) == before,
                      "undo_enabled": shown.undo_is_enabled()})
+        if len(seen) == 2:  # the preview image's content mid-run, for docs/gimp-preview.png
+            saved = Gio.File.new_for_path(os.path.join(TESTS, "preview.png"))
+            Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, shown, saved, None)
 
     transfer = formats.transfer_for(image.get_precision().value_nick)
     try:
-        _, width, height = job.run_job(Client(), pixels(layer, U8), 96, 64, transfer,
+        _, width, height = job.run_job(Client(), pixels(layer, U8), 192, 128, transfer,
                                        {"scale": 2.0, "preset": "creative", "seed": 1, "preview_every": 1},
                                        on_preview=on_preview)
     finally:
@@ -477,7 +481,7 @@ def preview_during_a_run():
     check("I preview: in an image of their own (one more image, one 'Uprez preview' layer, undo off), the upscaled "
           "image untouched meanwhile", own and all(own), seen)
     check("I preview: gone when the run ends, the image as it was", len(Gimp.get_images()) == images_before
-          and snapshot(image) == before and (width, height) == (192, 128))
+          and snapshot(image) == before and (width, height) == (384, 256))
     image.delete()
 
 
