@@ -27,8 +27,9 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Gtk", "3.0")
+import uprez_gimp_ui  # noqa: E402
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
-from uprez_gimp import formats, job, model_field, plan, preview, settings  # noqa: E402
+from uprez_gimp import formats, job, model_field, plan, settings  # noqa: E402
 
 from uprez_client import UprezClientError  # noqa: E402
 
@@ -78,7 +79,7 @@ def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig,
     choices, note = model_field.fetch_choices() if models is None else models
     dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
     dialog.fill([name for name in DIALOG_FIELDS if name not in LISTED_FIELDS])
-    row, combo = model_field.make_row(config, choices, note)
+    row, combo = uprez_gimp_ui.model_row(config, choices, note)
     # First in the dialog (what runs is the first choice to make): climb from the scale's widget to the box the
     # dialog's fields are in.
     first = dialog.get_widget("scale", GObject.TYPE_NONE)
@@ -212,7 +213,7 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     transfer = formats.transfer_for(image.get_precision().value_nick)
 
     Gimp.progress_init("Upscaling with Uprez")
-    previews = preview.PreviewWindow() if interactive else None  # scripts get no window
+    previews = uprez_gimp_ui.PreviewWindow() if interactive else None  # scripts get no window
     try:
         client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
         babl, profile = colour_space(image, source, transfer)

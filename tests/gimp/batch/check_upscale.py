@@ -450,8 +450,9 @@ def preview_during_a_run():
     """The engine's previews go to a temporary image of their own (the plug-in's preview window, here without a
     display), never into the image being upscaled, and it is gone when the run ends."""
     sys.path.insert(0, PLUGIN)
+    import uprez_gimp_ui as preview
     from gi.repository import Gio
-    from uprez_gimp import formats, job, preview
+    from uprez_gimp import formats, job
 
     image, layer = new_image(192, 128)
     before, images_before = snapshot(image), len(Gimp.get_images())

@@ -1,4 +1,5 @@
-"""The dialog's "Upscale model" field: the engine's models (GET /v1/models) in a list, with a free-text entry.
+"""The dialog's "Upscale model" field, its pure part: the engine's models (GET /v1/models) as (label, key) choices,
+and the argument values a choice stands for. The Gtk widget is uprez_gimp_ui.model_row.
 
 GIMP's generated procedure dialog shows a string argument as a plain entry and cannot hold a list that is only
 known when the dialog opens, so this field is a Gtk combo box of our own, bound to the procedure's "model" and
@@ -9,8 +10,6 @@ the window show too).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from uprez_client.options import choice_key, model_choices, split_choice
 
@@ -39,36 +38,3 @@ def chosen(active_id: str | None, typed: str) -> tuple[str, str]:
         model, upsampler = split_choice(active_id)
         return model or "", upsampler or ""
     return typed.strip(), ""
-
-
-def make_row(config: Any, choices: list[tuple[str, str]], note: str | None) -> tuple[Any, Any]:
-    """(row, combo): a labelled combo box with an entry, bound to `config`'s model and upsampler."""
-    import gi
-
-    gi.require_version("Gtk", "3.0")
-    from gi.repository import Gtk
-
-    combo = Gtk.ComboBoxText.new_with_entry()
-    combo.append("", ENGINE_DEFAULT_LABEL)
-    for label, key in choices:
-        if key:
-            combo.append(key, label)
-    key = current_key(config.get_property("model"), config.get_property("upsampler"))
-    if not combo.set_active_id(key):  # a model typed before, or one the engine no longer lists
-        combo.get_child().set_text(config.get_property("model") or "")
-    combo.set_tooltip_text(note or "the engine's models; or type a model id, folder or file")
-
-    def changed(box: Any) -> None:
-        model, upsampler = chosen(box.get_active_id(), box.get_child().get_text()
-                                  if box.get_active_id() is None else "")
-        config.set_property("model", model)
-        config.set_property("upsampler", upsampler)
-
-    combo.connect("changed", changed)
-    label = Gtk.Label.new_with_mnemonic(LABEL)
-    label.set_mnemonic_widget(combo)
-    label.set_xalign(0.0)
-    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
-    row.pack_start(label, False, False, 0)
-    row.pack_start(combo, True, True, 0)
-    return row, combo
