@@ -117,3 +117,20 @@ chroot_setup() {  # SUITE
         return 77
     fi
 }
+
+# An X display number for an Xvfb inside a chroot. The chroot has its own /tmp, so Xvfb there cannot see the
+# host's lock files, but X's abstract sockets are shared with the host (same network namespace): an Xvfb in the
+# chroot could pick a number a host X server (another test, another person) already has, and its clients would
+# then talk to that one. So the number is chosen here, on the host, and held by a host lock file until exit.
+chroot_pick_display() {  # sets CHROOT_DISPLAY (a number); the caller removes /tmp/.X$CHROOT_DISPLAY-lock at exit
+    local n
+    for n in $(seq $((100 + $$ % 400)) 599) $(seq 100 599); do
+        if [ ! -e "/tmp/.X$n-lock" ] && [ ! -e "/tmp/.X11-unix/X$n" ] && \
+            ! grep -q "@/tmp/.X11-unix/X$n\$" /proc/net/unix 2>/dev/null && \
+            (set -o noclobber; printf '%10d\n' $$ >"/tmp/.X$n-lock") 2>/dev/null; then
+            CHROOT_DISPLAY=$n
+            return 0
+        fi
+    done
+    return 1
+}

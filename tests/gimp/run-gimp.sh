@@ -41,8 +41,11 @@ kill_tree() {  # a process this script started and everything it started (GIMP, 
     for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
     kill "$1" 2>/dev/null || true
 }
+CHROOT_DISPLAY=""
+chroot_pick_display || true
 cleanup() {
     for pid in $GIMP_PID $WATCH_PID $ENGINE_PID; do kill_tree "$pid"; done
+    if [ -n "$CHROOT_DISPLAY" ]; then rm -f "/tmp/.X$CHROOT_DISPLAY-lock"; fi
     wait 2>/dev/null || true
     rm -rf "$WORK" "$ROOT/uprez-tests"
 }
@@ -90,9 +93,17 @@ if [ -n "$CLAY" ]; then cp "$CLAY" "$ROOT/uprez-tests/"; fi
 cat >"$ROOT/uprez-tests/run-gimp.sh" <<'SH'
 #!/bin/sh
 # Inside the chroot: a private X display for the dialog check, then GIMP's batch run of the checks.
-Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp >/uprez-tests/display 2>/uprez-tests/xvfb.log &
-XVFB=$!
-for _ in $(seq 100); do [ -s /uprez-tests/display ] && break; sleep 0.1; done
+# The display number the runner picked on the host (see chroot_pick_display), else Xvfb's own choice.
+if [ -n "${UPREZ_XVFB_DISPLAY:-}" ]; then
+    Xvfb ":$UPREZ_XVFB_DISPLAY" -screen 0 1024x768x24 -nolisten tcp 2>/uprez-tests/xvfb.log &
+    XVFB=$!
+    for _ in $(seq 100); do [ -e "/tmp/.X11-unix/X$UPREZ_XVFB_DISPLAY" ] && break; sleep 0.1; done
+    echo "$UPREZ_XVFB_DISPLAY" >/uprez-tests/display
+else
+    Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp >/uprez-tests/display 2>/uprez-tests/xvfb.log &
+    XVFB=$!
+    for _ in $(seq 100); do [ -s /uprez-tests/display ] && break; sleep 0.1; done
+fi
 DISPLAY=":$(cat /uprez-tests/display)" gimp-console -i --batch-interpreter=python-fu-eval \
     -b 'exec(open("/uprez-tests/check_upscale.py").read())' --quit
 STATUS=$?
@@ -103,7 +114,7 @@ SH
 
 # -- GIMP runs the checks; the watcher kills the plug-in mid-job as a progress cancel would ----------------
 in_root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 UPREZ_CONFIG_DIR=/uprez-tests/config \
-    UPREZ_GIMP_TESTS=/uprez-tests UPREZ_GIMP_ONLY="${UPREZ_GIMP_ONLY:-}" sh /uprez-tests/run-gimp.sh >"$WORK/gimp.log" 2>&1 &
+    UPREZ_GIMP_TESTS=/uprez-tests UPREZ_GIMP_ONLY="${UPREZ_GIMP_ONLY:-}" UPREZ_XVFB_DISPLAY="$CHROOT_DISPLAY" sh /uprez-tests/run-gimp.sh >"$WORK/gimp.log" 2>&1 &
 GIMP_PID=$!
 "$PYTHON" "$HERE/kill_when_running.py" --url "$URL" --config "$WORK/config" --ancestor "$GIMP_PID" \
     --out "$WORK/cancel.json" &

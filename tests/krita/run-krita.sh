@@ -84,6 +84,10 @@ for dir in "${BINDS[@]}"; do
     mkdir -p "$dir" "$ROOT$dir"
     MOUNTS="$MOUNTS mount --bind '$dir' '$ROOT$dir' &&"
 done
+CHROOT_DISPLAY=""
+chroot_pick_display || true
+trap '[ -n "$CHROOT_DISPLAY" ] && rm -f "/tmp/.X$CHROOT_DISPLAY-lock"' EXIT
+export UPREZ_XVFB_DISPLAY=$CHROOT_DISPLAY  # for with-xvfb.sh inside
 mapfile -t ENVS < <(passed_env)
 rc=0
 unshare --mount --propagation private -- sh -c \
