@@ -45,7 +45,7 @@ def uprez(input_px: int, output_px: int) -> Count:
     """Our plan: the schedule's tail below strength per <=2x stage, native tiles with a quarter overlap."""
     from engine.schedule import ShiftRule, remaining_sigmas
     from engine.stages import stage_sizes
-    from engine.tiling import tile_windows
+    from engine.tile_grid import tile_windows
 
     rule = ShiftRule(shift=3.0, dynamic=True)  # FLUX.1-dev's scheduler config
     steps = len(remaining_sigmas(28, 0.35, rule, tokens(NATIVE))) - 1

@@ -12,10 +12,10 @@ from PIL import Image
 from engine import upscale
 from engine.backends.loader import load_backend
 from engine.builtin.backend import WEIGHTS, WEIGHTS_FILE, BuiltinBackend, save_builtin
-from engine.builtin.data import psnr
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.builtin.train import train
 from engine.pixels import conventional_resize
+from engine.testing.metrics import psnr
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample.jpg"  # in no training source
 

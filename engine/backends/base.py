@@ -11,7 +11,7 @@ import torch
 
 from engine.schedule import ShiftRule
 from engine.settings import StructureGuidance
-from engine.tiling import Window
+from engine.tile_grid import Window
 from engine.work import WorkCosts
 
 
@@ -22,7 +22,7 @@ class Conditioning:
     positive: dict[str, Any]
     negative: dict[str, Any] | None = None
     cfg_scale: float = 1.0  # real classifier-free guidance (SD3, Qwen-Image, Z-Image); 1 = off
-    guidance: float | None = None  # FLUX-dev's distilled guidance embedding; None where the model has none
+    distilled_guidance: float | None = None  # FLUX-dev's distilled guidance (settings' `guidance`); None: none
     extra: dict[str, Any] = field(default_factory=dict)  # per-stage inputs, e.g. the built-in model's image
 
     def map_spatial(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-PRESETS = ("faithful", "balanced", "creative")
+from .protocol import MAX_SCALE, MAX_SEED, PRESETS
+
 PRESET_HINTS = {
     "faithful": "keeps the picture as it is; sharpens what is there",
     "balanced": "the model's defaults: new detail, same structure",
     "creative": "invents more texture; small things may change",
 }
 SCALES = (1.5, 2.0, 3.0, 4.0)  # the dialogs' quick choices; any factor > 1 and <= MAX_SCALE is allowed
-MAX_SCALE = 16.0
-MAX_SEED = 2**63 - 1
 # The engine's job param `memory` (engine.settings.MEMORY_CHOICES): (label, value, hint); None = send nothing, so
 # the engine's own --memory setting applies.
 MEMORY_ITEMS = (

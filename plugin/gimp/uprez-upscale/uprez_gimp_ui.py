@@ -67,16 +67,18 @@ class PreviewWindow:
         self.display: Any = None
         self.updates = 0
 
-    def update(self, png: bytes) -> None:
+    def update(self, picture: bytes) -> None:
+        """Show one preview (the engine sends JPEG; PNG works too)."""
         import gi
 
         gi.require_version("Gimp", "3.0")
         from gi.repository import Gimp, Gio
 
-        handle, path = tempfile.mkstemp(prefix="uprez-preview-", suffix=".png")
+        suffix = ".jpg" if picture[:2] == b"\xff\xd8" else ".png"  # GIMP picks its loader by the name
+        handle, path = tempfile.mkstemp(prefix="uprez-preview-", suffix=suffix)
         try:
             with os.fdopen(handle, "wb") as f:
-                f.write(png)
+                f.write(picture)
             if self.image is None:
                 self.image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
                 self.image.undo_disable()
@@ -98,12 +100,12 @@ class PreviewWindow:
         if self.display is not None:
             Gimp.displays_flush()
 
-    def safe_update(self, png: bytes) -> None:
+    def safe_update(self, picture: bytes) -> None:
         """`update`, but a preview that cannot be shown only stops the previews, never the upscale."""
         if self.updates < 0:
             return
         try:
-            self.update(png)
+            self.update(picture)
         except Exception:  # noqa: BLE001 - a GIMP call failed: the result matters, the preview does not
             self.close()
             self.updates = -1

@@ -1,8 +1,10 @@
-"""Tiled denoising maths (DESIGN §The algorithm 5): where the tiles go and how their outputs are fused.
+"""Tile geometry (DESIGN §The algorithm 5): where the tiles go and how their outputs are fused.
 
-Pure functions on sizes and plain tensors. Tiles overlap; each tile's output is weighted by a raised-cosine
-ramp across the sides it shares with a neighbour, and the weights of all tiles are normalised to sum to one
-at every position, so the fused field is a convex combination of the tiles' fields and has no seams.
+Pure functions on sizes and plain tensors; `engine.tiled_model` runs the model and the VAE over the tiles, and
+a job's `TileGrid` says how big tiles are (in latent positions) and how much neighbours overlap. Tiles overlap;
+each tile's output is weighted by a raised-cosine ramp across the sides it shares with a neighbour, and the
+weights of all tiles are normalised to sum to one at every position, so the fused field is a convex
+combination of the tiles' fields and has no seams.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # engine.backends.base imports Window from here
+    from engine.backends.base import FlowBackend
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,36 @@ class Window:
     @property
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile side and overlap in latent positions, both multiples of the model's patch size, and how many
+    tiles go through the model in one call."""
+
+    tile: int
+    overlap: int
+    multiple: int = 1
+    batch: int = 1
+
+    @classmethod
+    def for_backend(cls, backend: FlowBackend, tile_px: int | None = None, overlap_px: int | None = None,
+                    batch: int = 1) -> TileGrid:
+        """Pixel sizes (None: the model's) in whole patches: the tile rounded down, the overlap up but kept
+        to half a tile."""
+        tile_px = tile_px or backend.default_tile_size
+        overlap_px = backend.default_tile_overlap if overlap_px is None else overlap_px
+        patch, step = backend.patch_size, backend.latent_multiple
+        tile = max(1, tile_px // step) * patch
+        overlap = min(-(-overlap_px // step), tile // patch // 2) * patch
+        return cls(tile, overlap, patch, batch)
+
+    def windows(self, height: int, width: int) -> list[Window]:
+        return tile_windows(height, width, self.tile, self.overlap, self.multiple)
+
+    def fits(self, height: int, width: int) -> bool:
+        """Whether a latent this size is one tile: then the model runs on it whole."""
+        return height <= self.tile and width <= self.tile
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
