@@ -2,7 +2,8 @@
 a failure under CI=true (a CI run that silently skipped the Krita or GIMP tests would prove nothing).
 
 UPREZ_TEST_ALLOW_MISSING=krita,gimp-chroot (or `all`) turns named failures back into skips, for a CI-like
-run on a machine that cannot have them. The names: krita, xvfb, debootstrap, gimp-chroot, photos, python3.8.
+run on a machine that cannot have them. The names: krita, krita-chroot, xvfb, debootstrap, gimp-chroot, photos,
+python3.8.
 """
 
 from __future__ import annotations

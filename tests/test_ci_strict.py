@@ -14,8 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
-    "krita": "tests/krita/test_krita_bridge.py::test_closing_the_document_cancels_its_job",
-    "debootstrap": "tests/gimp/test_gimp_in_trixie.py",
+    "krita": "tests/krita/test_krita_bridge.py::test_closing_the_document_cancels_its_job[host]",
+    "krita-chroot": "tests/krita/test_krita_bridge.py::test_closing_the_document_cancels_its_job[experimental]",
+    "debootstrap": "tests/gimp/test_gimp_in_chroots.py",
     "python3.8": "tests/gimp/test_pure_parts.py::test_the_pure_parts_import_and_plan_on_python_38_without_gi",
 }
 

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from plugin.uprez_client import Client, EngineNotRunning, JobEvent, status_text
+from plugin.uprez_client import Client, EngineNotRunning, JobEvent, config_dir, status_text
 from plugin.uprez_client.idle import IDLE_STOPPED, idle_note, is_stopping
 from plugin.uprez_client.regions import scaled_size
 from ui.background import run_in_background
@@ -74,6 +74,14 @@ def suggested_name(folder: Path, stem: str, scale: float, suffix: str = ".png") 
         candidate = folder / f"{base}-{counter}{suffix}"
         counter += 1
     return candidate
+
+
+def _handed_off(path: Path) -> bool:
+    """True for a file an editor's "Open in Uprez window" wrote (uprez_client.handoff)."""
+    try:
+        return path.resolve().parent == (Path(config_dir()) / "handoff").resolve()
+    except OSError:
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -312,7 +320,8 @@ class MainWindow(QMainWindow):
             return False
         if not self._set_picture(picture, path):
             return False
-        self.settings.last_folder = str(path.parent)
+        if not _handed_off(path):  # a layer an editor sent: saving next to it (a cache folder) is no one's wish
+            self.settings.last_folder = str(path.parent)
         return True
 
     def paste(self) -> bool:

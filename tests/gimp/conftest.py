@@ -34,3 +34,11 @@ def gimp_client(builtin_engine):
     from uprez_client import Client
 
     return Client(builtin_engine.url)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Which GIMP versions the plug-in ran in, with each run's checks and time."""
+    from test_gimp_in_chroots import SEEN
+
+    for suite, line in sorted(SEEN.items()):
+        terminalreporter.write_line(f"ran in GIMP ({suite} chroot): {line}")

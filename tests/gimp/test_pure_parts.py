@@ -269,3 +269,21 @@ def test_the_gpu_memory_choice_is_sent_and_the_engines_own_sends_nothing():
         assert settings.settings_from(2, "balanced", memory=nick).params["memory"] == nick
     assert "memory" not in settings.settings_from(2, "balanced", memory=settings.ENGINE_MEMORY).params
     assert "memory" not in settings.settings_from(2, "balanced").params
+
+
+# -- the model list's pure part (issue 20) -----------------------------------------------------------------------
+def test_a_model_list_choice_stands_for_the_model_and_upsampler_arguments(builtin_engine, monkeypatch):
+    from uprez_client.options import choice_key
+    from uprez_gimp import model_field
+
+    assert model_field.chosen(choice_key("builtin", "/m/x4.pth"), "") == ("builtin", "/m/x4.pth")
+    assert model_field.chosen("", "") == ("", "")  # "Engine default"
+    assert model_field.chosen(None, "  my/model  ") == ("my/model", "")  # typed
+    assert model_field.current_key("builtin", "/m/x4.pth") == choice_key("builtin", "/m/x4.pth")
+    assert model_field.current_key("", "") == ""
+    monkeypatch.setenv("UPREZ_URL", "http://127.0.0.1:9")
+    choices, note = model_field.fetch_choices()
+    assert choices == [] and "type a model" in note  # no engine: the field only takes typing, and says why
+    monkeypatch.setenv("UPREZ_URL", builtin_engine.url)
+    choices, note = model_field.fetch_choices()
+    assert note is None and choices[0][0].startswith("Built-in flow model")

@@ -15,6 +15,7 @@ import traceback
 import uprez_krita
 from krita import Krita, Selection
 from uprez_krita import document as doc_ops
+from uprez_krita import qt
 from uprez_krita.client_import import uprez_client
 from uprez_krita.qt import process_events
 
@@ -272,13 +273,15 @@ def main(*_args):
     wanted = [s for s in os.environ.get("UPREZ_KRITA_SCENARIOS", "").split(",") if s] or list(SCENARIOS)
     results = {}
     for name in wanted:
-        record = {"name": name}
+        record = {"name": name, "krita": Krita.instance().version(), "qt": qt.API}
+        started = time.monotonic()
         try:
             SCENARIOS[name](record)
             record["ok"] = True
         except Exception:
             record["ok"] = False
             record["error"] = traceback.format_exc()
+        record["scenario_seconds"] = round(time.monotonic() - started, 1)
         results[name] = record
         with open(os.path.join(OUT, "results.json"), "w") as f:
             json.dump(results, f, indent=1)

@@ -236,3 +236,26 @@ def test_the_pure_parts_run_on_python_38():
     assert done.returncode == 0, done.stderr
     assert "Region(x=36, y=36, width=178, height=178, out_x=54, out_y=54, out_width=267, out_height=267)" in done.stdout
     assert "(900, 768)" in done.stdout and "'BGRA', depth=16" in done.stdout
+
+
+# -- remembered choices (issue 20): what the dialog keeps per document and the quick action runs ---------------
+def test_remembered_choices_round_trip_and_bad_saved_text_falls_back_to_defaults():
+    chosen = form.Choices(scale="Custom…", custom_scale="2.5", preset="creative", model="builtin", seed=77,
+                          prompt="a cat", source="visible", target="new_document", selection_only=True, memory="gpu")
+    assert form.choices_from_text(form.choices_to_text(chosen)) == chosen
+    assert form.choices_from_text(None) == form.Choices()
+    assert form.choices_from_text("not json") == form.Choices()
+    assert form.choices_from_text("[1, 2]") == form.Choices()
+    # a field of the wrong type (a settings file from another version) keeps its default, the others are kept
+    kept = form.choices_from_text(json.dumps({"seed": "77", "preset": "faithful", "selection_only": 1, "x": 1}))
+    assert kept == form.Choices(preset="faithful")
+    assert form.choices_from_text(json.dumps({"seed": True})).seed == 0
+
+
+def test_the_quick_action_runs_the_last_choices_on_the_selection_when_there_is_one():
+    last = form.Choices(scale="4×", preset="faithful", seed=3, target="resize", selection_only=False)
+    assert form.quick_choices(last, has_selection=True) == last._replace(selection_only=True)
+    assert form.quick_choices(last._replace(selection_only=True), has_selection=False).selection_only is False
+    request = form.to_request(form.quick_choices(last, has_selection=True))
+    assert (request.scale, request.selection_only, request.params["preset"], request.params["seed"]) == \
+        (4.0, True, "faithful", 3)

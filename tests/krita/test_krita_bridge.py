@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import kritas
 import numpy as np
 import pytest
-from needs import needs
 from PIL import Image, ImageCms
 
 from engine.testing.metrics import psnr
@@ -25,19 +24,37 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 W, H = 64, 48
 
-KRITARUNNER = shutil.which("kritarunner") or "kritarunner"
-pytestmark = needs(shutil.which("kritarunner"), "krita", "Krita is not installed (apt-get install -y krita xvfb)")
+SCENARIO_NAMES = ("profiled_linear_u16", "profiled_clay_f32", "resize_u8", "new_document_u8", "resize_u16",
+                  "new_document_u16", "selection_resize", "selection_new_document", "cancel", "failure", "refusals",
+                  "close_document", "undo_steps")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
+# Every scenario runs in the newest Krita (6.0, the PyQt6 one); the others run the SMOKE set, which covers each
+# kind of job (resize and new document, selection only, 8 and 16 bits, cancel, closing the document), to keep the
+# suite's time within CI's limit (docs/krita.md has the times).
+SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure")
 
 
-def run_in_krita(function: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("UPREZ_", "PYTHON", "PYENV", "VIRTUAL_ENV"))}
-    # Krita embeds the system Python and finds it through PATH: a venv's or pyenv's python3 first on PATH
-    # would hand it a foreign standard library without PyQt5.
-    base.update(PATH=os.pathsep.join([str(Path(KRITARUNNER).parent), "/usr/bin", "/bin"]),
-                QT_QPA_PLATFORM="offscreen", PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "plugin" / "krita")]))
-    base.update(env)
-    return subprocess.run([KRITARUNNER, "-s", "krita_scenarios", "-f", function], env=base, timeout=timeout,
-                          capture_output=True, text=True)
+def versions_for(scenario: str) -> list:
+    """The Krita versions a scenario's test runs in, as indirect params of the `krita` fixture."""
+    chosen = [v for v in kritas.VERSIONS if v == kritas.NEWEST or scenario in SMOKE]
+    return [pytest.param(v, id=v) for v in chosen]
+
+
+def in_versions(scenario: str):
+    return pytest.mark.parametrize("krita", versions_for(scenario), indirect=True)
+
+
+def depth_cases(template: str):
+    """(krita, depth) params for a scenario per bit depth, each in the versions that run it."""
+    cases = [pytest.param(v.values[0], depth, id=f"{v.id}-{depth}bit")
+             for depth in (8, 16) for v in versions_for(template.format(depth))]
+    return pytest.mark.parametrize(("krita", "depth"), cases, indirect=["krita"])
+
+
+def run_in_krita(function: str, env: dict[str, str], version: str = "host", binds: list = (),
+                 timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(env, QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "plugin" / "krita")]))
+    return kritas.run(version, ["kritarunner", "-s", "krita_scenarios", "-f", function], env, binds, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +72,36 @@ def engine(serve_process, tiny_flux):
 
 
 @pytest.fixture(scope="module")
-def krita(engine, tiny_flux, krita_home, tmp_path_factory):
-    """Every scenario's record, from one kritarunner run against the engine."""
-    out = tmp_path_factory.mktemp("krita-out")
+def krita(request, engine, tiny_flux, tmp_path_factory):
+    """Every scenario's record, from one kritarunner run per Krita version against the engine."""
+    version = getattr(request, "param", "host")
+    home = tmp_path_factory.mktemp(f"krita-home-{version}")
+    krita_home = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                  "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache"),
+                  "XDG_RUNTIME_DIR": str(home / "run")}
+    out = tmp_path_factory.mktemp(f"krita-out-{version}")
     Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     # The bridge finds the engine as in real use: engine.json and the token in the config folder.
+    scenarios = [name for name in SCENARIO_NAMES if version == kritas.NEWEST or name in SMOKE]
     env = dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir), UPREZ_KRITA_OUT=str(out),
-               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux))
-    done = run_in_krita("main", env)
+               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios))
+    done = run_in_krita("main", env, version, [home, out, engine.config_dir])
     results_file = out / "results.json"
     if not results_file.exists():
-        pytest.fail(f"kritarunner wrote no results (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
-                    f"{done.stderr[-3000:]}")
+        pytest.fail(f"kritarunner ({kritas.LABELS[version]}) wrote no results (exit {done.returncode}):\n"
+                    f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     results = json.loads(results_file.read_text())
+    kritas.TIMES[version] = f"Python's Qt {next(iter(results.values())).get('qt')}; scenarios took " + ", ".join(
+        f"{name} {record.get('scenario_seconds')} s" for name, record in results.items())
 
     def get(name: str) -> dict:
         record = results.get(name)
-        assert record is not None, f"scenario {name} did not run"
+        assert record is not None, f"scenario {name} did not run in {kritas.LABELS[version]}"
         assert record["ok"], record.get("error")
         return record
 
     get.out = out
+    get.version = version
     return get
 
 
@@ -137,7 +163,7 @@ def assert_the_model_ran(engine, out: np.ndarray, depth: int, profile: bytes | N
     assert change > 0.5, f"the layer is the plain resize (mean change {change:.2f} of 255): the model did not run"
 
 
-@pytest.mark.parametrize("depth", [8, 16])
+@depth_cases("resize_u{}")
 def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(krita, engine, depth):
     record = krita(f"resize_u{depth}")
     assert record["doc"]["size"] == [2 * W, 2 * H]
@@ -158,7 +184,7 @@ def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(
     assert np.array_equal(pixels(krita, record["source_before"], W, H, depth), source_pattern(depth))
 
 
-@pytest.mark.parametrize("depth", [8, 16])
+@depth_cases("new_document_u{}")
 def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krita, engine, depth):
     record = krita(f"new_document_u{depth}")
     assert record["doc"]["size"] == [W, H] and len(record["doc"]["layers"]) == 2
@@ -202,6 +228,7 @@ def _check_region(krita, record, canvas, offset):
     assert change > 0.5, "the selection came back as the plain resize: the model did not run"
 
 
+@in_versions("selection_resize")
 def test_selection_only_with_resize_canvas_places_the_region_at_its_scaled_position(krita):
     record = krita("selection_resize")
     assert record["doc"]["size"] == [2 * W, 2 * H]
@@ -214,6 +241,7 @@ def test_selection_only_with_resize_canvas_places_the_region_at_its_scaled_posit
     _check_region(krita, record, (2 * W, 2 * H), (0, 0))
 
 
+@in_versions("selection_new_document")
 def test_selection_only_in_a_new_document_frames_the_selection(krita):
     record = krita("selection_new_document")
     x, y, w, h = record["selection_box"]
@@ -223,6 +251,7 @@ def test_selection_only_in_a_new_document_frames_the_selection(krita):
     _check_region(krita, record, (2 * w, 2 * h), (-2 * x, -2 * y))
 
 
+@in_versions("cancel")
 def test_a_cancelled_job_stops_in_the_engine_and_leaves_the_document_unchanged(krita):
     record = krita("cancel")
     assert record["outcome"] == "cancelled"
@@ -233,12 +262,14 @@ def test_a_cancelled_job_stops_in_the_engine_and_leaves_the_document_unchanged(k
     assert record["cancel_seconds"] < 30
 
 
+@in_versions("close_document")
 def test_closing_the_document_cancels_its_job(krita):
     record = krita("close_document")
     assert record["outcome"] == "cancelled"
     assert record["engine_state"] == "cancelled"
 
 
+@in_versions("failure")
 def test_a_failed_job_raises_the_engines_message_and_leaves_the_document_unchanged(krita):
     record = krita("failure")
     assert record["outcome"] == "failed"
@@ -246,6 +277,7 @@ def test_a_failed_job_raises_the_engines_message_and_leaves_the_document_unchang
     assert record["unchanged"]
 
 
+@in_versions("refusals")
 def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     record = krita("refusals")
     messages = record["messages"]
@@ -257,14 +289,17 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     assert record["unchanged"]
 
 
-def test_the_dialog_renders_in_krita(krita_home, tmp_path, engine):
-    """The screenshot in docs/ comes from here (UPREZ_KRITA_SCREENSHOT=docs/krita-dialog.png to refresh it)."""
-    shot = Path(os.environ.get("UPREZ_KRITA_SCREENSHOT") or tmp_path / "dialog.png")
+@pytest.mark.parametrize("version", ["host", kritas.NEWEST])
+def test_the_dialog_renders_in_krita(krita_home, tmp_path, engine, version):
+    """The screenshot in docs/ comes from here (UPREZ_KRITA_SCREENSHOT=docs/krita-dialog.png to refresh it: the
+    newest Krita's)."""
+    wanted = os.environ.get("UPREZ_KRITA_SCREENSHOT")
+    shot = Path(wanted) if wanted and version == kritas.NEWEST else tmp_path / "dialog.png"
     Path(krita_home["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     done = run_in_krita("screenshot", dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir),
                                            UPREZ_KRITA_SCREENSHOT=str(shot),
                                            UPREZ_KRITA_SAMPLE=str(ROOT / "engine" / "data" / "sample.jpg")),
-                        timeout=300)
+                        version, [krita_home["HOME"], shot.parent, engine.config_dir], timeout=300)
     assert shot.exists(), done.stdout[-2000:] + done.stderr[-2000:]
     with Image.open(shot) as image:
         width, height = image.size
@@ -284,10 +319,11 @@ def _as_rgb_float(data: bytes, width: int, height: int, depth: str) -> np.ndarra
     return bgra[..., 2::-1].astype(np.float32) / 65535
 
 
-@pytest.mark.parametrize(("scenario", "depth", "icc_name"), [
-    ("profiled_linear_u16", "U16", "sRGB-elle-V2-g10.icc"),
-    ("profiled_clay_f32", "F32", "ClayRGB-elle-V2-g22.icc"),
-])
+@pytest.mark.parametrize(("krita", "scenario", "depth", "icc_name"), [
+    pytest.param(v.values[0], scenario, depth, icc, id=f"{v.id}-{scenario}")
+    for scenario, depth, icc in (("profiled_linear_u16", "U16", "sRGB-elle-V2-g10.icc"),
+                                 ("profiled_clay_f32", "F32", "ClayRGB-elle-V2-g22.icc"))
+    for v in versions_for(scenario)], indirect=["krita"])
 def test_a_non_srgb_document_upscales_like_convert_upscale_convert_back(krita, engine, scenario, depth, icc_name):
     from photo_profiles import profile, transform  # transform: LittleCMS, relative colorimetric
 

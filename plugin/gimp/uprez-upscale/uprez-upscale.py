@@ -26,14 +26,17 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
-from uprez_gimp import formats, job, plan, settings  # noqa: E402
+gi.require_version("Gtk", "3.0")
+import uprez_gimp_ui  # noqa: E402
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
+from uprez_gimp import formats, job, model_field, plan, settings  # noqa: E402
 
 from uprez_client import UprezClientError  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
 TITLE = "Upscale with Uprez"
 DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "memory", "seed", "prompt", "target", "selection-only")
+LISTED_FIELDS = ("model", "upsampler")  # one list of the engine's models in the dialog (model_field.py)
 
 
 def add_arguments(procedure: Gimp.Procedure) -> None:
@@ -68,10 +71,25 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
                                      False, RW)
 
 
-def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> GimpUi.ProcedureDialog:
-    """GIMP's own dialog for the arguments (it remembers the last values); GimpUi.init must have run."""
+def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig,
+                models: tuple | None = None) -> GimpUi.ProcedureDialog:
+    """GIMP's own dialog for the arguments (it remembers the last values in `config`), with the model field as a
+    list of the engine's models (`models`: model_field.fetch_choices(), asked here when None); GimpUi.init must
+    have run."""
+    choices, note = model_field.fetch_choices() if models is None else models
     dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
-    dialog.fill(list(DIALOG_FIELDS))
+    dialog.fill([name for name in DIALOG_FIELDS if name not in LISTED_FIELDS])
+    row, combo = uprez_gimp_ui.model_row(config, choices, note)
+    # First in the dialog (what runs is the first choice to make): climb from the scale's widget to the box the
+    # dialog's fields are in.
+    first = dialog.get_widget("scale", GObject.TYPE_NONE)
+    while first.get_parent() is not None and not isinstance(first.get_parent(), Gtk.Box):
+        first = first.get_parent()
+    box = first.get_parent()
+    box.pack_start(row, False, False, 0)
+    box.reorder_child(row, 0)
+    row.show_all()
+    dialog.uprez_model_combo = combo  # for the dialog check
     return dialog
 
 
@@ -198,6 +216,7 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     transfer = formats.transfer_for(image.get_precision().value_nick)
 
     Gimp.progress_init("Upscaling with Uprez")
+    previews = uprez_gimp_ui.PreviewWindow() if interactive else None  # scripts get no window
     try:
         client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
         babl, profile = colour_space(image, source, transfer)
@@ -205,7 +224,8 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
         mask = read_mask(image, geometry) if geometry.region_only else None
         _, _, width, height = geometry.layer_read
         data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
-                                                  on_progress=show_progress, profile=profile)
+                                                  on_progress=show_progress, profile=profile,
+                                                  on_preview=previews.safe_update if previews is not None else None)
         if (out_width, out_height) != (geometry.crop.out_width, geometry.crop.out_height):
             raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
                                    f"{geometry.crop.out_width}x{geometry.crop.out_height} were expected; update "
@@ -224,6 +244,8 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
         else:
             layer = place_new_image(image, geometry, data, transfer, interactive, babl)
     finally:
+        if previews is not None:
+            previews.close()  # before the result shows: the preview window goes, the image gets its new layer
         Gimp.progress_end()  # also on failure: a bar left at its last value would look like a job still running
     if interactive:
         Gimp.displays_flush()
@@ -256,14 +278,53 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, dr
     return values
 
 
+def open_in_window(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, drawables: list,
+                   config: Gimp.ProcedureConfig, data: object) -> Gimp.ValueArray:
+    """Filters > Enhance > Open in Uprez window: the layer as a PNG (8 or 16 bits, the image's profile) for the
+    desktop window, started on it (uprez_client.handoff)."""
+    from uprez_client import handoff
+
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        return procedure.new_return_values(Gimp.PDBStatusType.CALLING_ERROR,
+                                           GLib.Error("Pick one layer in the Layers dialog."))
+    layer = drawables[0]
+    transfer = formats.transfer_for(image.get_precision().value_nick)
+    depth = 8 if transfer.depth == 8 else 16  # the window opens 8- and 16-bit files: float goes as 16-bit
+    babl, icc = colour_space(image, layer, formats.transfer_for(f"u{depth}-non-linear"))
+    width, height = layer.get_width(), layer.get_height()
+    data = bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, babl, Gegl.AbyssPolicy.NONE))
+    try:
+        path = handoff.handoff_path(layer.get_name())
+        with open(path, "wb") as f:
+            f.write(handoff.png_bytes(data if depth == 8 else handoff.swap16(data), width, height, depth, icc))
+        handoff.open_in_window(path)
+    except (OSError, ValueError, handoff.HandoffError) as exc:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(f"Uprez: {exc}"))
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+WINDOW_PROCEDURE = "plug-in-uprez-open-in-window"
+
+
 class UprezUpscale(Gimp.PlugIn):
     def do_query_procedures(self) -> list:
-        return [settings.PROCEDURE]
+        return [settings.PROCEDURE, WINDOW_PROCEDURE]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
 
     def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        if name == WINDOW_PROCEDURE:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, open_in_window, None)
+            procedure.set_image_types("RGB*")
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+            procedure.set_menu_label("Open in Uprez _window...")
+            procedure.add_menu_path(settings.MENU_PATH)
+            procedure.set_documentation("Send the layer to the Uprez desktop window",
+                                        "Opens the layer in the Uprez window, to compare upscales before keeping "
+                                        "one; the image is not changed.", name)
+            procedure.set_attribution("Uprez", "Uprez", "2025")
+            return procedure
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         # Every image type, so grayscale and indexed users get told how to convert instead of a greyed-out item.
         procedure.set_image_types("*")

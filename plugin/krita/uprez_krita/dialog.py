@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable
 
 from . import document as doc_ops
-from . import form
+from . import form, memory
 from .client_import import options, uprez_client
 from .job import UpscaleJob
 from .plan import SOURCE_LABELS, TARGET_LABELS, TARGETS
@@ -55,7 +55,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         self.active_document = active_document
         self.setWindowTitle("Upscale with Uprez")
         self.setMinimumWidth(480)
-        self.document = document
+        self.document = None  # set_document below shows this document's remembered choices
         self.job: UpscaleJob | None = None
         self._build()
         self._models = _ModelList()
@@ -175,14 +175,42 @@ class UpscaleDialog(QtWidgets.QDialog):
     # -- state ----------------------------------------------------------------------------------------
     def set_document(self, document: Any) -> None:
         same = document is not None and self.document is not None and document == self.document
+        if not same and self.document is not None:
+            memory.remember(self.document, self.choices())
         self.document = document
         has_selection = document is not None and doc_ops.selection_box(document) is not None
         self.selection_only.setEnabled(has_selection)
-        if not same:  # a new document: with a selection, upscaling just that is the likely wish
-            self.selection_only.setChecked(has_selection)
+        if not same:
+            remembered = memory.for_document(document)
+            if remembered is not None:  # the choices last made for this document
+                self.apply_choices(remembered)
+            else:  # the last ones made anywhere; with a selection, upscaling just that is the likely wish
+                self.apply_choices(memory.last()._replace(selection_only=has_selection))
         self.run_button.setEnabled(document is not None and self.job is None)
         if document is None:
             self.status.setText("Open an image to upscale.")
+
+    def apply_choices(self, choices: form.Choices) -> None:
+        """Show `choices` (remembered ones); a value the widgets cannot hold leaves that widget as it is."""
+        if self.scale.findText(choices.scale) >= 0:
+            self.scale.setCurrentText(choices.scale)
+        self.custom_scale.setText(choices.custom_scale)
+        _select_data(self.preset, choices.preset)
+        index = self.model.findData(choices.model) if choices.model else 0
+        if index >= 0:
+            self.model.setCurrentIndex(index)
+        else:
+            self.model.setCurrentText(choices.model)
+        _select_data(self.memory, choices.memory)
+        self.seed.setValue(max(0, min(choices.seed, form.SEED_MAX)))
+        self.prompt.setText(choices.prompt)
+        _select_data(self.source, choices.source)
+        _select_data(self.target, choices.target)
+        self.selection_only.setChecked(choices.selection_only and self.selection_only.isEnabled())
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        memory.remember(self.document, self.choices())  # closing the dialog keeps what was set for this document
+        super().hideEvent(event)
 
     def choices(self) -> form.Choices:
         return form.Choices(
@@ -195,6 +223,7 @@ class UpscaleDialog(QtWidgets.QDialog):
     def run(self) -> None:
         if self.active_document is not None:  # the person may have switched documents since the dialog opened
             self.set_document(self.active_document())
+        memory.remember(self.document, self.choices())
         try:
             request = form.to_request(self.choices())
             source = doc_ops.read_source(self.document, request.scale, request.target, request.selection_only,
@@ -260,6 +289,12 @@ class UpscaleDialog(QtWidgets.QDialog):
         QtWidgets.QMessageBox.warning(self, "Uprez", message)
 
 
+def _select_data(combo: Any, value: Any) -> None:
+    index = combo.findData(value)
+    if index >= 0:
+        combo.setCurrentIndex(index)
+
+
 def _tooltip_role() -> Any:
     from .qt import Qt
 
@@ -274,4 +309,4 @@ def _float_message(text: str) -> None:
     window = Krita.instance().activeWindow()
     view = window.activeView() if window is not None else None
     if view is not None:
-        view.showFloatingMessage("Uprez: " + text, QtGui.QIcon(), 4000, 1)
+        view.showFloatingMessage(text if text.startswith("Uprez") else "Uprez: " + text, QtGui.QIcon(), 4000, 1)

@@ -7,11 +7,14 @@ from typing import Any
 from krita import Extension, Krita
 
 from . import document as doc_ops
+from . import handoff, quick
 from .job import RUNNING, cancel_all
 from .qt import QTimer
 
 ACTION_ID = "uprez_upscale"  # stable: people bind shortcuts to it (Settings > Configure Krita > Shortcuts)
 MENU_LOCATION = "tools/scripts"
+QUICK_ACTION_ID, QUICK_LABEL = quick.QUICK_ACTION_ID, quick.QUICK_LABEL
+WINDOW_ACTION_ID = "uprez_open_in_window"
 
 
 class UprezExtension(Extension):
@@ -31,6 +34,16 @@ class UprezExtension(Extension):
         action = window.createAction(ACTION_ID, "Upscale with Uprez…", MENU_LOCATION)
         action.setToolTip("Upscale the active layer or the selection with AI; the result lands as a new layer")
         action.triggered.connect(self.show_dialog)
+
+        quick_action = window.createAction(QUICK_ACTION_ID, QUICK_LABEL, MENU_LOCATION)
+        quick_action.setToolTip("Upscale the selection (or the layer) with the settings last used in the Uprez "
+                                "dialog, without opening it; give it a shortcut in Configure Krita > Keyboard "
+                                "Shortcuts")
+        quick_action.triggered.connect(lambda *_: quick.run(Krita.instance().activeDocument()))
+        window_action = window.createAction(WINDOW_ACTION_ID, "Open in Uprez window…", MENU_LOCATION)
+        window_action.setToolTip("Send the active layer to the Uprez desktop window, to compare before keeping a "
+                                 "result")
+        window_action.triggered.connect(lambda *_: handoff.open_active_layer(Krita.instance().activeDocument()))
 
     def show_dialog(self) -> None:
         from .dialog import UpscaleDialog

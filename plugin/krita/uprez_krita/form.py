@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any, NamedTuple
 
@@ -53,3 +54,37 @@ def to_request(choices: Choices) -> Request:
 
 def random_seed(rng: random.Random | None = None) -> int:
     return (rng or random).randint(0, SEED_MAX)
+
+
+# -- remembered choices: per document in the dialog, and the last ones for the quick action ---------------------
+SETTINGS_GROUP = "uprez"  # Krita's own settings file (kritarc), [uprez] last_choices=<json>
+LAST_CHOICES_KEY = "last_choices"
+
+
+def choices_to_text(choices: Choices) -> str:
+    return json.dumps(choices._asdict(), sort_keys=True)
+
+
+def choices_from_text(text: str | None) -> Choices:
+    """Choices saved by `choices_to_text`; anything unreadable, unknown or of the wrong type falls back to the
+    default (a settings file from another version must not stop the dialog from opening)."""
+    try:
+        saved = json.loads(text or "{}")
+    except ValueError:
+        return Choices()
+    if not isinstance(saved, dict):
+        return Choices()
+    defaults = Choices()
+    kept = {}
+    for field in Choices._fields:
+        value = saved.get(field, getattr(defaults, field))
+        wanted = type(getattr(defaults, field))
+        if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+            kept[field] = value
+    return defaults._replace(**kept)
+
+
+def quick_choices(last: Choices, has_selection: bool) -> Choices:
+    """What "Upscale selection with Uprez" runs: the last settings, on the selection where there is one (else the
+    whole layer), always as a new layer in the resized canvas or a new document as last chosen."""
+    return last._replace(selection_only=has_selection)

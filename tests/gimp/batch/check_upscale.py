@@ -398,14 +398,131 @@ def dialog_renders():
                 walk(child)
 
     walk(dialog)
-    wanted = ["Scale", "Preset", "Upscale model", "SR model, then refine with the model", "Seed", "Prompt", "Result",
-              "Selection only", "Cancel", "OK"]
-    check("G dialog: shows the eight settings in order, and nothing else of the procedure's",
-          [label for label in labels if label in wanted] == wanted and "Run mode" not in labels, labels)
+    wanted = ["Upscale model", "Scale", "Preset", "GPU memory", "Seed", "Prompt", "Result", "Selection only", "Cancel",
+              "OK"]
+    check("G dialog: shows the settings in order, the model as one list, nothing else of the procedure's",
+          [label for label in labels if label in wanted] == wanted and "Run mode" not in labels
+          and "SR model, then refine with the model" not in labels, labels)
+    # The model list is the engine's (GET /v1/models), its kinds told apart; choosing binds the arguments.
+    combo = dialog.uprez_model_combo
+    items, row = [], combo.get_model().get_iter_first()
+    while row is not None:
+        items.append((combo.get_model().get_value(row, 1), combo.get_model().get_value(row, 0)))
+        row = combo.get_model().iter_next(row)
+    listed = Client().models()["models"]
+    flow = [m for m in listed if m.get("kind") not in ("sr", "builtin")]
+    sr = [m for m in listed if m.get("kind") == "sr"]
+    check("G dialog: the model list holds the engine default, the built-in model, flow and SR models and the "
+          "SR-then-refine pairs, told apart", flow and sr and items[0][1] == "Engine default"
+          and any(label.startswith("Built-in flow model") for _, label in items)
+          and any(label.startswith("Flow model: ") for _, label in items)
+          and any(label.startswith("SR model: ") and "on its own" in label for _, label in items)
+          and any(", then refine with " in label for _, label in items)
+          and len(items) == 1 + 1 + len(flow) + len(sr) + len(sr) * (1 + len(flow)), items)
+    config = procedure.create_config()
+    bound = plugin.make_dialog(procedure, config, (plugin.model_field.fetch_choices()))
+    pair = next(key for key, label in items if ", then refine with " in label)
+    bound.uprez_model_combo.set_active_id(pair)
+    model, upsampler = config.get_property("model"), config.get_property("upsampler")
+    bound.uprez_model_combo.get_child().set_text("my/typed-model")
+    typed = config.get_property("model"), config.get_property("upsampler")
+    check("G dialog: choosing 'SR model, then refine' sets the model and upsampler arguments; typing sets the model",
+          "\t".join((upsampler, model)) == pair and typed == ("my/typed-model", ""), (pair, model, upsampler, typed))
+    bound.destroy()
+    combo.set_active_id(pair)
+    for _ in range(50):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
     window = dialog.get_window()
     shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
     shot.savev(os.path.join(TESTS, "dialog.png"), "png", [], [])
+    combo.popup()  # the list open, for docs/gimp-dialog-models.png
+    for _ in range(100):
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        time.sleep(0.01)
+    root = Gdk.get_default_root_window()
+    shot = Gdk.pixbuf_get_from_window(root, 0, 0, root.get_width(), root.get_height())
+    shot.savev(os.path.join(TESTS, "dialog-models.png"), "png", [], [])
+    combo.popdown()
     dialog.destroy()
+
+
+def preview_during_a_run():
+    """The engine's previews go to a temporary image of their own (the plug-in's preview window, here without a
+    display), never into the image being upscaled, and it is gone when the run ends."""
+    sys.path.insert(0, PLUGIN)
+    import uprez_gimp_ui as preview
+    from gi.repository import Gio
+    from uprez_gimp import formats, job
+
+    image, layer = new_image(192, 128)
+    before, images_before = snapshot(image), len(Gimp.get_images())
+    window = preview.PreviewWindow(show=False)
+    seen = []
+
+    def on_preview(png):
+        window.update(png)
+        shown = window.image
+        seen.append({"images": len(Gimp.get_images()), "layers": [item.get_name() for item in shown.get_layers()],
+                     "size": (shown.get_width(), shown.get_height()), "untouched": snapshot(image) == before,
+                     "undo_enabled": shown.undo_is_enabled()})
+        if len(seen) == 2:  # the preview image's content mid-run, for docs/gimp-preview.png
+            saved = Gio.File.new_for_path(os.path.join(TESTS, "preview.png"))
+            Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, shown, saved, None)
+
+    transfer = formats.transfer_for(image.get_precision().value_nick)
+    try:
+        _, width, height = job.run_job(Client(), pixels(layer, U8), 192, 128, transfer,
+                                       {"scale": 2.0, "preset": "creative", "seed": 1, "preview_every": 1},
+                                       on_preview=on_preview)
+    finally:
+        window.close()
+    check("I preview: the engine's previews arrived and were shown", len(seen) >= 2 and window.updates >= 2, seen)
+    own = [s["images"] == images_before + 1 and s["layers"] == ["Uprez preview"] and s["untouched"]
+           and not s["undo_enabled"] for s in seen]
+    check("I preview: in an image of their own (one more image, one 'Uprez preview' layer, undo off), the upscaled "
+          "image untouched meanwhile", own and all(own), seen)
+    check("I preview: gone when the run ends, the image as it was", len(Gimp.get_images()) == images_before
+          and snapshot(image) == before and (width, height) == (384, 256))
+    image.delete()
+
+
+def open_in_window():
+    """Filters > Enhance > Open in Uprez window: the layer goes, as a PNG, to the window command of bridge.json."""
+    config = os.environ["UPREZ_CONFIG_DIR"]
+    target = os.path.join(TESTS, "opened.png")
+    with open(os.path.join(config, "bridge.json"), "w", encoding="utf-8") as f:
+        json.dump({"gui_command": ["/bin/sh", "-c", 'cp "$1" "$0"', target]}, f)
+    image, layer = new_image(40, 30)
+    before = snapshot(image)
+    try:
+        procedure = Gimp.get_pdb().lookup_procedure("plug-in-uprez-open-in-window")
+        config_ = procedure.create_config()
+        config_.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        config_.set_property("image", image)
+        config_.set_core_object_array("drawables", [layer])
+        status = procedure.run(config_).index(0)
+        for _ in range(100):
+            if os.path.exists(target):
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        os.remove(os.path.join(config, "bridge.json"))
+    with open(target, "rb") as f:
+        png = f.read()
+    import struct
+    import zlib
+    width, height, depth = struct.unpack(">IIB", png[16:25])
+    idat = b"".join(png[i + 8:i + 8 + struct.unpack(">I", png[i:i + 4])[0]]
+                    for i in [j - 4 for j in range(len(png)) if png[j:j + 4] == b"IDAT"])
+    rows = zlib.decompress(idat)
+    body = b"".join(rows[y * (40 * 4 + 1) + 1:(y + 1) * (40 * 4 + 1)] for y in range(30))
+    check("J window: the layer went to the window as a 40x30 8-bit PNG with its exact pixels, the image unchanged",
+          status == Gimp.PDBStatusType.SUCCESS and (width, height, depth) == (40, 30, 8)
+          and body == pixels(layer, U8) and snapshot(image) == before, (status, width, height, depth))
+    image.delete()
 
 
 def refusals_with_no_engine():
@@ -441,8 +558,12 @@ def refusals_with_no_engine():
 
 
 TIMES = {}
+ONLY = [name for name in os.environ.get("UPREZ_GIMP_ONLY", "").split(",") if name]  # for working on one check
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
-                 non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders):
+                 non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders,
+                 preview_during_a_run, open_in_window):
+    if ONLY and scenario.__name__ not in ONLY:
+        continue
     started = time.monotonic()
     try:
         scenario()

@@ -22,6 +22,7 @@ from uprez_client.idle import idle_note
 from .formats import CHANNELS, Transfer
 from .plan import AGAIN
 
+PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
 Progress = Callable[[Optional[float], Optional[str]], None]  # (fraction or None, text or None)
 
 
@@ -44,7 +45,7 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
 def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Transfer, params: dict[str, Any],
             mask: bytes | None = None, on_progress: Progress | None = None,
             on_submitted: Callable[[str], None] | None = None, profile: bytes | None = None,
-            ) -> tuple[bytes, int, int]:
+            on_preview: Callable[[bytes], None] | None = None) -> tuple[bytes, int, int]:
     """Send RGBA pixels (and the selection mask), follow the job, return (pixels, width, height) in `transfer`.
 
     `profile`: the image's ICC profile, which the pixels are in; the result comes back in it.
@@ -53,12 +54,16 @@ def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Tr
     """
     job_params = dict(params)
     job_params.setdefault("client", "GIMP")  # names the job in other apps' queue views
+    if on_preview is not None:
+        job_params.setdefault("preview_every", PREVIEW_EVERY)
     if mask is not None:
         job_params["region_only"] = True
     remote = client.start(pixels, width, height, CHANNELS, transfer.depth, mask=mask, profile=profile,
                           **job_params)
 
     def follow(event: JobEvent) -> None:
+        if event.kind == "preview" and event.preview and on_preview is not None:
+            on_preview(event.preview)
         if event.kind == "submitted" and on_submitted is not None and event.job is not None:
             on_submitted(event.job)
         text = status_text(event)
