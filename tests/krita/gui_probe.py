@@ -105,7 +105,7 @@ def run():
         pump(0.5)
         out["quick_after"] = state(quick)
         out["quick_dialog_hidden"] = not extension._dialog.isVisible()
-        added = next(n for n in quick.rootNode().childNodes() if n.name().startswith("selection ×"))
+        added = next(n for n in quick.rootNode().childNodes() if "selection ×" in n.name())
         bounds = added.bounds()
         out["quick_layer_bounds"] = [bounds.x(), bounds.y(), bounds.width(), bounds.height()]
         # Undo, as the person would (Edit > Undo): how many steps does the result take?

@@ -42,7 +42,7 @@ def _finished(job: UpscaleJob) -> None:
     if job in _STARTED:
         _STARTED.remove(job)
     if job.state == "done":
-        _message("done: the result is in a new layer" if job.source.plan.target == "resize"
+        _message("done: the result is in a new layer" if job.source.plan.placement.target == "resize"
                  else "done: the result is in a new document")
     elif job.state == "cancelled":
         _message("cancelled; the document is as it was")
