@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
-from engine.tiling import Window, blend_weights, fuse_tiles, scaled, tile_windows
+from engine.tiling import Window, blend_weights, centre_windows, fuse_tiles, scaled, spread_windows
 from engine.work import Work, counted
 
 
@@ -29,6 +29,8 @@ class TileGrid:
     overlap: int
     multiple: int = 1
     batch: int = 1
+    # The VAE's GroupNorm statistics pass sees the middle of every tile, this share of its side (issue 21).
+    statistics_share: float = 1.0
 
     @classmethod
     def for_backend(cls, backend: FlowBackend, tile_px: int | None = None, overlap_px: int | None = None,
@@ -43,7 +45,7 @@ class TileGrid:
         return cls(tile, overlap, patch, batch)
 
     def windows(self, height: int, width: int) -> list[Window]:
-        return tile_windows(height, width, self.tile, self.overlap, self.multiple)
+        return spread_windows(height, width, self.tile, self.overlap, self.multiple)
 
     def fits(self, height: int, width: int) -> bool:
         """Whether a latent this size is one tile: then the model runs on it whole."""
@@ -179,10 +181,11 @@ def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid, wor
     windows = grid.windows(height, width)
     weights = blend_weights(height, width, windows, grid.overlap)
 
-    def encode_tiles() -> Iterator[torch.Tensor]:
-        return counted((backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in windows), work)
+    def encode_tiles(tiles: Sequence[Window] = windows) -> Iterator[torch.Tensor]:
+        return counted((backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in tiles), work)
 
-    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, encode_tiles, len(windows))):
+    sample = centre_windows(windows, grid.statistics_share, grid.multiple)
+    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, lambda: encode_tiles(sample), len(sample))):
         if work is not None:
             work.begin(key, len(windows))
         values = encode_tiles()
@@ -202,10 +205,11 @@ def tiled_decode(backend: FlowBackend, latent: torch.Tensor, grid: TileGrid, wor
     windows = grid.windows(height, width)
     pixel_windows = [scaled(w, f) for w in windows]
     weights = blend_weights(height * f, width * f, pixel_windows, grid.overlap * f)
-    def decode_tiles() -> Iterator[torch.Tensor]:
-        return counted((backend.decode(latent[(..., *w.slices)]) for w in windows), work)
+    def decode_tiles(tiles: Sequence[Window] = windows) -> Iterator[torch.Tensor]:
+        return counted((backend.decode(latent[(..., *w.slices)]) for w in tiles), work)
 
-    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, decode_tiles, len(windows))):
+    sample = centre_windows(windows, grid.statistics_share, grid.multiple)
+    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, lambda: decode_tiles(sample), len(sample))):
         if work is not None:
             work.begin(key, len(windows))
         values = decode_tiles()

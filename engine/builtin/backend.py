@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from engine.backends.base import Conditioning, FlowBackend
+from engine.builtin.cpu import on_cpu
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.errors import ModelNotFound
 from engine.schedule import ShiftRule
@@ -47,6 +48,7 @@ class BuiltinBackend(FlowBackend):
         super().__init__(source=source, device=device, dtype=dtype, vae_scale=1,
                          native_size=int(info.get("native_size", 512)), shift_rule=ShiftRule())
         self.net = net.to(device=device, dtype=dtype).eval()
+        self.run_net = on_cpu(self.net, self.device, dtype)  # channels-last, bf16 where fast (engine/builtin/cpu.py)
         self.info = info
 
     @property
@@ -86,7 +88,7 @@ class BuiltinBackend(FlowBackend):
     def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         up = cond.extra["image"].to(self.device, self.dtype)
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=self.dtype)
-        x0_hat = self.net(x.to(self.device, self.dtype), up, sigmas).float()
+        x0_hat = self.run_net(x.to(self.device, self.dtype), up, sigmas).float()
         return (x.to(x0_hat.device) - x0_hat) / max(sigma, MIN_SIGMA)
 
 
