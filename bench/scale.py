@@ -2,7 +2,8 @@
 
     python bench/scale.py [--megapixels 1,4,16] [--model FOLDER] [--timeout 900]
 
-Each run is its own process, so its peak RSS (ru_maxrss) is its own. The input is the bundled sample
+Each run is its own process, so its peak RSS (ru_maxrss) is its own; it sets up the allocator as the CLI does
+(engine/allocator.py). The input is the bundled sample
 photo resized to a quarter of the output side; Uprez upscales it 4x in two 2x stages with tiles of the
 model's native size; the one-shot run Lanczos-upscales it to the target, then re-noises, denoises and
 decodes that whole latent in one piece with the same model, strength and schedule. Without --model, a
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = args.model or tiny_flux()
     if args.one:
+        from engine.allocator import tune_allocator
+
+        tune_allocator()  # as the CLI and the server do at start (UPREZ_MALLOC=system: glibc's defaults)
         print(json.dumps(run_one(args.one[0], float(args.one[1]), model)))
         return
     rows = ["| output | mode | wall s | peak RSS MiB | RSS before job MiB | output buffer MiB | model calls | "

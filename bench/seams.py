@@ -7,15 +7,17 @@ The tiny random FLUX.1-dev (the test fixture) on the bundled photo at `--side` p
 one denoising velocity, each tiled result against the untiled one. `border` is the mean error within one
 latent cell (8 px) of an inner tile edge over the mean error elsewhere (engine.testing.seams: 1 = no seam);
 `error` the mean absolute error; `area` the area the tiles compute over the image's (overlaps twice).
-`today` is the placement before issue 21 (every tile full size, the last flush with the end) with a full
-statistics pass; `spread` is TileGrid's (tiles shrunk to the overlap they need, evenly spaced).
+`today` is the tiling before issue 21 (every tile full size, the last flush with the end, a quarter tile
+overlap, the statistics pass on every tile); `spread` is TileGrid's denoising tiles (shrunk to the overlap
+they need, evenly spaced) with the VAE's tiles as before, their statistics pass on all tiles or on the
+fewest that cover the image (engine.tiling.covering_windows). The tone step is also relative to the error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,9 @@ class TodayGrid(TileGrid):
     def windows(self, height: int, width: int):  # noqa: ANN201
         return tile_windows(height, width, self.tile, self.overlap, self.multiple)
 
+    def vae_windows(self, height: int, width: int):  # noqa: ANN201
+        return self.windows(height, width)
+
 
 def references(backend, pixels: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: ANN001
     """The untiled results every tiled one is compared with."""
@@ -49,7 +54,7 @@ def references(backend, pixels: torch.Tensor) -> dict[str, torch.Tensor]:  # noq
 
 def measure(backend, pixels: torch.Tensor, grid: TileGrid, ref: dict[str, torch.Tensor]) -> dict[str, float]:  # noqa: ANN001
     f, latent, x = backend.vae_scale, ref["latent"], ref["x"]
-    windows = grid.windows(*latent.shape[-2:])
+    windows, vae_windows = grid.windows(*latent.shape[-2:]), grid.vae_windows(*latent.shape[-2:])
     area = sum(w.height * w.width for w in windows) / (latent.shape[-2] * latent.shape[-1])
     cond = backend.condition_stage(backend.encode_prompt(""), latent)
     weights = blend_weights(*latent.shape[-2:], windows, grid.overlap)
@@ -60,8 +65,9 @@ def measure(backend, pixels: torch.Tensor, grid: TileGrid, ref: dict[str, torch.
     out = {"tiles": len(windows), "area": area}
     for name, error in errors.items():
         scale = f if name == "decode" else 1
-        out[f"{name}_border"] = border_ratio(error.abs().mean(0), windows, scale)
-        out[f"{name}_tone"] = tone_step(error, windows, scale)
+        tiles = windows if name == "velocity" else vae_windows
+        out[f"{name}_border"] = border_ratio(error.abs().mean(0), tiles, scale)
+        out[f"{name}_tone"] = tone_step(error, tiles, scale)
         out[f"{name}_error"] = float(error.abs().mean())
     return out
 
@@ -71,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--side", type=int, default=512)
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--model", help="a model folder (default: the tiny random FLUX fixture)")
-    parser.add_argument("--shares", type=lambda text: [float(v) for v in text.split(",")], default=[1.0, 0.5],
-                        help="statistics pass shares of the tile side to try, comma-separated")
+    parser.add_argument("--spread", type=int, default=3, help="how many of the overlaps 1/4, 1/8, 1/16 to try spread")
     args = parser.parse_args(argv)
     from bench.scale import tiny_flux
     from engine.backends.loader import load_backend
@@ -84,21 +89,25 @@ def main(argv: list[str] | None = None) -> None:
     pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
     ref = references(backend, pixels)
     base = TileGrid.for_backend(backend, args.tile, args.tile // 4)
-    configs = [("today", "1/4", TodayGrid(base.tile, base.overlap, base.multiple))]
-    for name, divisor in (("1/4", 4), ("1/8", 8), ("1/16", 16)):
-        grid = TileGrid.for_backend(backend, args.tile, args.tile // divisor)
-        configs += [("spread", name, replace(grid, statistics_share=share)) for share in args.shares]
+    tile, quarter, patch = base.tile, base.overlap, base.multiple
+    configs = [("today", "1/4", "1/4", TodayGrid(tile, quarter, patch))]
+    for name, divisor in (("1/4", 4), ("1/8", 8), ("1/16", 16))[:args.spread]:
+        overlap = TileGrid.for_backend(backend, args.tile, args.tile // divisor).overlap
+        configs += [("spread", name, "1/4", TileGrid(tile, overlap, patch, vae_overlap=quarter))]
+    eighth = TileGrid.for_backend(backend, args.tile, args.tile // 8).overlap
+    configs += [("spread", "1/8", "1/4", TileGrid(tile, eighth, patch, vae_overlap=quarter, statistics_cover=True))]
     print(f"Tiny random FLUX.1-dev, sample.jpg at {args.side}² px, tiles of {args.tile} px. Per part: border ratio "
           "(1 = no seam), tone step between neighbouring tiles over the mean error (0 = none), mean abs error.\n")
-    print("| placement | overlap | statistics pass (share of side) | tiles | area | encode border / tone / error | "
-          "decode border / tone / error | velocity border / tone / error |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for placement, overlap, grid in configs:
+    print("| model tiles | overlap | VAE overlap | statistics pass on | tiles | model area | "
+          "encode border / tone / error | decode border / tone / error | velocity border / tone / error |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for placement, overlap, vae_overlap, grid in configs:
         r = measure(backend, pixels, grid, ref)
         parts = " | ".join(f"{r[k + '_border']:.2f} / {r[k + '_tone']:.3f} / {r[k + '_error']:.4f}"
                            for k in ("encode", "decode", "velocity"))
-        print(f"| {placement} | {overlap} | {grid.statistics_share:g} | {r['tiles']} | {r['area']:.2f} | {parts} |",
-              flush=True)
+        statistics = "covering tiles" if grid.statistics_cover else "all tiles"
+        print(f"| {placement} | {overlap} | {vae_overlap} | {statistics} | {r['tiles']} | "
+              f"{r['area']:.2f} | {parts} |", flush=True)
 
 
 if __name__ == "__main__":

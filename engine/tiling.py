@@ -184,15 +184,24 @@ def _spread(length: int, tile: int, overlap: int, multiple: int) -> tuple[list[i
         size += multiple  # rounding the starts cost an overlap somewhere: one multiple more
 
 
-def centre_windows(windows: Sequence[Window], share: float, multiple: int = 1) -> list[Window]:
-    """The middle of every window, `share` of its side (at least one `multiple`, starts on the multiple):
-    an even sample of a tiled grid's area, about share² of it, cut where tiles do not meet."""
-    def middle(start: int, size: int) -> tuple[int, int]:
-        side = min(size, max(multiple, round(size * share / multiple) * multiple))
-        return start + (size - side) // 2 // multiple * multiple, side
 
-    out = []
-    for w in windows:
-        (top, height), (left, width) = middle(w.top, w.height), middle(w.left, w.width)
-        out.append(Window(top, left, height, width))
-    return out
+def covering_windows(windows: Sequence[Window]) -> list[Window]:
+    """The fewest of a full grid's windows that still cover all of it: per axis, from the first span on, the
+    one that reaches furthest among those starting inside what is covered. Where tiles overlap by more than
+    needed (`tile_windows`'s last tile, flush with the end), that drops whole rows and columns: a 2048-wide
+    grid of 1024-wide tiles at 0, 768 and 1024 is covered by the tiles at 0 and 1024 alone."""
+    def cover(spans: set[tuple[int, int]]) -> set[tuple[int, int]]:
+        ordered, chosen, end = sorted(spans), set(), 0
+        while True:
+            reachable = [span for span in ordered if span[0] <= end]
+            best = max(reachable, key=lambda span: span[0] + span[1])
+            chosen.add(best)
+            if best[0] + best[1] <= end or best[0] + best[1] >= max(a + b for a, b in ordered):
+                return chosen
+            end = best[0] + best[1]
+
+    if not windows:
+        return []
+    rows = cover({(w.top, w.height) for w in windows})
+    cols = cover({(w.left, w.width) for w in windows})
+    return [w for w in windows if (w.top, w.height) in rows and (w.left, w.width) in cols]
