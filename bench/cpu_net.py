@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=512)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (needs a C++ compiler)")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args(argv)
     from engine.backends.loader import load_backend
 
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, seconds in speed(net, args.compile):
             print(f"| {name} | {seconds:.3f} |", flush=True)
         print()
+    if args.skip_quality:
+        return
     rows = quality(args.limit, args.max_side, args.crop)
     print("| eval photo | PSNR float32 dB | PSNR channels-last + bf16 dB | difference dB |\n|---|---:|---:|---:|")
     for name, full, fast in rows:
