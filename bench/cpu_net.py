@@ -71,14 +71,14 @@ def quality(limit: int | None, max_side: int, crop: int) -> list[tuple[str, floa
     from engine.backends.loader import load_backend
 
     backend = load_backend("builtin", device="cpu")
-    plain, fast = backend.run_net, CpuRunner(copy.deepcopy(backend.net), bf16=True)
+    plain = backend.run_net
     rows = []
     for photo in data.eval_photos()[:limit]:
         hr = data.load(photo, max_side)
         top, left = max(0, (hr.shape[0] - crop) // 2), max(0, (hr.shape[1] - crop) // 2)
         hr, lr = data.eval_pair(np.ascontiguousarray(hr[top:top + crop, left:left + crop]), 2)
         scores = []
-        for run_net in (lambda *a: backend.net(*a), fast):
+        for run_net in (lambda net: net, lambda net: CpuRunner(copy.deepcopy(net), bf16=True)):
             backend.run_net = run_net
             out = upscale(lr, scale=2, backend=backend, seed=0)
             scores.append(data.psnr(out, hr))

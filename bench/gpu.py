@@ -3,7 +3,7 @@
     python bench/gpu.py [--budget 420] [--only FLUX.2-klein-4B]      # on a CUDA machine
     python bench/gpu.py --dry-run                                    # anywhere: tiny sizes on the CPU
 
-Each row builds the model's real architecture (engine.model_architectures) directly on the device with its
+Each row builds the model's real architecture (engine.models.architectures) directly on the device with its
 default random initialisation (no download: the weights' values do not change time or memory), stores the
 transformer as bf16, fp8 (diffusers' layerwise casting: fp8 in memory, computed in bf16) or GGUF Q8_0 / Q4_0
 (diffusers' GGUFLinear over random blocks in the real GGML layout, as a GGUF file would load; needs the `gguf`
@@ -72,7 +72,7 @@ def rows_in_priority() -> list[Row]:
 
 def _parts(model: str, dry_run: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(tiny pipeline: class, scheduler and extra config; transformer config; VAE config) for `model`."""
-    from engine.model_architectures import ARCHITECTURES
+    from engine.models.architectures import ARCHITECTURES
     from engine.testing.tiny_models import build_tiny_pipeline
 
     family, repo_id = MODELS[model]
@@ -180,7 +180,7 @@ def random_conditioning(backend: Any) -> Any:
         text = {"cap_feats": torch.randn(64, config.cap_feat_dim, device=device, dtype=dtype)}
     else:
         raise ValueError(f"no random conditioning for {family}")
-    return Conditioning(positive=text, guidance=backend._guidance_value(None))
+    return Conditioning(positive=text, distilled_guidance=backend._guidance_value(None))
 
 
 # ---- running ----------------------------------------------------------------------------------------------

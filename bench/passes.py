@@ -43,10 +43,10 @@ def tokens(side_px: int) -> int:
 
 def uprez(input_px: int, output_px: int) -> Count:
     """Our plan: the schedule's tail below strength per <=2x stage, native tiles at the default eighth overlap,
-    spread evenly (engine.tiled.TileGrid, as the pipeline places them)."""
+    spread evenly (engine.tile_grid.TileGrid, as the pipeline places them)."""
     from engine.schedule import ShiftRule, remaining_sigmas
     from engine.stages import stage_sizes
-    from engine.tiled import TileGrid
+    from engine.tile_grid import TileGrid
 
     rule = ShiftRule(shift=3.0, dynamic=True)  # FLUX.1-dev's scheduler config
     steps = len(remaining_sigmas(28, 0.35, rule, tokens(NATIVE))) - 1

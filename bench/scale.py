@@ -32,16 +32,19 @@ def _peak_rss_mib() -> float:
 
 def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str, float]:
     """One upscale in this process; returns wall seconds, RSS before and at peak, model calls and tokens."""
+    from dataclasses import replace
+
     import numpy as np
     import torch
     from PIL import Image
 
-    from engine.api import tile_grid
     from engine.backends.loader import load_backend
-    from engine.pipeline import Stage, plan, run_stages
+    from engine.pipeline import run_stages
+    from engine.recipe import resolve
     from engine.schedule import remaining_sigmas
-    from engine.settings import UpscaleSettings
-    from engine.tiled import TileGrid
+    from engine.settings import StructureGuidance, UpscaleSettings
+    from engine.stages import Stage
+    from engine.tile_grid import TileGrid
 
     torch.set_num_threads(2)
     side = int(round((megapixels * 2**20) ** 0.5))
@@ -67,23 +70,19 @@ def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str
         return velocity(x, sigma, cond)
 
     backend.velocity, backend.encode, backend.decode = timed(counted), timed(encode), timed(decode)
-    settings = UpscaleSettings(scale=4, seed=seed)
-    strength = backend.default_strength
-    steps = backend.default_steps
+    recipe = resolve(UpscaleSettings(scale=4, seed=seed), backend, size=(rgb.shape[1], rgb.shape[0]))
+    recipe = replace(recipe, guidance=StructureGuidance())  # the plain loop, as this benchmark has always run
     cond = backend.encode_prompt("")
     before = _peak_rss_mib()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    if mode == "uprez":
-        stages = plan(rgb.shape[1], rgb.shape[0], 4, strength, steps, backend)
-        grid = tile_grid(backend, settings)
-    else:
+    if mode != "uprez":
         m = backend.latent_multiple
         latent_hw = (-(-side // m) * m // backend.vae_scale,) * 2
-        sigmas = remaining_sigmas(steps, strength, backend.shift_rule, backend.native_tokens)
-        stages = [Stage((side, side), latent_hw, tuple(sigmas))]
-        grid = TileGrid(tile=10**6, overlap=0, multiple=backend.patch_size)  # never tiles
-    out = run_stages(rgb, stages, strength=strength, seed=seed, backend=backend, cond=cond, grid=grid)
+        sigmas = remaining_sigmas(recipe.steps, recipe.strength, backend.shift_rule, backend.native_tokens)
+        recipe = replace(recipe, stages=(Stage((side, side), latent_hw, tuple(sigmas)),),
+                         grid=TileGrid(tile=10**6, overlap=0, multiple=backend.patch_size))  # never tiles
+    out = run_stages(rgb, recipe, backend=backend, cond=cond)
     wall = time.perf_counter() - start
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     assert out.shape[:2] == (side, side)

@@ -10,7 +10,7 @@ latent cell (8 px) of an inner tile edge over the mean error elsewhere (engine.t
 `today` is the tiling before issue 21 (every tile full size, the last flush with the end, a quarter tile
 overlap, the statistics pass on every tile); `spread` is TileGrid's denoising tiles (shrunk to the overlap
 they need, evenly spaced) with the VAE's tiles as before, their statistics pass on all tiles or on the
-fewest that cover the image (engine.tiling.covering_windows). The tone step is also relative to the error.
+fewest that cover the image (engine.tile_grid.covering_windows). The tone step is also relative to the error.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from engine.testing.seams import border_ratio, tone_step  # noqa: E402
-from engine.tiled import TileGrid, tiled_decode, tiled_encode, tiled_velocity  # noqa: E402
-from engine.tiling import blend_weights, tile_windows  # noqa: E402
+from engine.tile_grid import TileGrid, blend_weights, tile_windows  # noqa: E402
+from engine.tiled_model import tiled_decode, tiled_encode, tiled_velocity  # noqa: E402
 
 
 @dataclass(frozen=True)

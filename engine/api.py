@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,10 +12,10 @@ from PIL import Image
 
 from engine import colour
 from engine.backends.base import FlowBackend
-from engine.backends.loader import load_backend
+from engine.backends.cache import ModelCache
 from engine.errors import DeviceError, InvalidInput
 from engine.memory import available_bytes, estimate_peak_bytes, format_bytes
-from engine.pipeline import plan, plan_work, run_stages
+from engine.pipeline import plan_work, run_stages
 from engine.pixels import (
     Pixels,
     conventional_resize,
@@ -28,53 +27,34 @@ from engine.pixels import (
     to_image,
 )
 from engine.progress import CancelToken, ProgressCallback
-from engine.settings import MIN_TILE_SIZE, ModelSpec, UpscaleSettings
+from engine.recipe import halved, resolve, tiles_for
+from engine.settings import ModelSpec, UpscaleSettings
 from engine.stages import output_size, round_half_up
-from engine.tiled import TileGrid
 from engine.work import Work, cancel_between_layers
+from plugin.uprez_client.protocol import MASK_CONTEXT
 
-_cache_lock = threading.Lock()
-_cached: tuple[ModelSpec, FlowBackend] | None = None
+# Scripts' loaded model (`upscale(img, model=...)`, `get_backend`); the server's runner keeps its own
+# (engine.server.runner) and the command line loads once per run.
+_scripts_models = ModelCache()
 
 
 def get_backend(spec: ModelSpec) -> FlowBackend:
-    """Load a model, keeping the last one loaded: switching models frees the previous one first."""
-    global _cached
-    with _cache_lock:
-        if _cached is not None and _cached[0] == spec:
-            return _cached[1]
-        _cached = None  # drop the old model before loading the next, or both would sit in memory
-        backend = load_backend(spec.source, device=spec.device, dtype=spec.dtype, offload=spec.offload,
-                               base=spec.base, memory=spec.memory, quantize=spec.quantize)
-        _cached = (spec, backend)
-        return backend
+    """Load a model for a script, keeping the last one loaded: switching models frees the previous one first."""
+    return _scripts_models.get(spec)
 
 
 def release_backend() -> bool:
-    """Forget the loaded model (the idle engine's unload); True if one was loaded. The next get_backend loads
-    it again. Memory goes back only once nothing else holds the backend: callers drop theirs first."""
-    global _cached
-    with _cache_lock:
-        released, _cached = _cached is not None, None
-    return released
+    """Forget the script's loaded model; True if one was loaded (the next get_backend loads it again)."""
+    return _scripts_models.release()
 
 
-# Input pixels around a mask's bounding box that go to the model with it: the context it composes from.
-MASK_CONTEXT = 64
 MAX_FEATHER = 256.0
 
 
-def tile_grid(backend: FlowBackend, settings: UpscaleSettings) -> TileGrid:
-    """The job's tiles: the settings' sizes where given, else the model's."""
-    return TileGrid.for_backend(backend, settings.tile_size, settings.tile_overlap, settings.tile_batch)
-
-
 def smaller_tiles(backend: FlowBackend, settings: UpscaleSettings) -> UpscaleSettings:
-    """The same job with tiles of half the side, one per call (a quarter of the memory or less), for a retry
-    after running out."""
-    tile = max(MIN_TILE_SIZE, (settings.tile_size or backend.default_tile_size) // 2)
-    overlap = backend.default_tile_overlap if settings.tile_overlap is None else settings.tile_overlap
-    return replace(settings, tile_size=tile, tile_overlap=min(overlap, tile // 4), tile_batch=1)
+    """The same job with `engine.recipe.halved` tiles, as settings: what the server's out-of-memory retry runs."""
+    tiles = halved(tiles_for(settings, backend))
+    return replace(settings, tile_size=tiles.size, tile_overlap=tiles.overlap, tile_batch=tiles.batch)
 
 
 def _check_fits(backend: FlowBackend, size: tuple[int, int], max_memory: int | None, tile: int) -> None:
@@ -150,27 +130,21 @@ def upscale(
         from engine.sr import first_stage
 
         upsample, settings = first_stage(settings, backend, cancel)
-    settings = settings.with_preset(backend.presets)
-    grid = tile_grid(backend, settings)
-    _check_fits(backend, out_size, max_memory, grid.tile * backend.vae_scale)
-    steps = settings.steps or backend.default_steps
-    strength = backend.default_strength if settings.strength is None else settings.strength
     top, left, bottom, right = box or (0, 0, height, width)
     out_box = [round_half_up(side * settings.scale) for side in (top, left, bottom, right)]
-    guidance = settings.guidance_over(backend.default_structure)
-    stages = plan(right - left, bottom - top, settings.scale, strength, steps, backend,
-                  final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]), scale_aware=guidance.scale_aware)
-    work = Work(plan_work(stages, backend=backend, grid=grid, guidance=guidance, input_hw=(bottom - top, right - left)),
-                len(stages), on_progress, cancel)
-    cond = backend.encode_prompt(
-        settings.prompt, settings.negative_prompt, cfg_scale=settings.cfg_scale, guidance=settings.guidance
-    )
+    recipe = resolve(settings, backend, size=(right - left, bottom - top),
+                     final_size=(out_box[3] - out_box[1], out_box[2] - out_box[0]), region_only=region_only,
+                     feather=feather, preview_every=preview_every)
+    _check_fits(backend, out_size, max_memory, recipe.grid.tile * backend.vae_scale)
+    work = Work(plan_work(recipe, backend=backend, input_hw=(bottom - top, right - left)), len(recipe.stages),
+                on_progress, cancel)
+    cond = backend.encode_prompt(recipe.prompt, recipe.negative_prompt, cfg_scale=recipe.cfg_scale,
+                                 guidance=recipe.distilled_guidance)
     try:
         with cancel_between_layers(cancel):  # a cancel stops even a long tile's model call (engine.work)
-            rgb = run_stages(pixels.rgb[top:bottom, left:right], stages, strength=strength, seed=settings.seed,
-                             backend=backend, cond=cond, grid=grid, guidance=guidance,
+            rgb = run_stages(pixels.rgb[top:bottom, left:right], recipe, backend=backend, cond=cond,
                              mask=None if mask_in is None else mask_in[top:bottom, left:right],
-                             cancel=cancel, preview_every=preview_every, work=work, upsample=upsample)
+                             cancel=cancel, work=work, upsample=upsample)
     except torch.OutOfMemoryError as exc:
         raise DeviceError(
             f"{backend.device} ran out of memory at {out_size[0]}x{out_size[1]}; use a smaller scale, region "

@@ -5,20 +5,57 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from engine import __version__
-from engine.settings import BUILTIN_MODEL, MEMORY_CHOICES, MEMORY_HELP, PRESETS
+from engine.params import Param
+from engine.settings import BUILTIN_MODEL, HIGH_DETAIL_PROMPT, MEMORY_CHOICES, MEMORY_HELP, UpscaleSettings
 
 EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
 
-def _positive_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def _flag_type(name: str, param: Param) -> Callable[[str], Any]:
+    """argparse's `type` for a number field: the word as a number, or the field's own message."""
+
+    def parse(text: str) -> Any:
+        try:
+            return param.parse_text(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per UpscaleSettings field, made from its row of the field table (engine.params): --tile-size
+    for tile_size, its help, metavar, choices and default; the values reach `settings_from_args`."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for item in fields(UpscaleSettings):
+        param: Param = item.metadata["param"]
+        if not param.cli:
+            continue
+        target = parser if param.group is None else groups.setdefault(param.group,
+                                                                       parser.add_argument_group(param.group))
+        options: dict[str, Any] = {"dest": item.name, "default": item.default, "help": param.help}
+        if param.metavar:
+            options["metavar"] = param.metavar
+        if param.kind == "flag":
+            options["action"] = argparse.BooleanOptionalAction
+        elif param.kind == "choice":
+            options["choices"] = param.choices
+        elif param.kind in ("number", "whole"):
+            options["type"] = _flag_type(item.name, param)
+        target.add_argument(*param.aliases, "--" + item.name.replace("_", "-"), **options)
+
+
+def settings_from_args(args: argparse.Namespace) -> UpscaleSettings:
+    """The job's settings from the flags `add_setting_flags` made (--high-detail adds to the prompt)."""
+    values = {item.name: getattr(args, item.name) for item in fields(UpscaleSettings)}
+    values["prompt"] = ", ".join(p for p in (args.prompt, HIGH_DETAIL_PROMPT if args.high_detail else "") if p)
+    return UpscaleSettings(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,31 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("upscale", help="upscale an image file, or every image in a folder")
     up.add_argument("input", type=Path, help="an image (PNG, JPEG, WebP, TIFF) or a folder of images")
     up.add_argument("-o", "--output", type=Path, required=True, help="output file (or folder for a folder)")
-    up.add_argument("-s", "--scale", type=_positive_float, default=2.0, help="size factor, > 1 (default 2)")
     up.add_argument("-m", "--model", default=BUILTIN_MODEL,
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
                          "repo id, a transformer .safetensors (full precision or fp8) or .gguf file, or an upscale "
                          "model (.pth/.safetensors: ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
-    up.add_argument("--upsampler", metavar="lanczos|PATH|NAME",
-                    help="the flow upscale's first upsample: lanczos (default) or an upscale model's path or name "
-                         "(`uprez models list`); presets then refine with less strength")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id, on this machine) for a .safetensors "
                     "or .gguf transformer; default: a model of its family found on disk")
     up.add_argument("--quantize", choices=("nf4", "int8"),
                     help="quantize the transformer with bitsandbytes on loading (needs a CUDA GPU)")
-    up.add_argument("--preset", choices=PRESETS,
-                    help="faithful / balanced / creative: the model's settings for that trade-off (default balanced); "
-                         "explicit --strength, --steps and guidance flags win")
-    up.add_argument("--strength", type=float,
-                    help="noise level each stage starts from: 0 = plain Lanczos, higher = more invented "
-                         "detail (default: the model's; 0.35 for FLUX, SD3, Qwen-Image, Z-Image)")
-    up.add_argument("--steps", type=int, help="length of the model's full schedule (default: the model's)")
-    up.add_argument("--seed", type=int, default=0)
-    up.add_argument("--prompt", default="", help="optional description of the image")
     up.add_argument("--high-detail", action="store_true", help="add a short 'high detail' prompt")
-    up.add_argument("--negative-prompt", default="")
-    up.add_argument("--cfg-scale", type=float, help="classifier-free guidance (SD3, Qwen-Image, Z-Image)")
-    up.add_argument("--guidance", type=float, help="FLUX-dev distilled guidance (default 3.5)")
+    add_setting_flags(up)
     up.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     up.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     up.add_argument("--offload", action="store_true", help="keep model parts in RAM until used (less VRAM)")
@@ -65,22 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--feather", type=float, default=0.0, metavar="PX",
                     help="with --mask: soften the mask's edge by a Gaussian of this many input pixels")
     up.add_argument("--region-only", action="store_true", help="with --mask: output RGBA with the mask as alpha")
-    up.add_argument("--tile-size", type=int, metavar="PX",
-                    help="side of denoising and VAE tiles (default: the model's native size; built-in 1088)")
-    up.add_argument("--tile-overlap", type=int, metavar="PX",
-                    help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)")
-    up.add_argument("--tile-batch", type=int, default=1, metavar="N",
-                    help="same-sized tiles per model call (default 1): faster on a GPU, N times the memory")
-    guide = up.add_argument_group("structure guidance (default: the model's; README explains each)")
-    guide.add_argument("--direction-alignment", type=float, metavar="A", help="HiFlow low-band alignment, 0-1")
-    guide.add_argument("--acceleration-alignment", type=float, metavar="B", help="HiFlow acceleration alignment, 0-1")
-    guide.add_argument("--skip-residual", type=float, metavar="W", help="DemoFusion skip residual, 0-1")
-    guide.add_argument("--match-statistics", action=argparse.BooleanOptionalAction,
-                       help="APT statistical matching of each stage's upsampled latent")
-    guide.add_argument("--scale-aware", action=argparse.BooleanOptionalAction, help="APT scale-aware start sigma")
-    guide.add_argument("--stochastic", type=float, metavar="ETA", help="fresh noise per step, 0-1 (0 = ODE)")
-    guide.add_argument("--dilated-views", type=float, metavar="W",
-                       help="DemoFusion dilated whole-image views in tiled stages, 0-1")
     up.add_argument("--frame", type=int, metavar="N",
                     help="for an animated GIF/WebP/PNG or a multi-page TIFF: upscale frame (page) N, 1 = the first")
     up.add_argument("--strip-metadata", action="store_true",
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_serve(commands)
-    from engine.model_cli import add_models_parser
+    from engine.models.cli import add_models_parser
 
     add_models_parser(commands)
     gui = commands.add_parser("gui", help="open the desktop window (needs PyQt6: pip install 'uprez[gui]')")
@@ -231,23 +237,14 @@ def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel,
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.api import get_backend
     from engine.api import upscale as flow_upscale
+    from engine.backends.cache import load_spec
     from engine.errors import InvalidInput, UprezError
     from engine.imagefile import read_image, read_photo, write_image
     from engine.progress import Cancelled, CancelToken, ProgressEvent
-    from engine.settings import HIGH_DETAIL_PROMPT, ModelSpec, UpscaleSettings
+    from engine.settings import ModelSpec
 
-    prompt = ", ".join(p for p in (args.prompt, HIGH_DETAIL_PROMPT if args.high_detail else "") if p)
-    settings = UpscaleSettings(
-        scale=args.scale, preset=args.preset, strength=args.strength, steps=args.steps, seed=args.seed, prompt=prompt,
-        negative_prompt=args.negative_prompt, cfg_scale=args.cfg_scale, guidance=args.guidance,
-        tile_size=args.tile_size, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
-        skip_residual=args.skip_residual,
-        direction_alignment=args.direction_alignment, acceleration_alignment=args.acceleration_alignment,
-        match_statistics=args.match_statistics, scale_aware=args.scale_aware, stochastic=args.stochastic,
-        dilated_views=args.dilated_views, upsampler=args.upsampler,
-    )
+    settings = settings_from_args(args)
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
         raise InvalidInput("--region-only needs --mask")
@@ -270,7 +267,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:
-        backend = get_backend(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+        backend = load_spec(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                         base=args.base, memory=args.memory, quantize=args.quantize))
         if not args.quiet and backend.device.type != "cpu" and hasattr(backend, "memory_mode"):
             from engine.memory_modes import describe
@@ -361,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gui":
             return _run_gui(args)
         if args.command == "models":
-            from engine.model_cli import run_models
+            from engine.models.cli import run_models
 
             return run_models(args)
     except Cancelled:

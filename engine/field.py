@@ -1,8 +1,8 @@
-"""The velocity field one stage integrates: the model (whole or in tiles), structure guidance, mask hold.
+"""The velocity one stage integrates: the model's (whole, in tiles, with dilated views) and the wrappers
+that steer it (HiFlow alignment, the mask hold) or move the state (DemoFusion's skip residual).
 
-`engine.guidance` has the maths; this module decides when each piece applies and keeps the state a
-stage needs: the re-noised reference, the previous step's x0_hat, and the reference trajectory (the
-x0_hat of every step of the stage before, upsampled), which the next stage reads.
+Every piece is a `VelocityFn` (or a `Prepare`) made from the one below it, as ComfyUI's KSamplerX0Inpaint
+wraps a denoiser: any sampler in `engine.sampler` runs any composition. `engine.guidance` has the maths.
 """
 
 from __future__ import annotations
@@ -23,22 +23,17 @@ from engine.guidance import (
     dilated_views,
     merge_dilated_views,
     skip_residual,
-    stochastic_step,
     velocity_from_x0,
 )
 from engine.pixels import gaussian_blur
-from engine.sampler import predicted_x0, renoise
-from engine.settings import StructureGuidance
-from engine.tiled import TileGrid, tile_batches, tiled_velocity
-from engine.tiling import Window, blend_weights, covered, dilate, windows_touching
+from engine.sampler import Prepare, Step, VelocityFn, predicted_x0, renoise
+from engine.tile_grid import TileGrid, Window, blend_weights, covered, dilate, windows_touching
+from engine.tiled_model import tile_batches, tiled_velocity
 from engine.work import Work
 
 # Latent positions around the mask that the model still writes, so the pixel blend's soft edge falls on
 # model output rather than on the reference's VAE round trip.
 HOLD_MARGIN = 1
-
-
-OFF = StructureGuidance()  # the plain loop
 
 
 class Trajectory:
@@ -62,62 +57,45 @@ class Trajectory:
         return x0 if x0.shape[-2:] == size else F.interpolate(x0, size=size, mode="bicubic", align_corners=False)
 
 
-class StageField:
-    """v(x, sigma) for one stage: the model's velocity (in tiles where the latent is large), steered by
-    `guidance` toward `reference`, and held to the re-noised reference outside a mask's region."""
+class ModelVelocity:
+    """The model's v(x, sigma) over a stage's latent: one call where it fits a tile, else fused from tiles
+    (only those near `region` when there is one) with DemoFusion's dilated views blended in."""
 
-    def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor,
-                 noise: torch.Tensor, sigmas: tuple[float, ...], *, region: torch.Tensor | None = None,
-                 guidance: StructureGuidance = OFF, reference: Trajectory | None = None, keep_trajectory: bool = False,
-                 generator: torch.Generator | None = None, work: Work | None = None, work_key: str = "") -> None:
-        self.backend, self.cond, self.guidance = backend, cond, guidance
-        # Step n is `work`'s phase "<work_key>:step<n>"; each model call (a tile, or the whole) one of its units.
-        self.work, self.work_key = work, work_key
+    def __init__(self, backend: FlowBackend, cond: Conditioning, grid: TileGrid, latent: torch.Tensor, *,
+                 sigma_start: float, region: torch.Tensor | None = None, outside: torch.Tensor | None = None,
+                 dilated_views: float = 0.0, work: Work | None = None) -> None:
+        self.backend, self.cond, self.work = backend, cond, work
+        self.latent, self.sigma_start = latent, sigma_start  # the latent fills a tile preview's missing tiles
+        self.outside = outside  # the velocity where no tile is computed (a mask dropped it); zeros if None
         # Called between tiles with a maker of x0_hat from the tiles done so far (elsewhere, the stage's clean
         # latent): a long tiled step can show a preview before it ends. The callee decides whether to make it.
         self.tile_preview: Callable[[Callable[[], torch.Tensor]], None] | None = None
-        self.step_of = {sigma: index + 1 for index, sigma in enumerate(sigmas[:-1])}
-        self.latent, self.noise = latent, noise
-        self.sigma_start, self.next_sigma = sigmas[0], dict(zip(sigmas[:-1], sigmas[1:], strict=True))
-        self.reference = reference if guidance.uses_reference and reference is not None and len(reference) else None
-        self.generator = generator
-        self.trajectory = Trajectory() if keep_trajectory else None  # for the next stage's reference
-        # (guided x0_hat, reference x0_hat) of the step before, for acceleration alignment
-        self.previous: tuple[torch.Tensor, torch.Tensor | None] | None = None
         height, width = latent.shape[-2:]
         windows = grid.windows(height, width)
-        self.hold = self.reference_velocity = None
-        if region is not None:
-            self.hold = dilate(region, HOLD_MARGIN).to(latent.device)
-            self.reference_velocity = noise - latent  # eps - latent: what keeps x on the reference's path
-            # Tiles touching the region plus the tile overlap of context: the rest is never computed.
+        if region is not None:  # tiles touching the region plus the tile overlap of context: the rest never runs
             windows = windows_touching(windows, dilate(region, HOLD_MARGIN + grid.overlap))
-        self.whole = self.hold is None and grid.fits(height, width)
+        self.whole = region is None and grid.fits(height, width)
         self.windows, self.batch = windows, grid.batch
+        self.dilated_views = dilated_views
         # Dilated views of about a tile each (DemoFusion): only where the latent is more than a tile.
-        self.stride = max(1, -(-max(height, width) // grid.tile)) if guidance.dilated_views > 0.0 else 1
+        self.stride = max(1, -(-max(height, width) // grid.tile)) if dilated_views > 0.0 else 1
         self.weights = [] if self.whole else blend_weights(height, width, windows, grid.overlap)
 
     @property
-    def calls_per_step(self) -> int:
-        """The tiles' model calls one step makes (dilated views aside): its units of work."""
+    def calls(self) -> int:
+        """The model calls (tiles) one evaluation makes, dilated views aside: its units of work."""
         return 1 if self.whole else max(1, sum(1 for _ in tile_batches(self.windows, self.batch)))
 
-    def reference_x(self, sigma: float) -> torch.Tensor:
-        """The re-noised reference on its straight path: (1 - sigma) latent + sigma eps."""
-        return renoise(self.latent, self.noise, sigma)
-
-    def model(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if self.whole:
             v = self.backend.velocity(x, sigma, self.cond)
             if self.work is not None:
                 self.work.unit()
             return v
-        # Tiles cover everything unless a mask dropped some; there the reference's own velocity holds x.
-        outside = torch.zeros_like(x) if self.reference_velocity is None else self.reference_velocity.clone()
+        outside = torch.zeros_like(x) if self.outside is None else self.outside.clone()
         local = tiled_velocity(self.backend, x, sigma, self.cond, self.windows, self.weights, outside,
                                batch=self.batch, work=self.work, between=self._between(x, sigma))
-        weight = self.guidance.dilated_views * cosine_decay(sigma, self.sigma_start, DILATED_VIEW_POWER)
+        weight = self.dilated_views * cosine_decay(sigma, self.sigma_start, DILATED_VIEW_POWER)
         if weight <= 0.0 or self.stride < 2:
             return local
         return torch.lerp(local, self.global_velocity(x, sigma), weight)
@@ -153,42 +131,79 @@ class StageField:
             outputs.extend(self.backend.velocity(batch, sigma, view_cond).split(x.shape[0]))
         return merge_dilated_views(outputs, s)[..., :h, :w]
 
+
+class Aligned:
+    """HiFlow's alignment around a velocity: x0_hat's low band pulled onto the reference trajectory's
+    (direction, weight alpha(sigma)) and its change since the last higher sigma toward the reference's
+    (acceleration, weight beta(sigma)); returns the velocity of the aligned x0_hat."""
+
+    def __init__(self, velocity: VelocityFn, reference: Trajectory, *, sigma_start: float, direction: float,
+                 acceleration: float) -> None:
+        self.velocity, self.reference, self.sigma_start = velocity, reference, sigma_start
+        self.direction, self.acceleration = direction, acceleration
+        # (sigma, aligned x0_hat, reference x0_hat) of the last call, and of the last call at a higher sigma:
+        # a second-order sampler evaluates twice at a sigma, and the change is taken across sigmas.
+        self.last: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        self.previous: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        self.made: tuple[float, torch.Tensor] | None = None  # the last call's sigma and aligned x0_hat
+
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        g, sigma_next = self.guidance, self.next_sigma[sigma]
-        if self.work is not None:
-            self.work.begin(f"{self.work_key}:step{self.step_of[sigma]}", self.calls_per_step)
-        x_in = x
-        if g.skip_residual > 0.0:
-            x_in = skip_residual(x, self.reference_x(sigma), g.skip_residual * cosine_decay(sigma, self.sigma_start))
-        v = self.model(x_in, sigma)
-        x0_hat = predicted_x0(x_in, v, sigma)
-        reference_x0 = None
-        if self.reference is not None:
-            size, device = x.shape[-2:], x.device
-            reference_x0 = self.reference.at(sigma, size, device)
-            if g.direction_alignment > 0.0:
-                alpha = alpha_schedule(sigma, self.sigma_start, g.direction_alignment)
-                x0_hat = align_direction(x0_hat, reference_x0, alpha=alpha)
-            if g.acceleration_alignment > 0.0 and self.previous is not None:
-                previous_x0, previous_reference_x0 = self.previous
-                beta = beta_schedule(sigma, self.sigma_start, g.acceleration_alignment)
+        x0_hat = predicted_x0(x, self.velocity(x, sigma), sigma)
+        reference_x0 = self.reference.at(sigma, x.shape[-2:], x.device)
+        if self.direction > 0.0:
+            alpha = alpha_schedule(sigma, self.sigma_start, self.direction)
+            x0_hat = align_direction(x0_hat, reference_x0, alpha=alpha)
+        if self.acceleration > 0.0:
+            if self.last is not None and self.last[0] > sigma:
+                self.previous = self.last
+            if self.previous is not None:
+                _, previous_x0, previous_reference_x0 = self.previous
+                beta = beta_schedule(sigma, self.sigma_start, self.acceleration)
                 x0_hat = align_acceleration(x0_hat, previous_x0, reference_x0, previous_reference_x0, beta=beta)
-            v = velocity_from_x0(x_in, x0_hat, sigma)
-        if g.acceleration_alignment > 0.0:
-            self.previous = (x0_hat, reference_x0)
-        if self.trajectory is not None:
-            self.trajectory.record(sigma, x0_hat)
-        stochastic = g.stochastic > 0.0 and sigma_next > 0.0
-        if x_in is x and not stochastic:
-            v_step = v  # nothing moved x: exactly the plain loop's step
-        else:
-            if stochastic:
-                fresh = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device)
-                x_next = stochastic_step(x_in, v, sigma, sigma_next, g.stochastic, fresh)
-            else:
-                x_next = x_in + (sigma_next - sigma) * v
-            # The sampler steps from x, not x_in: this velocity lands where the guided step lands.
-            v_step = (x_next - x) / (sigma_next - sigma)
-        if self.hold is not None:
-            v_step = torch.where(self.hold, v_step, self.reference_velocity)
-        return v_step
+            self.last = (sigma, x0_hat, reference_x0)
+        self.made = (sigma, x0_hat)
+        return velocity_from_x0(x, x0_hat, sigma)
+
+    def denoised(self, step: Step) -> torch.Tensor:
+        """x0_hat of `step` as this wrapper made it, where its last call was at the step's sigma (the sampler's
+        x - sigma v from the returned velocity rounds differently); else the step's own."""
+        if self.made is not None and self.made[0] == step.sigma:
+            return self.made[1]
+        return step.denoised
+
+
+def held(velocity: VelocityFn, hold: torch.Tensor, reference_velocity: torch.Tensor) -> VelocityFn:
+    """The mask hold (KSamplerX0Inpaint's idea): outside `hold` the velocity is the re-noised reference's own,
+    eps - latent, so x stays on the reference's straight path there and the model's velocity counts inside only."""
+    def velocity_held(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return torch.where(hold, velocity(x, sigma), reference_velocity)
+    return velocity_held
+
+
+def on_reference_path(hold: torch.Tensor, latent: torch.Tensor, noise: torch.Tensor) -> Prepare:
+    """For a stochastic sampler with a mask: outside `hold`, x is put back on the reference's path before each
+    step (the fresh noise a step mixes in would otherwise leave it there)."""
+    def prepare(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return torch.where(hold, x, renoise(latent, noise, sigma))
+    return prepare
+
+
+def skip_residual_move(latent: torch.Tensor, noise: torch.Tensor, *, sigma_start: float, weight: float) -> Prepare:
+    """DemoFusion's skip residual: before each step x is mixed with the re-noised reference, weight
+    `weight`·((1 + cos πt)/2)³ over the stage. It moves the state, not its velocity, so it is a `Prepare`."""
+    def prepare(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return skip_residual(x, renoise(latent, noise, sigma), weight * cosine_decay(sigma, sigma_start))
+    return prepare
+
+
+def chain(*prepares: Prepare | None) -> Prepare | None:
+    """The prepares that are given, applied in order; None when there are none."""
+    present = [p for p in prepares if p is not None]
+    if not present:
+        return None
+
+    def prepare(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        for p in present:
+            x = p(x, sigma)
+        return x
+    return prepare

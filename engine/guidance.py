@@ -18,8 +18,6 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.sampler import predicted_x0
-
 # DemoFusion's exponents of the cosine decay: 3 for the skip residual (c1), 1 for the dilated views (c2).
 SKIP_RESIDUAL_POWER = 3.0
 DILATED_VIEW_POWER = 1.0
@@ -248,30 +246,6 @@ def scale_aware_sigma(sigma: float, stage_factor: float, *, exponent: float = SC
         raise ValueError(f"stage_factor and reference_factor must be > 0, got {stage_factor} and {reference_factor}")
     k = (stage_factor / reference_factor) ** exponent
     return min(1.0, k * sigma / (1.0 + (k - 1.0) * sigma))  # exact 1 stays 1 despite rounding
-
-
-# --- optional stochastic sampling --------------------------------------------------------------------------
-
-
-def stochastic_step(x: torch.Tensor, v: torch.Tensor, sigma: float, sigma_next: float, eta: float,
-                    noise: torch.Tensor) -> torch.Tensor:
-    """One rectified-flow step that renews a share of the noise: (1 - s') x0_hat + s' (sqrt(1 - eta²) eps_hat + eta n).
-
-    x0_hat = x - sigma v and eps_hat = x + (1 - sigma) v are the clean sample and noise the velocity
-    implies; the deterministic Euler step x + (sigma' - sigma) v is exactly (1 - s') x0_hat + s' eps_hat.
-    Mixing fresh unit noise `n` into eps_hat with weights whose squares sum to one keeps the noise level
-    sigma' (the DDIM-eta idea on the straight path). eta = 0 returns the Euler step bit for bit; eta = 1
-    discards eps_hat (ancestral); at sigma' = 0 every eta lands on x0_hat.
-    """
-    _check_same_shape(x, v, "v")
-    _check_same_shape(x, noise, "noise")
-    _check_weight("eta", eta)
-    if eta == 0.0:
-        return x + (sigma_next - sigma) * v  # the same expression as engine.sampler.euler
-    x0_hat = predicted_x0(x, v, sigma)
-    eps_hat = x + (1.0 - sigma) * v
-    mixed = math.sqrt(1.0 - eta * eta) * eps_hat + eta * noise.to(x.dtype)
-    return (1.0 - sigma_next) * x0_hat + sigma_next * mixed
 
 
 # --- argument checks ---------------------------------------------------------------------------------------

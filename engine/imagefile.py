@@ -13,14 +13,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InvalidInput
-from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
-from engine.pixels import pil_to_array
+from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, pil_to_array, tiff_options, upright
 from engine.pngmeta import with_metadata
 from engine.probe import DEFAULT_MAX_PIXELS, check, declared
+from plugin.uprez_client.protocol import PNG_SIGNATURE as _PNG_SIGNATURE
+from plugin.uprez_client.protocol import TIFF_SIGNATURES
 
 READABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITABLE = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -92,7 +92,7 @@ def read_photo(path: str | Path, *, frame: int | None = None, max_pixels: int = 
 
 def _tiff_signature(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+        return f.read(4) in TIFF_SIGNATURES
 
 
 def _write_png16(path: Path, array: np.ndarray) -> None:
@@ -168,7 +168,7 @@ def output_mode(path: Path) -> int:
     """The permissions a written image gets: those of the file it replaces, else 0666 less the umask.
 
     mkstemp makes its file 0600, which the rename would carry over: a user's output readable only by them.
-    (ui/imageio.py has the same rule; the window avoids importing the engine, which loads torch.)
+    The window saves through write_image too.
     """
     if path.exists():
         return stat.S_IMODE(path.stat().st_mode)

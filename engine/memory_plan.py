@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from engine.memory import format_bytes
-from engine.model_architectures import ARCHITECTURES, Architecture, Part
+from engine.models.architectures import ARCHITECTURES, Architecture, Part
 from engine.settings import MEMORY_CHOICES, MEMORY_MODES
 
 # Fastest first: everything resident; one whole component at a time (moved per stage); one block at a time,

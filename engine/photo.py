@@ -7,15 +7,31 @@ Read from Pillow's `info`/`getexif()` or a tifffile page, applied (orientation) 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
 _SIZE_TAGS = (0x0100, 0x0101)  # ImageWidth, ImageLength in IFD0
 _EXIF_SIZE_TAGS = (0xA002, 0xA003)  # PixelXDimension, PixelYDimension in the Exif IFD
 _TIFF_ICC, _TIFF_XMP = 34675, 700
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A Pillow image's samples as they are stored: 16-bit stays 16-bit, float stays float; other modes as RGB(A)."""
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode == "I":
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    return np.asarray(image)
 
 
 @dataclass(frozen=True)

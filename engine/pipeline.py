@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,54 +13,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
-from engine.field import OFF, StageField, Trajectory
-from engine.guidance import match_dilated_statistics, match_statistics, scale_aware_sigma
+from engine.field import (
+    HOLD_MARGIN,
+    Aligned,
+    ModelVelocity,
+    Trajectory,
+    chain,
+    held,
+    on_reference_path,
+    skip_residual_move,
+)
+from engine.guidance import match_dilated_statistics, match_statistics
 from engine.pixels import conventional_resize, crop_to, from_model_tensor, mask_resize, pad_to_multiple, to_model_tensor
 from engine.progress import CancelToken, ProgressCallback
-from engine.sampler import euler, predicted_x0, renoise
-from engine.schedule import remaining_sigmas
-from engine.settings import StructureGuidance
-from engine.stages import stage_sizes
-from engine.tiled import TileGrid, tiled_decode, tiled_encode
-from engine.tiling import covering_windows
+from engine.recipe import Recipe
+from engine.sampler import Prepare, Step, VelocityFn, euler, euler_ancestral, heun, model_calls, renoise
+from engine.stages import Stage
+from engine.tile_grid import TileGrid, covering_windows, dilate
+from engine.tiled_model import tiled_decode, tiled_encode
 from engine.work import Phase, Work
 
 TILE_PREVIEW_S = 5.0  # within a long tiled step, a preview of the tiles done so far this often
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One progressive stage: its output size, padded latent size, and the sigmas it integrates."""
-
-    size: tuple[int, int]  # (width, height) in pixels after this stage
-    latent_hw: tuple[int, int]
-    sigmas: tuple[float, ...]
-
-    @property
-    def steps(self) -> int:
-        return len(self.sigmas) - 1
-
-
-def plan(width: int, height: int, scale: float, strength: float, steps: int, backend: FlowBackend,
-         final_size: tuple[int, int] | None = None, scale_aware: bool = False) -> list[Stage]:
-    """Every stage of an upscale, computed before any model call so progress can be weighted by cost.
-
-    With `scale_aware` (APT), each stage starts from `scale_aware_sigma(strength, its factor)` instead of
-    `strength` itself: a bigger step in size gets more noise to invent its detail from.
-    """
-    multiple = backend.latent_multiple
-    stages = []
-    previous = width
-    for w, h in stage_sizes(width, height, scale, final_size):
-        padded_w, padded_h = -(-w // multiple) * multiple, -(-h // multiple) * multiple
-        latent_hw = (padded_h // backend.vae_scale, padded_w // backend.vae_scale)
-        start = scale_aware_sigma(strength, w / previous) if scale_aware and 0.0 < strength < 1.0 else strength
-        # mu stays at the native token count: extrapolating it with the output size makes the shift
-        # explode (FLUX: shift ≈ 25 at 2K), which wipes out the structure we came to keep.
-        sigmas = remaining_sigmas(steps, start, backend.shift_rule, backend.native_tokens)
-        stages.append(Stage((w, h), latent_hw, tuple(sigmas)))
-        previous = w
-    return stages
+PREVIEW_SIDE = 256  # pixels a preview's longer side has at most
 
 
 def _tiled_positions(backend: FlowBackend, grid: TileGrid, latent_hw: tuple[int, int]) -> int:
@@ -85,31 +58,34 @@ def _vae_phases(key: str, text: str, rate: float, latent_hw: tuple[int, int], *,
     return [*first, Phase(key, text, cost, **where)]
 
 
-def plan_work(stages: list[Stage], *, backend: FlowBackend, grid: TileGrid, guidance: StructureGuidance,
-              input_hw: tuple[int, int]) -> list[Phase]:
+def plan_work(recipe: Recipe, *, backend: FlowBackend, input_hw: tuple[int, int]) -> list[Phase]:
     """Every phase `run_stages` (and `engine.api`'s composite) will go through, each costed from the backend's
-    `work_costs` and the latent positions it covers: what weighs the progress fraction (engine.work)."""
-    costs = backend.work_costs
+    `work_costs`, the latent positions it covers and the sampler's model calls: what weighs the progress
+    fraction (engine.work)."""
+    costs, grid, stages = backend.work_costs, recipe.grid, recipe.stages
     phases: list[Phase] = []
-    if stages and (guidance.uses_reference or guidance.match_statistics) and stages[0].steps:
+    if recipe.needs_reference:
         m, f = backend.latent_multiple, backend.vae_scale
         ref_hw = (-(-input_hw[0] // m) * m // f, -(-input_hw[1] // m) * m // f)
-        where = {"stage": 1, "steps": stages[0].steps, "sigma": stages[0].sigmas[0]}
+        first = stages[0]
+        where = {"stage": 1, "steps": first.steps, "sigma": first.sigmas[0]}
         phases += _vae_phases("reference:encode", "reference pass: encoding", costs.encode, ref_hw,
                               backend=backend, grid=grid, where=where)
-        if guidance.uses_reference:
+        if recipe.guidance.uses_reference:
             calls = costs.model * _tiled_positions(backend, grid, ref_hw)
-            phases += [Phase(f"reference:step{n}", "reference pass: denoising", calls, **where,
-                             note=f" (step {n}/{stages[0].steps})" if stages[0].steps > 1 else "")
-                       for n in range(1, stages[0].steps + 1)]
+            phases += [Phase(f"reference:step{n}", "reference pass: denoising",
+                             calls * model_calls(recipe.sampler, first.sigmas[n]), **where,
+                             note=f" (step {n}/{first.steps})" if first.steps > 1 else "")
+                       for n in range(1, first.steps + 1)]
     for index, stage in enumerate(stages):
         hw, number, steps = stage.latent_hw, index + 1, stage.steps
         where = {"stage": number, "steps": steps, "sigma": stage.sigmas[0]}
         phases.append(Phase(f"{index}:upsample", "upsampling", costs.resize * hw[0] * hw[1], **where))
         phases += _vae_phases(f"{index}:encode", "encoding", costs.encode, hw, backend=backend, grid=grid, where=where)
         calls = costs.model * _tiled_positions(backend, grid, hw)
-        phases += [Phase(f"{index}:step{n}", "denoising", calls, number, n, steps, stage.sigmas[n],
-                         note=f" (step {n}/{steps})" if steps > 1 else "") for n in range(1, steps + 1)]
+        phases += [Phase(f"{index}:step{n}", "denoising", calls * model_calls(recipe.sampler, stage.sigmas[n]),
+                         number, n, steps, stage.sigmas[n], note=f" (step {n}/{steps})" if steps > 1 else "")
+                   for n in range(1, steps + 1)]
         where = {"stage": number, "step": steps, "steps": steps, "sigma": stage.sigmas[-1]}
         phases += _vae_phases(f"{index}:decode", "decoding", costs.decode, hw, backend=backend, grid=grid, where=where)
     if stages:
@@ -138,47 +114,6 @@ def latent_region(mask: np.ndarray, latent_hw: tuple[int, int], vae_scale: int) 
     return F.max_pool2d(padded[None, None], vae_scale)[0, 0] > 0
 
 
-def _denoise_stage(
-    x: torch.Tensor,
-    stage: Stage,
-    size_hw: tuple[int, int],
-    *,
-    backend: FlowBackend,
-    field: StageField,
-    work: Work,
-    cancel: CancelToken | None,
-    preview_every: int,
-    preview_side: int,
-) -> torch.Tensor:
-    """Integrate one stage's flow ODE from its re-noised latent (the field reports each model call to `work`),
-    with a preview every `preview_every` steps."""
-    last_v: list[torch.Tensor] = []  # the step's velocity, kept only for the preview's x0_hat
-    if preview_every and not field.whole:
-        # A tiled step can run for minutes (a one-step model on a big photo): between its tiles, a preview
-        # of the tiles done so far, at most every TILE_PREVIEW_S.
-        last_preview = [time.monotonic()]
-
-        def tile_preview(x0_so_far: Callable[[], torch.Tensor]) -> None:
-            if time.monotonic() - last_preview[0] >= TILE_PREVIEW_S:
-                work.preview(preview_image(backend, x0_so_far(), size_hw, preview_side))
-                last_preview[0] = time.monotonic()
-
-        field.tile_preview = tile_preview
-
-    def velocity(x_sigma: torch.Tensor, sigma: float) -> torch.Tensor:
-        v = field(x_sigma, sigma)
-        if preview_every:
-            last_v[:] = [v]
-        return v
-
-    def on_step(step: int, sigma: float, x_next: torch.Tensor) -> None:
-        if preview_every and ((step + 1) % preview_every == 0 or step + 1 == stage.steps):
-            # x0_hat is constant along an Euler step, so the stepped x and the sigma reached give it too.
-            work.preview(preview_image(backend, predicted_x0(x_next, last_v[0], sigma), size_hw, preview_side))
-
-    return euler(velocity, x, stage.sigmas, on_step=on_step if preview_every else None, cancel=cancel)
-
-
 def _matched(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """APT statistical matching of an upsampled latent to the latent it came from: each dilated view
     (the factor² interleaved sub-grids) gets the reference's channel mean and std; whole latent otherwise."""
@@ -196,64 +131,121 @@ def encode_pixels(rgb: np.ndarray, backend: FlowBackend, grid: TileGrid, work: W
     return tiled_encode(backend, padded, grid, work, key), size_hw
 
 
-def reference_pass(rgb: np.ndarray, sigmas: tuple[float, ...], *, backend: FlowBackend, cond: Conditioning,
-                   grid: TileGrid, generator: torch.Generator, cancel: CancelToken | None = None,
+def stage_velocity(backend: FlowBackend, cond: Conditioning, recipe: Recipe, stage: Stage, latent: torch.Tensor,
+                   noise: torch.Tensor, *, region: torch.Tensor | None = None, reference: Trajectory | None = None,
+                   work: Work | None = None
+                   ) -> tuple[ModelVelocity, VelocityFn, Prepare | None, Callable[[Step], torch.Tensor]]:
+    """One stage's model velocity; the same wrapped by the recipe's structure guidance and the mask hold; the
+    move (if any) each step starts with; and where a step's x0_hat comes from: engine.field put together."""
+    g, sigma_start = recipe.guidance, stage.sigmas[0]
+    reference_velocity = None if region is None else noise - latent  # eps - latent: keeps x on the reference path
+    model = ModelVelocity(backend, cond, recipe.grid, latent, sigma_start=sigma_start, region=region,
+                          outside=reference_velocity, dilated_views=g.dilated_views, work=work)
+    velocity: VelocityFn = model
+    denoised: Callable[[Step], torch.Tensor] = lambda step: step.denoised  # noqa: E731
+    if g.uses_reference and reference is not None and len(reference):
+        velocity = aligned = Aligned(velocity, reference, sigma_start=sigma_start, direction=g.direction_alignment,
+                                     acceleration=g.acceleration_alignment)
+        denoised = aligned.denoised
+    moves: list[Prepare | None] = []
+    if g.skip_residual > 0.0:
+        moves.append(skip_residual_move(latent, noise, sigma_start=sigma_start, weight=g.skip_residual))
+    if region is not None and reference_velocity is not None:
+        hold = dilate(region, HOLD_MARGIN).to(latent.device)
+        velocity = held(velocity, hold, reference_velocity)
+        if g.stochastic > 0.0:
+            moves.append(on_reference_path(hold, latent, noise))
+    return model, velocity, chain(*moves), denoised
+
+
+def integrate(recipe: Recipe, velocity: VelocityFn, x: torch.Tensor, sigmas: tuple[float, ...], *,
+              generator: torch.Generator, prepare: Prepare | None = None,
+              on_step: Callable[[Step], None] | None = None, cancel: CancelToken | None = None,
+              stochastic: bool = True) -> torch.Tensor:
+    """Run the recipe's sampler; Euler with `stochastic` > 0 (and `stochastic` allowed) is Euler-ancestral."""
+    if recipe.sampler == "heun":
+        return heun(velocity, x, sigmas, prepare=prepare, on_step=on_step, cancel=cancel)
+    if stochastic and recipe.guidance.stochastic > 0.0:
+        return euler_ancestral(velocity, x, sigmas, eta=recipe.guidance.stochastic, generator=generator,
+                               prepare=prepare, on_step=on_step, cancel=cancel)
+    return euler(velocity, x, sigmas, prepare=prepare, on_step=on_step, cancel=cancel)
+
+
+def _stepper(work: Work | None, key: str, sampler: str, calls: int, sigmas: tuple[float, ...],
+             *also: Callable[[Step], None]) -> Callable[[Step], None]:
+    """Begins step 1's phase of `work` now and each next one as a step ends (a step's units: the tiles of each
+    of its model calls), after calling `also` with the step."""
+    def begin(n: int) -> None:
+        if work is not None:
+            work.begin(f"{key}:step{n}", calls * model_calls(sampler, sigmas[n]))
+
+    if len(sigmas) > 1:
+        begin(1)
+
+    def on_step(step: Step) -> None:
+        for callback in also:
+            callback(step)
+        if step.index + 2 < len(sigmas):
+            begin(step.index + 2)
+    return on_step
+
+
+def reference_pass(rgb: np.ndarray, recipe: Recipe, *, backend: FlowBackend, cond: Conditioning,
+                   generator: torch.Generator, cancel: CancelToken | None = None,
                    work: Work | None = None) -> tuple[Trajectory, torch.Tensor]:
-    """The first stage's reference: the same flow run on the input at its own size, x0_hat recorded at
-    every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the input's latent."""
-    latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
+    """The first stage's reference: the same flow (plain, deterministic) run on the input at its own size,
+    x0_hat recorded at every sigma (DESIGN §4, HiFlow's low-resolution trajectory). Returns it and the
+    input's latent."""
+    sigmas = recipe.stages[0].sigmas
+    latent, _ = encode_pixels(rgb, backend, recipe.grid, work, "reference:encode")
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
-    field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, sigmas,
-                       keep_trajectory=True, work=work, work_key="reference")
-    euler(field, renoise(latent, noise, sigmas[0]), sigmas, cancel=cancel)
-    return field.trajectory, latent
+    model = ModelVelocity(backend, backend.condition_stage(cond, latent, sigmas), recipe.grid, latent,
+                          sigma_start=sigmas[0], work=work)
+    trajectory = Trajectory()
+    on_step = _stepper(work, "reference", recipe.sampler, model.calls, sigmas,
+                       lambda step: trajectory.record(step.sigma, step.denoised))
+    integrate(recipe, model, renoise(latent, noise, sigmas[0]), sigmas, generator=generator, on_step=on_step,
+              cancel=cancel, stochastic=False)
+    return trajectory, latent
 
 
 def run_stages(
     rgb: np.ndarray,
-    stages: list[Stage],
+    recipe: Recipe,
     *,
-    strength: float,
-    seed: int,
     backend: FlowBackend,
     cond: Conditioning,
-    grid: TileGrid | None = None,
     mask: np.ndarray | None = None,
-    guidance: StructureGuidance = OFF,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-    preview_every: int = 0,
-    preview_side: int = 256,
     work: Work | None = None,
     upsample: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Run the planned stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
+    """Run the recipe's stages on (H, W, 3) float colour in [0, 1]; returns the final stage's colour.
 
-    Latents larger than `grid`'s tile (default: the model's) are denoised, encoded and decoded in blended
-    tiles. With a soft `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent
-    elsewhere follows the re-noised reference, and each stage but the last has its pixels blended by the
-    mask with the conventional upscale of `rgb`; the caller composites the last one (engine.api).
-    `guidance` steers each stage toward the one before (DESIGN §4); for the first stage that needs a
-    reference, one pass at the input size runs first. With `preview_every` = N > 0, every Nth step of a
-    stage (and its last) carries a preview of at most `preview_side` pixels a side; each costs one small
-    VAE decode. Progress goes to `work` (engine.api's, which goes on to the composite), or else to
-    `on_progress` through a `Work` of this call's own; `cancel` is honoured between tiles. `upsample` (an SR
-    model, engine.sr) replaces Lanczos for the first stage's upsample only (README "Using your upscale
-    models" says why).
+    Latents larger than the recipe's tile are denoised, encoded and decoded in blended tiles. With a soft
+    `mask` ((H, W) in [0, 1], 0 = keep), only tiles near it are computed, the latent elsewhere follows the
+    re-noised reference, and each stage but the last has its pixels blended by the mask with the
+    conventional upscale of `rgb`; the caller composites the last one (engine.api). Structure guidance
+    steers each stage toward the one before (DESIGN §4); for the first stage that needs a reference, one
+    pass at the input size runs first. With `preview_every` = N > 0, every Nth step of a stage (and its
+    last) carries a preview of at most `PREVIEW_SIDE` pixels a side; each costs one small VAE decode.
+    Progress goes to `work` (engine.api's, which goes on to the composite), or else to `on_progress`
+    through a `Work` of this call's own; `cancel` is honoured between tiles. `upsample` (an SR model,
+    engine.sr) replaces Lanczos for the first stage's upsample only (README "Using your upscale models").
     """
-    grid = grid or TileGrid.for_backend(backend)
+    stages, grid, guidance = recipe.stages, recipe.grid, recipe.guidance
     own_work = work is None
     if work is None:
-        phases = plan_work(stages, backend=backend, grid=grid, guidance=guidance, input_hw=rgb.shape[:2])
-        work = Work(phases, len(stages), on_progress, cancel)
+        work = Work(plan_work(recipe, backend=backend, input_hw=rgb.shape[:2]), len(stages), on_progress, cancel)
     # One CPU generator for all noise: the same seed gives the same bytes on any device.
-    generator = torch.Generator("cpu").manual_seed(seed)
+    generator = torch.Generator("cpu").manual_seed(recipe.seed)
     current = rgb
     reference, previous_latent = None, None
-    if stages and (guidance.uses_reference or guidance.match_statistics) and stages[0].steps:
+    if recipe.needs_reference:
         if guidance.uses_reference:
-            reference, previous_latent = reference_pass(rgb, stages[0].sigmas, backend=backend, cond=cond,
-                                                        grid=grid, generator=generator, cancel=cancel, work=work)
+            reference, previous_latent = reference_pass(rgb, recipe, backend=backend, cond=cond, generator=generator,
+                                                        cancel=cancel, work=work)
         else:
             previous_latent, _ = encode_pixels(rgb, backend, grid, work, "reference:encode")
     for index, stage in enumerate(stages):
@@ -270,15 +262,13 @@ def run_stages(
         x = renoise(latent, noise, stage.sigmas[0])
         stage_mask = None if mask is None else mask_resize(mask, stage.size)
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
-        field = StageField(backend, backend.condition_stage(cond, latent), grid, latent, noise, stage.sigmas,
-                           region=region, guidance=guidance, reference=reference,
-                           keep_trajectory=guidance.uses_reference and index + 1 < len(stages), generator=generator,
-                           work=work, work_key=str(index))
+        keep = guidance.uses_reference and index + 1 < len(stages)
+        x, reference = _denoise_stage(x, stage, size_hw, recipe, backend=backend,
+                                      cond=backend.condition_stage(cond, latent, stage.sigmas), latent=latent,
+                                      noise=noise,
+                                      region=region, reference=reference, keep_trajectory=keep, generator=generator,
+                                      work=work, key=str(index), cancel=cancel)
         del latent, noise
-        x = _denoise_stage(x, stage, size_hw, backend=backend, field=field, work=work,
-                           cancel=cancel, preview_every=preview_every, preview_side=preview_side)
-        reference = field.trajectory
-        del field
         previous_latent = x if guidance.match_statistics else None
         current = from_model_tensor(crop_to(tiled_decode(backend, x, grid, work, f"{index}:decode"), size_hw))
         del x
@@ -290,3 +280,37 @@ def run_stages(
     if own_work:
         work.finish()
     return current
+
+
+def _denoise_stage(x: torch.Tensor, stage: Stage, size_hw: tuple[int, int], recipe: Recipe, *, backend: FlowBackend,
+                   cond: Conditioning, latent: torch.Tensor, noise: torch.Tensor, region: torch.Tensor | None,
+                   reference: Trajectory | None, keep_trajectory: bool, generator: torch.Generator, work: Work,
+                   key: str, cancel: CancelToken | None) -> tuple[torch.Tensor, Trajectory | None]:
+    """Integrate one stage's flow ODE from its re-noised latent `x`: each model call a unit of `work`, a
+    preview every `recipe.preview_every` steps, and (with `keep_trajectory`) x0_hat recorded for the next stage."""
+    model, velocity, prepare, denoised = stage_velocity(backend, cond, recipe, stage, latent, noise, region=region,
+                                              reference=reference, work=work)
+    every = recipe.preview_every
+    if every and not model.whole:
+        # A tiled step can run for minutes (a one-step model on a big photo): between its tiles, a preview
+        # of the tiles done so far, at most every TILE_PREVIEW_S.
+        last_preview = [time.monotonic()]
+
+        def tile_preview(x0_so_far: Callable[[], torch.Tensor]) -> None:
+            if time.monotonic() - last_preview[0] >= TILE_PREVIEW_S:
+                work.preview(preview_image(backend, x0_so_far(), size_hw, PREVIEW_SIDE))
+                last_preview[0] = time.monotonic()
+
+        model.tile_preview = tile_preview
+    trajectory = Trajectory() if keep_trajectory else None
+
+    def record(step: Step) -> None:
+        if trajectory is not None:
+            trajectory.record(step.sigma, denoised(step))
+        if every and ((step.index + 1) % every == 0 or step.index + 1 == stage.steps):
+            work.preview(preview_image(backend, step.denoised, size_hw, PREVIEW_SIDE))
+
+    on_step = _stepper(work, key, recipe.sampler, model.calls, stage.sigmas, record)
+    x = integrate(recipe, velocity, x, stage.sigmas, generator=generator, prepare=prepare, on_step=on_step,
+                  cancel=cancel)
+    return x, trajectory

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.errors import InvalidInput
+from engine.photo import pil_to_array
 
 MAX_INPUT_SIDE = 16384
 
@@ -29,18 +30,6 @@ class Pixels:
     @property
     def size(self) -> tuple[int, int]:
         return self.rgb.shape[1], self.rgb.shape[0]
-
-
-def pil_to_array(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16)
-    if image.mode == "I":
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
-    if image.mode == "F":
-        return np.asarray(image, dtype=np.float32)
-    if image.mode not in ("L", "LA", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
-    return np.asarray(image)
 
 
 def from_image(image: Image.Image | np.ndarray) -> Pixels:

@@ -9,8 +9,8 @@ import struct
 import zlib
 
 from engine.photo import PhotoMeta
+from plugin.uprez_client.protocol import PNG_SIGNATURE as _SIGNATURE
 
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _XMP_KEYWORD = b"XML:com.adobe.xmp"
 
 

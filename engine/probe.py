@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InvalidInput
+from plugin.uprez_client.protocol import TIFF_SIGNATURES
 
 DEFAULT_MAX_PIXELS = 16384 * 16384  # the engine's largest side, squared (engine/pixels.py MAX_INPUT_SIDE)
 MAX_SAMPLE_BYTES = 4 * 4  # the widest pixel decoded: four float32 samples
@@ -91,7 +92,7 @@ def declared(source: Path | bytes) -> Declared:
     from PIL import Image
 
     try:
-        if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        if head in TIFF_SIGNATURES:
             return _tiff(source)
         return _pillow(source)
     except InvalidInput:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidInput
-from engine.stages import check_scale
+from engine.params import Param, check
+from plugin.uprez_client.protocol import MAX_SEED, PRESETS, scale_problem
 
 HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
 MIN_TILE_SIZE = 64  # below this a tile holds too little image for the model to recognise anything
 MAX_TILE_SIZE = 16384
 MAX_TILE_BATCH = 64
-# Named trade-offs the editors offer; each model maps them to its own settings (FlowBackend.presets).
-PRESETS = ("faithful", "balanced", "creative")
+SAMPLERS = ("euler", "heun")  # how the flow ODE is stepped (engine.sampler)
 
 
 @dataclass(frozen=True)
@@ -40,91 +39,105 @@ GUIDANCE_WEIGHTS = ("skip_residual", "direction_alignment", "acceleration_alignm
 GUIDANCE_FLAGS = ("match_statistics", "scale_aware")
 
 
+def _param(default: Any, param: Param) -> Any:
+    """A settings field whose row of the field table is `param` (engine.params)."""
+    return field(default=default, metadata={"param": param})
+
+
+def _scale_problem(name: str, value: Any) -> str | None:
+    return scale_problem(value, name)
+
+
+_WEIGHT = "a weight between 0 (off) and 1"
+_GUIDE = "structure guidance (default: the model's; README explains each)"
+
+
 @dataclass(frozen=True)
 class UpscaleSettings:
-    """What to do to one image. None means the model's own default (for the big models: strength 0.35)."""
+    """What to do to one image. None means the model's own default (for the big models: strength 0.35).
 
-    scale: float = 2.0
-    preset: str | None = None  # faithful / balanced / creative: the model's settings for that trade-off
-    strength: float | None = None  # sigma_start of every stage: 0 = conventional upscale, 1 = all new noise
-    steps: int | None = None  # length of the model's full schedule; None = the model's default
-    seed: int = 0
-    prompt: str = ""
-    negative_prompt: str = ""
-    cfg_scale: float | None = None  # real CFG for SD3/Qwen/Z-Image; None = the model's default
-    guidance: float | None = None  # FLUX-dev distilled guidance; None = the model's default
-    tile_size: int | None = None  # pixel side of denoising and VAE tiles; None = the model's (its native size)
-    tile_overlap: int | None = None  # pixels neighbouring tiles share; None = the model's (a quarter tile)
-    tile_batch: int = 1  # same-sized tiles per model call: faster on a GPU, each one's memory on top
+    Each field's `Param` (engine.params) is its row of the field table: how it is checked here, by the server
+    and by the command line (whose upscale flags are made from these rows), with one message.
+    """
+
+    scale: float = _param(2.0, Param("number", rule=_scale_problem, optional=False, aliases=("-s",),
+                                     help="size factor, > 1 (default 2)"))
+    # faithful / balanced / creative: the model's settings for that trade-off
+    preset: str | None = _param(None, Param(
+        "choice", choices=PRESETS,
+        help="faithful / balanced / creative: the model's settings for that trade-off (default balanced); "
+             "explicit --strength, --steps and guidance flags win"))
+    # sigma_start of every stage: 0 = conventional upscale, 1 = all new noise
+    strength: float | None = _param(None, Param(
+        "number", "between 0 and 1 (try 0.2-0.5)", 0.0, 1.0,
+        help="noise level each stage starts from: 0 = plain Lanczos, higher = more invented "
+             "detail (default: the model's; 0.35 for FLUX, SD3, Qwen-Image, Z-Image)"))
+    # length of the model's full schedule; None = the model's default
+    steps: int | None = _param(None, Param("whole", "a whole number from 1 to 200", 1, 200,
+                                           help="length of the model's full schedule (default: the model's)"))
+    seed: int = _param(0, Param("whole", "a whole number from 0 to 2^63-1", 0, MAX_SEED, optional=False))
+    prompt: str = _param("", Param("text", optional=False, help="optional description of the image"))
+    negative_prompt: str = _param("", Param("text", optional=False))
+    # real CFG for SD3/Qwen/Z-Image; None = the model's default
+    cfg_scale: float | None = _param(None, Param("number", "between 0 and 30", 0.0, 30.0,
+                                                 help="classifier-free guidance (SD3, Qwen-Image, Z-Image)"))
+    # FLUX-dev distilled guidance; None = the model's default
+    guidance: float | None = _param(None, Param("number", "between 0 and 30", 0.0, 30.0,
+                                                help="FLUX-dev distilled guidance (default 3.5)"))
+    # pixel side of denoising and VAE tiles; None = the model's (its native size)
+    tile_size: int | None = _param(None, Param(
+        "whole", f"a whole number of pixels from {MIN_TILE_SIZE} to {MAX_TILE_SIZE}", MIN_TILE_SIZE, MAX_TILE_SIZE,
+        metavar="PX", help="side of denoising and VAE tiles (default: the model's native size; built-in 1088)"))
+    # pixels neighbouring tiles share; None = the model's (a quarter tile)
+    tile_overlap: int | None = _param(None, Param(
+        "whole", f"a whole number of pixels from 0 to {MAX_TILE_SIZE}", 0, MAX_TILE_SIZE,
+        metavar="PX", help="pixels neighbouring tiles share (default: a quarter tile; built-in 64)"))
+    # same-sized tiles per model call: faster on a GPU, each one's memory on top
+    tile_batch: int = _param(1, Param(
+        "whole", f"a whole number from 1 to {MAX_TILE_BATCH}", 1, MAX_TILE_BATCH, optional=False, metavar="N",
+        help="same-sized tiles per model call (default 1): faster on a GPU, N times the memory"))
     # Structure guidance (DESIGN §4; README "Structure guidance"); None = the model's default.
-    skip_residual: float | None = None  # DemoFusion skip residual, peak weight 0-1
-    direction_alignment: float | None = None  # HiFlow direction alignment, peak alpha 0-1
-    acceleration_alignment: float | None = None  # HiFlow acceleration alignment, peak beta 0-1
-    match_statistics: bool | None = None  # APT statistical matching of each stage's upsampled latent
-    scale_aware: bool | None = None  # APT scale-aware start sigma per stage factor
-    stochastic: float | None = None  # eta 0-1: fresh noise mixed in at each step; 0 = deterministic ODE
-    dilated_views: float | None = None  # DemoFusion dilated global views in tiled stages, peak weight 0-1
+    # DemoFusion skip residual, peak weight 0-1
+    skip_residual: float | None = _param(None, Param("number", _WEIGHT, 0.0, 1.0, metavar="W", group=_GUIDE,
+                                                     help="DemoFusion skip residual, 0-1"))
+    # HiFlow direction alignment, peak alpha 0-1
+    direction_alignment: float | None = _param(None, Param("number", _WEIGHT, 0.0, 1.0, metavar="A", group=_GUIDE,
+                                                           help="HiFlow low-band alignment, 0-1"))
+    # HiFlow acceleration alignment, peak beta 0-1
+    acceleration_alignment: float | None = _param(None, Param(
+        "number", _WEIGHT, 0.0, 1.0, metavar="B", group=_GUIDE, help="HiFlow acceleration alignment, 0-1"))
+    # APT statistical matching of each stage's upsampled latent
+    match_statistics: bool | None = _param(None, Param(
+        "flag", group=_GUIDE, help="APT statistical matching of each stage's upsampled latent"))
+    # APT scale-aware start sigma per stage factor
+    scale_aware: bool | None = _param(None, Param("flag", group=_GUIDE, help="APT scale-aware start sigma"))
+    # eta 0-1: fresh noise mixed in at each step; 0 = deterministic ODE
+    stochastic: float | None = _param(None, Param("number", _WEIGHT, 0.0, 1.0, metavar="ETA", group=_GUIDE,
+                                                  help="fresh noise per step, 0-1 (0 = ODE)"))
+    # DemoFusion dilated global views in tiled stages, peak weight 0-1
+    dilated_views: float | None = _param(None, Param(
+        "number", _WEIGHT, 0.0, 1.0, metavar="W", group=_GUIDE,
+        help="DemoFusion dilated whole-image views in tiled stages, 0-1"))
     # The first stage's upsample: None / "lanczos", or an SR model (a path or a name in the SR folders).
-    upsampler: str | None = None
+    upsampler: str | None = _param(None, Param(
+        "text", "lanczos or an SR model's path or name", metavar="lanczos|PATH|NAME",
+        help="the flow upscale's first upsample: lanczos (default) or an upscale model's path or name "
+             "(`uprez models list`); presets then refine with less strength"))
+    sampler: str = _param("euler", Param(
+        "choice", choices=SAMPLERS, optional=False,
+        help="the ODE sampler: euler (1 model call per step) or heun (2, more accurate)"))
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "scale", check_scale(self.scale))
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        if self.preset is not None and self.preset not in PRESETS:
-            raise InvalidInput(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.strength is not None and (isinstance(self.strength, bool) or not isinstance(self.strength, (int, float))
-                                          or not 0.0 <= self.strength <= 1.0):
-            raise InvalidInput(f"strength must be between 0 and 1 (try 0.2-0.5), got {self.strength!r}")
-        if self.steps is not None and (not isinstance(self.steps, int) or not 1 <= self.steps <= 200):
-            raise InvalidInput(f"steps must be a whole number from 1 to 200, got {self.steps!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise InvalidInput(f"seed must be a whole number from 0 to 2^63-1, got {self.seed!r}")
-        for name in ("cfg_scale", "guidance"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)
-                                      or not 0.0 <= value <= 30.0):
-                raise InvalidInput(f"{name} must be between 0 and 30, got {value!r}")
-        for name, low in (("tile_size", MIN_TILE_SIZE), ("tile_overlap", 0)):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not low <= value <= MAX_TILE_SIZE):
-                raise InvalidInput(f"{name} must be a whole number of pixels from {low} to {MAX_TILE_SIZE}, "
-                                   f"got {value!r}")
-        if isinstance(self.tile_batch, bool) or not isinstance(self.tile_batch, int) \
-                or not 1 <= self.tile_batch <= MAX_TILE_BATCH:
-            raise InvalidInput(f"tile_batch must be a whole number from 1 to {MAX_TILE_BATCH}, got {self.tile_batch!r}")
+        problem = check(SETTINGS_PARAMS, {f.name: getattr(self, f.name) for f in fields(self)})
+        if problem is not None:
+            raise InvalidInput(problem)
+        object.__setattr__(self, "scale", float(self.scale))
         if self.tile_size is not None and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile_size:
             raise InvalidInput(f"tile_overlap ({self.tile_overlap}) must be at most half of tile_size "
                                f"({self.tile_size})")
-        for name in GUIDANCE_WEIGHTS:
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0.0 <= value <= 1.0):
-                raise InvalidInput(f"{name} must be a weight between 0 (off) and 1, got {value!r}")
-        for name in GUIDANCE_FLAGS:
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, bool):
-                raise InvalidInput(f"{name} must be true or false, got {value!r}")
-        if self.upsampler is not None and not isinstance(self.upsampler, str):
-            raise InvalidInput(f"upsampler must be lanczos or an SR model's path or name, got {self.upsampler!r}")
-        for name in ("prompt", "negative_prompt"):
-            if not isinstance(getattr(self, name), str):
-                raise InvalidInput(f"{name} must be text, got {type(getattr(self, name)).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def with_preset(self, presets: dict[str, dict[str, Any]]) -> UpscaleSettings:
-        """These settings with the preset's values (from the model's `presets`) wherever a field is None."""
-        chosen = presets.get(self.preset or "balanced", {})
-        return replace(self, **{name: value for name, value in chosen.items() if getattr(self, name) is None})
-
-    def guidance_over(self, default: StructureGuidance) -> StructureGuidance:
-        """The job's guidance: these settings where given, the model's `default` elsewhere."""
-        return replace(default, **{f.name: getattr(self, f.name) for f in fields(StructureGuidance)
-                                   if getattr(self, f.name) is not None})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpscaleSettings:
@@ -134,6 +147,9 @@ class UpscaleSettings:
             raise InvalidInput(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**data)
 
+
+# The field table: each settings field's row, by name.
+SETTINGS_PARAMS: dict[str, Param] = {f.name: f.metadata["param"] for f in fields(UpscaleSettings)}
 
 # Where weights live between calls, fastest first (engine.memory_modes); "auto" plans from free memory.
 MEMORY_MODES = ("gpu", "model-offload", "group-offload", "sequential")

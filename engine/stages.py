@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.schedule import remaining_sigmas
+
+if TYPE_CHECKING:  # engine.backends.base imports engine.settings, which imports this module
+    from engine.backends.base import FlowBackend
+
+from plugin.uprez_client.protocol import (  # noqa: F401 - the engine's names for them
+    MAX_SCALE,
+    output_size,
+    round_half_up,
+    scale_problem,
+)
 
 MAX_STAGE_FACTOR = 2.0
-MAX_SCALE = 16.0  # beyond 16x the input carries too little to guide the model; refuse rather than hallucinate
 
 
 def check_scale(scale: float) -> float:
-    """Validate a user scale factor and return it as a float."""
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a number such as 2 or 1.5, got {scale!r}")
-    if scale <= 1.0:
-        raise ValueError(f"scale must be > 1 (this is an upscaler), got {scale}")
-    if scale > MAX_SCALE:
-        raise ValueError(f"scale must be at most {MAX_SCALE:g}, got {scale}; run the result again for more")
+    """A user scale factor as a float; ValueError with the settings' message (protocol.scale_problem)."""
+    problem = scale_problem(scale)
+    if problem is not None:
+        raise ValueError(problem)
     return float(scale)
 
 
@@ -26,13 +36,6 @@ def stage_factors(scale: float) -> list[float]:
     return [scale ** (1.0 / count)] * count
 
 
-def round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
-
-
-def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """Final size of an upscale: each side times `scale`, rounded half up."""
-    return round_half_up(width * scale), round_half_up(height * scale)
 
 
 def stage_sizes(width: int, height: int, scale: float, final: tuple[int, int] | None = None) -> list[tuple[int, int]]:
@@ -55,3 +58,40 @@ def stage_sizes(width: int, height: int, scale: float, final: tuple[int, int] | 
         sizes.append((nw, nh))
         w, h = nw, nh
     return sizes
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One progressive stage: its output size, padded latent size, and the sigmas it integrates."""
+
+    size: tuple[int, int]  # (width, height) in pixels after this stage
+    latent_hw: tuple[int, int]
+    sigmas: tuple[float, ...]
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+
+def plan(width: int, height: int, scale: float, strength: float, steps: int, backend: FlowBackend,
+         final_size: tuple[int, int] | None = None, scale_aware: bool = False) -> list[Stage]:
+    """Every stage of an upscale, computed before any model call so progress can be weighted by cost.
+
+    With `scale_aware` (APT), each stage starts from `scale_aware_sigma(strength, its factor)` instead of
+    `strength` itself: a bigger step in size gets more noise to invent its detail from.
+    """
+    from engine.guidance import scale_aware_sigma  # torch; this module is imported by the settings
+
+    multiple = backend.latent_multiple
+    stages = []
+    previous = width
+    for w, h in stage_sizes(width, height, scale, final_size):
+        padded_w, padded_h = -(-w // multiple) * multiple, -(-h // multiple) * multiple
+        latent_hw = (padded_h // backend.vae_scale, padded_w // backend.vae_scale)
+        start = scale_aware_sigma(strength, w / previous) if scale_aware and 0.0 < strength < 1.0 else strength
+        # mu stays at the native token count: extrapolating it with the output size makes the shift
+        # explode (FLUX: shift ≈ 25 at 2K), which wipes out the structure we came to keep.
+        sigmas = remaining_sigmas(steps, start, backend.shift_rule, backend.native_tokens)
+        stages.append(Stage((w, h), latent_hw, tuple(sigmas)))
+        previous = w
+    return stages

@@ -22,6 +22,8 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make `installers` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from plugin.uprez_client.protocol import BRIDGE_FILE, DEFAULT_PORT  # noqa: E402
+
 from installers import krita_zip  # noqa: E402
 from installers.bridges import MissingBridge, Sources, copy_file, make_executable, replace_folder, stage_folder  # noqa: E402
 from installers.engine_env import default_source, engine_command, engine_steps, find_python  # noqa: E402
@@ -42,8 +44,7 @@ from installers.manifest import FILE_NAME, Manifest, remove_path  # noqa: E402
 from installers.steps import InstallError, Step, execute  # noqa: E402
 from installers.torch_choice import CHOICES, choose  # noqa: E402
 
-SETTINGS_FILE = "bridge.json"  # what the bridges read to say how the engine is started
-DEFAULT_PORT = 8742
+SETTINGS_FILE = BRIDGE_FILE  # what the bridges read to say how the engine is started
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent / "plugin"
 
 

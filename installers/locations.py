@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from plugin.uprez_client import protocol
+
 APP = "uprez"
 KRITA_PLUGIN = "uprez_krita"  # the Python module name, the .desktop file's X-KDE-Library
 GIMP_PLUGIN = "uprez-upscale"  # GIMP 3 wants the executable named as its folder
@@ -72,15 +74,8 @@ def data_dir(host: Host) -> Path:
 
 
 def config_dir(host: Host) -> Path:
-    """The engine's config folder (token, engine.json), as the bridges' client computes it."""
-    override = host.environ.get("UPREZ_CONFIG_DIR", "").strip()
-    if override:
-        return Path(override).expanduser()
-    if host.system == "win32":
-        return host.appdata / APP
-    if host.system == "darwin":
-        return host.mac_support / APP
-    return host.xdg_config / APP
+    """The engine's config folder (token, engine.json): the bridges' client's rule, for this host."""
+    return Path(protocol.config_dir(host.system, host.environ, str(host.home)))
 
 
 def venv_python(venv: Path, host: Host) -> Path:

@@ -48,12 +48,6 @@ def transform(values: np.ndarray, source: bytes, target: bytes) -> np.ndarray:
                                      outcolorspace="rgb", intent=1).astype(np.float32)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two float images in [0, 1]."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
 def smooth_picture(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A photo-like float RGB picture in [0.05, 0.95]: gradients, a few soft blobs, and fine texture."""
     rng = np.random.default_rng(seed)

@@ -41,7 +41,7 @@ def test_tuned_process_reuses_freed_buffers() -> None:
     assert tuned["tuned"] is True
     pages = 20 * (32 << 20) // os.sysconf("SC_PAGE_SIZE")
     assert plain["faults"] > pages / 2  # glibc's defaults: every round maps and faults in its 32 MiB again
-    assert tuned["faults"] < pages / 5, (plain, tuned)  # a round or two fault their pages in, not all 20
+    assert tuned["faults"] < plain["faults"] / 3, (plain, tuned)  # a few rounds fault their pages in, not all 20
     # The opt-out leaves glibc's defaults.
     assert _churn("tuned", UPREZ_MALLOC="system") == {"tuned": False, "faults": pytest.approx(plain["faults"], rel=0.2)}
 

@@ -244,7 +244,7 @@ def test_flux2_dev_guidance_path_reproduces_the_stock_pipeline():
     assert backend.has_guidance_embedding and backend.default_steps == 50
     embeds = torch.randn(1, 24, 48, generator=torch.Generator().manual_seed(5))
     cond = Conditioning(positive={"encoder_hidden_states": embeds, "txt_ids": Flux2Pipeline._prepare_text_ids(embeds)},
-                        guidance=backend._guidance_value(2.5))
+                        distilled_guidance=backend._guidance_value(2.5))
     steps, latent_hw = 3, 8
     x = torch.randn(1, 16, latent_hw, latent_hw, generator=torch.Generator().manual_seed(6))
     stock = pipe(prompt_embeds=embeds, height=64, width=64, num_inference_steps=steps, guidance_scale=2.5,
@@ -254,5 +254,5 @@ def test_flux2_dev_guidance_path_reproduces_the_stock_pipeline():
     # Unlike Klein's, dev's "latent" output is the normalised tokens themselves.
     torch.testing.assert_close(ours, _from_pipeline_layout("flux2-klein", stock.float(), latent_hw), atol=1e-4,
                                rtol=1e-4)
-    without = euler(lambda z, s: backend.velocity(z, s, Conditioning(cond.positive, guidance=8.0)), x, sigmas)
+    without = euler(lambda z, s: backend.velocity(z, s, Conditioning(cond.positive, distilled_guidance=8.0)), x, sigmas)
     assert not torch.allclose(without, ours, atol=1e-3)  # the guidance value reaches the model

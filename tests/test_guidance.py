@@ -23,10 +23,9 @@ from engine.guidance import (
     merge_dilated_views,
     scale_aware_sigma,
     skip_residual,
-    stochastic_step,
     velocity_from_x0,
 )
-from engine.sampler import euler, predicted_x0
+from engine.sampler import ancestral_step, euler, predicted_x0
 
 few = settings(max_examples=40, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
@@ -298,29 +297,29 @@ def test_scale_aware_sigma_follows_apts_direction_and_keeps_a_schedule_decreasin
 
 @few
 @given(seed=seeds, sigma=st.floats(0.01, 1.0), fraction=unit)
-def test_stochastic_step_without_eta_is_the_euler_step_bit_for_bit(seed, sigma, fraction):
+def test_ancestral_step_without_eta_is_the_euler_step_bit_for_bit(seed, sigma, fraction):
     sigma_next = sigma * fraction
     x, v, noise = (randn(1, 3, 4, 4, seed=seed + i) for i in range(3))
     expected = euler(lambda _x, _s: v, x, [sigma, sigma_next])
-    assert torch.equal(stochastic_step(x, v, sigma, sigma_next, 0.0, noise), expected)
+    assert torch.equal(ancestral_step(x, v, sigma, sigma_next, 0.0, noise), expected)
 
 
 @few
 @given(seed=seeds, sigma=st.floats(0.05, 1.0), fraction=unit, eta=unit)
-def test_stochastic_step_on_the_exact_path_renews_a_share_of_the_noise(seed, sigma, fraction, eta):
+def test_ancestral_step_on_the_exact_path_renews_a_share_of_the_noise(seed, sigma, fraction, eta):
     sigma_next = sigma * fraction
     x0, eps, fresh = (randn(1, 2, 4, 4, seed=seed + i) for i in range(3))
     x = (1 - sigma) * x0 + sigma * eps
-    out = stochastic_step(x, eps - x0, sigma, sigma_next, eta, fresh)
+    out = ancestral_step(x, eps - x0, sigma, sigma_next, eta, fresh)
     expected = (1 - sigma_next) * x0 + sigma_next * (math.sqrt(1 - eta**2) * eps + eta * fresh)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
-def test_stochastic_step_keeps_the_noise_level_and_lands_on_x0_hat_at_zero():
+def test_ancestral_step_keeps_the_noise_level_and_lands_on_x0_hat_at_zero():
     x0, eps, fresh = (randn(1, 1, 128, 128, seed=20 + i) for i in range(3))
     x0 = torch.zeros_like(x0)
     x, v = 0.6 * eps, eps - x0  # sigma 0.6, clean sample zero
-    out = stochastic_step(x, v, 0.6, 0.3, 0.7, fresh)
+    out = ancestral_step(x, v, 0.6, 0.3, 0.7, fresh)
     assert float(out.std()) == pytest.approx(0.3, rel=0.03)
     assert float(torch.corrcoef(torch.stack([out.flatten(), fresh.flatten()]))[0, 1]) == pytest.approx(0.7, abs=0.03)
-    torch.testing.assert_close(stochastic_step(x, v, 0.6, 0.0, 0.7, fresh), predicted_x0(x, v, 0.6))
+    torch.testing.assert_close(ancestral_step(x, v, 0.6, 0.0, 0.7, fresh), predicted_x0(x, v, 0.6))

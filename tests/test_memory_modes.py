@@ -25,8 +25,8 @@ from engine.memory_plan import (
     component_bytes,
     plan_model,
 )
-from engine.model_architectures import ARCHITECTURES, Part
-from engine.model_catalog import RECOMMENDED
+from engine.models.architectures import ARCHITECTURES, Part
+from engine.models.catalog import RECOMMENDED
 from engine.testing.tiny_models import build_tiny_pipeline
 
 

@@ -8,10 +8,11 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from photo_profiles import clay, linear_srgb, profile, psnr, smooth_picture, transform
+from photo_profiles import clay, linear_srgb, profile, smooth_picture, transform
 from PIL import Image, ImageCms, ImageOps
 
 from engine.cli import main
+from engine.testing.metrics import psnr
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # what engine.colour takes as sRGB
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.builtin.data import psnr
 from engine.cli import main
 from engine.imagefile import read_image
+from engine.testing.metrics import psnr
 from engine.testing.quantized_files import COMFY_PREFIX, save_fp8, save_gguf
 
 # family -> (key names written, GGUF architecture as the public conversions name it, key prefix)

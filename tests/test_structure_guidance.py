@@ -11,14 +11,15 @@ import torch
 
 from engine import upscale
 from engine.errors import InvalidInput
-from engine.field import StageField, Trajectory
+from engine.field import Aligned, ModelVelocity, Trajectory, skip_residual_move
 from engine.guidance import butterworth_lowpass, lowpass, scale_aware_sigma
-from engine.pipeline import _matched, plan
+from engine.pipeline import _matched
 from engine.pixels import conventional_resize, crop_to, from_model_tensor, mask_resize, pad_to_multiple, to_model_tensor
-from engine.sampler import renoise
+from engine.sampler import euler, renoise
 from engine.schedule import remaining_sigmas
 from engine.settings import StructureGuidance, UpscaleSettings
-from engine.tiled import TileGrid
+from engine.stages import plan
+from engine.tile_grid import TileGrid
 
 OFF = {"skip_residual": 0.0, "direction_alignment": 0.0, "acceleration_alignment": 0.0, "match_statistics": False,
        "scale_aware": False, "stochastic": 0.0}
@@ -48,23 +49,26 @@ def test_with_every_guidance_switch_off_the_result_is_the_plain_loop_exactly(tin
 
 
 def _field(backend, guidance, reference=None, seed=0):
+    """A stage's velocity on a random latent: the model's, wrapped in HiFlow's alignment where there is a reference."""
     generator = torch.Generator("cpu").manual_seed(seed)
     latent = torch.randn(1, 16, 8, 8, generator=generator)
     noise = torch.randn(latent.shape, generator=generator)
     sigmas = tuple(remaining_sigmas(backend.default_steps, 0.35, backend.shift_rule, backend.native_tokens))
     cond = backend.encode_prompt("")
     grid = TileGrid.for_backend(backend, backend.default_tile_size, backend.default_tile_overlap)
-    field = StageField(backend, cond, grid, latent, noise, sigmas, guidance=guidance, reference=reference,
-                       generator=generator)
-    return field, renoise(latent, noise, sigmas[0]), sigmas
+    velocity = ModelVelocity(backend, cond, grid, latent, sigma_start=sigmas[0])
+    if reference is not None:
+        velocity = Aligned(velocity, reference, sigma_start=sigmas[0], direction=guidance.direction_alignment,
+                           acceleration=guidance.acceleration_alignment)
+    return velocity, renoise(latent, noise, sigmas[0]), sigmas, (latent, noise)
 
 
 def test_direction_alignment_gives_x0_hat_the_reference_trajectorys_low_band(tiny_backend):
     backend = tiny_backend("flux-dev")
     reference = Trajectory()
     reference.record(0.35, torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(9)))  # a stage at half size
-    plain, x, sigmas = _field(backend, StructureGuidance())
-    guided, _, _ = _field(backend, StructureGuidance(direction_alignment=1.0), reference)
+    plain, x, sigmas, _ = _field(backend, StructureGuidance())
+    guided, _, _, _ = _field(backend, StructureGuidance(direction_alignment=1.0), reference)
     sigma = sigmas[0]
     target = reference.at(sigma, (8, 8), x.device)
     mask = butterworth_lowpass(8, 8)
@@ -79,12 +83,11 @@ def test_direction_alignment_gives_x0_hat_the_reference_trajectorys_low_band(tin
 
 def test_skip_residual_at_full_weight_steps_from_the_renoised_reference(tiny_backend):
     backend = tiny_backend("flux-dev")
-    field, x_reference, sigmas = _field(backend, StructureGuidance(skip_residual=1.0))
-    plain, _, _ = _field(backend, StructureGuidance())
-    sigma, sigma_next = sigmas[0], sigmas[1]
+    plain, x_reference, sigmas, (latent, noise) = _field(backend, StructureGuidance())
+    move = skip_residual_move(latent, noise, sigma_start=sigmas[0], weight=1.0)
     x = x_reference + 0.3 * torch.randn(x_reference.shape, generator=torch.Generator().manual_seed(1))
-    stepped = x + (sigma_next - sigma) * field(x, sigma)  # what the sampler does with the returned velocity
-    expected = x_reference + (sigma_next - sigma) * plain(x_reference, sigma)  # weight 1 at the start: x is replaced
+    stepped = euler(plain, x, sigmas[:2], prepare=move)
+    expected = euler(plain, x_reference, sigmas[:2])  # weight 1 at the start: x is replaced by the reference
     torch.testing.assert_close(stepped, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -124,13 +127,14 @@ def test_scale_aware_scheduling_starts_each_stage_at_its_factors_sigma(tiny_back
     assert [s.sigmas[0] for s in plain] == [0.35] * len(plain)
 
 
-def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend):
+@pytest.mark.parametrize("sampler", [{"stochastic": 0.3}, {"sampler": "heun"}], ids=["euler_ancestral", "heun"])
+def test_guidance_on_with_a_mask_keeps_the_outside_exact(tiny_backend, sampler):
     backend = tiny_backend("flux-dev")
     image = _image(64, 64, seed=4)
     mask = np.zeros((64, 64), np.float32)
     mask[20:40, 10:30] = 1.0
     everything = {"skip_residual": 1.0, "direction_alignment": 1.0, "acceleration_alignment": 0.5,
-                  "match_statistics": True, "scale_aware": True, "stochastic": 0.3}
+                  "match_statistics": True, "scale_aware": True, **sampler}
     out = upscale(image, UpscaleSettings(scale=4, seed=1, **everything), backend=backend, mask=mask)
     weight = mask_resize(mask, (256, 256))
     outside = weight == 0

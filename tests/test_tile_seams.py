@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.testing.seams import border_ratio, tone_step
-from engine.tiled import TileGrid, tiled_decode, tiled_encode, tiled_velocity
-from engine.tiling import blend_weights, covering_windows, tile_windows
+from engine.tile_grid import TileGrid, blend_weights, covering_windows, tile_windows
+from engine.tiled_model import tiled_decode, tiled_encode, tiled_velocity
 
 TILE, QUARTER, EIGHTH, PATCH = 16, 4, 2, 2  # latent positions: 128 px tiles on a 256 px image, as 1024 on 2048
 

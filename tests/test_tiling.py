@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,11 +11,11 @@ from hypothesis import strategies as st
 from engine import upscale
 from engine.backends.loader import load_backend
 from engine.builtin.backend import BuiltinBackend
-from engine.builtin.data import psnr
 from engine.pixels import conventional_resize, feather_mask, mask_resize
-from engine.tiled import TileGrid, tile_batches, tiled_decode, tiled_encode
-from engine.tiling import (
+from engine.testing.metrics import psnr
+from engine.tile_grid import (
     SeparableWeights,
+    TileGrid,
     Window,
     blend_weights,
     covered,
@@ -24,6 +25,7 @@ from engine.tiling import (
     tile_windows,
     windows_touching,
 )
+from engine.tiled_model import tile_batches, tiled_decode, tiled_encode
 
 sizes = st.integers(1, 300)
 
@@ -97,10 +99,15 @@ def _photo(height: int, width: int) -> np.ndarray:
     return (rgb * 0.4 + 0.5).clip(0, 1).astype(np.float32)
 
 
-def test_built_in_model_tiled_matches_untiled():
+# Heun differs from Euler only with 2 steps or more (the step to sigma 0 is Euler's): the built-in model's default is 1.
+SAMPLERS = [pytest.param({}, id="euler"), pytest.param({"sampler": "heun", "steps": 2}, id="heun")]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_built_in_model_tiled_matches_untiled(sampler):
     image = _photo(150, 190)
-    whole = upscale(image, scale=2)  # 380x300: one 1024 px tile
-    tiled = upscale(image, scale=2, tile_size=128, tile_overlap=64)  # 4x3 tiles
+    whole = upscale(image, scale=2, **sampler)  # 380x300: one 1024 px tile
+    tiled = upscale(image, scale=2, tile_size=128, tile_overlap=64, **sampler)  # 4x3 tiles
     assert psnr(tiled, whole) > 45.0  # the blend hides seams: tiles see the same pixels up to their edge
 
 
@@ -118,15 +125,16 @@ class CountingBackend(BuiltinBackend):
         return super().velocity(x, sigma, cond)
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 2**31), st.integers(40, 200), st.integers(40, 200))
-def test_outside_a_mask_the_tiled_output_is_the_conventional_upscale_exactly(seed, width, height):
+def test_outside_a_mask_the_tiled_output_is_the_conventional_upscale_exactly(sampler, seed, width, height):
     rng = np.random.default_rng(seed)
     image = rng.random((height, width, 3)).astype(np.float32)
     mask = np.zeros((height, width), np.float32)
     top, left = rng.integers(0, height - 10), rng.integers(0, width - 10)
     mask[top : top + 10, left : left + 10] = rng.random((10, 10)).astype(np.float32)
-    out = upscale(image, scale=2, seed=seed, mask=mask, tile_size=96, tile_overlap=16, feather=1.5)
+    out = upscale(image, scale=2, seed=seed, mask=mask, tile_size=96, tile_overlap=16, feather=1.5, **sampler)
     weight = mask_resize(feather_mask(mask, 1.5), out.shape[1::-1])
     conventional = conventional_resize(image, out.shape[1::-1])
     outside = weight == 0
@@ -215,12 +223,14 @@ def test_tile_batches_group_consecutive_tiles_of_one_size():
     assert [w for g in tile_batches(windows, 64) for w in g] == windows
 
 
-def test_batched_tiles_give_the_same_result_as_one_at_a_time(tiny_backend):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_batched_tiles_give_the_same_result_as_one_at_a_time(tiny_backend, sampler):
     image = _photo(150, 190)
-    one = upscale(image, scale=2, tile_size=128, tile_overlap=32)
-    batched = upscale(image, scale=2, tile_size=128, tile_overlap=32, tile_batch=4)
+    one = upscale(image, scale=2, tile_size=128, tile_overlap=32, **sampler)
+    batched = upscale(image, scale=2, tile_size=128, tile_overlap=32, tile_batch=4, **sampler)
     np.testing.assert_allclose(batched, one, atol=2e-5)
     flux = tiny_backend("flux-dev")
-    one = upscale(image[:64, :96], scale=2, backend=flux, tile_size=64, tile_overlap=16, seed=2)
-    batched = upscale(image[:64, :96], scale=2, backend=flux, tile_size=64, tile_overlap=16, seed=2, tile_batch=3)
+    tiles = {"tile_size": 64, "tile_overlap": 16, "seed": 2, "sampler": sampler.get("sampler", "euler")}
+    one = upscale(image[:64, :96], scale=2, backend=flux, **tiles)
+    batched = upscale(image[:64, :96], scale=2, backend=flux, tile_batch=3, **tiles)
     np.testing.assert_allclose(batched, one, atol=1e-4)

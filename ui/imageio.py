@@ -1,27 +1,21 @@
 """Image files and Qt images <-> `Picture`, the window's pixel buffer: RGB or RGBA, 8 or 16 bits, as opened.
 
-The window does not import `engine` (that would load torch and slow its start by seconds, and the engine
-may run elsewhere), so it reads and writes files itself with the same libraries: Pillow, pypng for 16-bit
-PNG, tifffile for TIFF.
+Files are read and written by the engine's own `engine.imagefile` (which loads no torch): the same header
+checks before decoding, 16-bit PNG, orientation and atomic writes as the command line.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import stat
-import struct
-import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from PyQt6.QtCore import QByteArray
 from PyQt6.QtGui import QColorSpace, QImage
 
-from plugin.uprez_client.client import PNG_SIGNATURE, TIFF_SIGNATURES
+from engine.errors import InvalidInput
+from engine.imagefile import read_photo, write_image
+from engine.photo import PhotoMeta
 
 OPEN_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 SAVE_FORMATS = {  # file dialog filter -> suffix
@@ -101,80 +95,17 @@ def _normalise(array: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _read_png16(path: Path) -> np.ndarray:
-    import png
-
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    return array.reshape(height, width, info["planes"])
-
-
-def _read_pillow(image: Image.Image) -> np.ndarray:
-    image.load()  # decode now, so a truncated file fails here
-    if image.mode in ("I;16", "I;16L", "I;16B", "I"):
-        return np.asarray(image).astype(np.uint16)
-    if image.mode == "F":
-        return np.asarray(image, dtype=np.float32)
-    transparent = "A" in image.mode or "transparency" in image.info
-    return np.asarray(image.convert("RGBA" if transparent else "RGB"))
-
-
-def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
-    """EXIF/TIFF orientation 2-8 undone, as engine/photo.py does (not imported: it would load torch)."""
-    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-             5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
-             7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1), 8: lambda a: np.rot90(a, 1)}
-    turn = turns.get(orientation)
-    return array if turn is None else np.ascontiguousarray(turn(array))
-
-
-def _one_picture(name: str, frames: int, what: str = "frames") -> None:
-    """Refuse (before decoding) a file holding more than one picture, saying which one would be used."""
-    if frames > 1:
-        raise BadImage(f"{name} has {frames} {what}; Uprez upscales one picture and would take the first: "
-                       f"save the one you want as its own file (or use: uprez upscale --frame N)")
-
-
 def load_file(path: str | Path) -> Picture:
     """Read a PNG, JPEG, WebP, TIFF (8/16-bit, float) or BMP file, turned upright by its EXIF orientation,
     with its ICC profile; BadImage says why not (a multi-frame file is refused before decoding)."""
     path = Path(path)
-    name = path.stem or "image"
     if not path.is_file():
         raise BadImage(f"{path} does not exist or is not a file")
     try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-        if path.suffix.lower() in (".tif", ".tiff") or head[:4] in TIFF_SIGNATURES:
-            import tifffile
-
-            with tifffile.TiffFile(str(path)) as tif:
-                _one_picture(path.name, len(tif.pages), "pages")
-                page = tif.pages.first
-                array = page.asarray()
-                tags = page.tags
-                icc = bytes(tags[34675].value) if 34675 in tags else None
-                orientation = int(tags[274].value) if 274 in tags else 1
-            if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
-                array = np.moveaxis(array, 0, 2)  # planar TIFF
-        else:
-            with Image.open(path) as image:
-                _one_picture(path.name, 1 if image.format == "MPO" else getattr(image, "n_frames", 1))
-                icc = image.info.get("icc_profile") or None
-                if head.startswith(PNG_SIGNATURE) and len(head) >= 25 and head[24] == 16:
-                    array = _read_png16(path)
-                else:
-                    array = _read_pillow(image)
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
-        array = _upright(array, orientation)
-    except BadImage:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise BadImage(f"cannot open {path.name}: it is not an image Uprez can read, or it is damaged ({exc})") \
-            from exc
-    except Exception as exc:  # pypng and tifffile raise their own types for corrupt files
-        raise BadImage(f"cannot open {path.name}: {type(exc).__name__}: {exc}") from exc
-    return Picture(_normalise(array, path.name), name, icc)
+        photo = read_photo(path)
+    except InvalidInput as exc:
+        raise BadImage(str(exc)) from exc
+    return Picture(_normalise(photo.pixels, path.name), path.stem or "image", photo.meta.icc)
 
 
 def from_raw(data: bytes, width: int, height: int, channels: str, depth: int, name: str = "image",
@@ -232,64 +163,16 @@ def to_8bit(picture: Picture) -> Picture:
     return Picture(scaled, picture.name, picture.icc)
 
 
-def _write_png16(path: Path, pixels: np.ndarray, icc: bytes | None = None) -> None:
-    import png
-
-    height, width, planes = pixels.shape
-    writer = png.Writer(width, height, greyscale=False, alpha=planes == 4, bitdepth=16)
-    buffer = io.BytesIO()
-    writer.write(buffer, pixels.reshape(height, width * planes))
-    data = buffer.getvalue()
-    if icc:  # pypng writes no iCCP: put one right after IHDR (8 signature + 25 IHDR bytes)
-        body = b"iCCP" + b"ICC Profile\x00\x00" + zlib.compress(icc)
-        data = data[:33] + struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body)) + data[33:]
-    path.write_bytes(data)
-
-
 def save_file(picture: Picture, path: str | Path, overwrite: bool = False) -> None:
-    """Write PNG/TIFF at the picture's depth, WebP/JPEG at 8 bits; atomically, never over a file unless told."""
+    """Write PNG/TIFF at the picture's depth, WebP/JPEG at 8 bits, with its profile; atomically (the engine's
+    write_image), never over a file unless told."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff", ".webp", ".jpg", ".jpeg"):
         raise BadImage(f"cannot save as {suffix or 'a file without an extension'}; use .png, .tif, .webp or .jpg")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists")
-    fd, temp_name = tempfile.mkstemp(prefix=".uprez-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    temp = Path(temp_name)
     try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            tifffile.imwrite(str(temp), picture.pixels, compression="zlib", iccprofile=picture.icc,
-                             photometric="rgb", extrasamples=("unassalpha",) if picture.has_alpha else None)
-        elif suffix == ".png" and picture.depth == 16:
-            _write_png16(temp, picture.pixels, picture.icc)
-        else:
-            image = Image.fromarray(to_8bit(picture).pixels)
-            if suffix in (".jpg", ".jpeg"):
-                image = image.convert("RGB")  # JPEG has no alpha
-            options: dict[str, object] = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
-            if picture.icc:
-                options["icc_profile"] = picture.icc
-            image.save(temp, **options)
-        # mkstemp makes the file 0600; a saved picture gets the mode of the file it replaces, or a new
-        # file's usual mode (0666 less the umask), like any other program's output.
-        os.chmod(temp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~current_umask())
-        os.replace(temp, path)  # a failure never leaves half a file under `path`
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux), else set and restored."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        write_image(path, picture.pixels, PhotoMeta(icc=picture.icc))
+    except InvalidInput as exc:
+        raise BadImage(str(exc)) from exc

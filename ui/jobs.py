@@ -1,46 +1,24 @@
-"""One upscale job of this window: submit, follow its events, fetch the result, cancel — all off the GUI thread."""
+"""One upscale job of this window: sent, followed, fetched and cancelled through the client's RemoteJob, off the
+GUI thread."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import threading
 import time
 from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtGui import QImage
 
-from plugin.uprez_client import Client, EventStream, JobCancelled, JobFailed
+from plugin.uprez_client import Client, JobCancelled, JobEvent, JobFailed, RemoteJob, status_text
 from ui.background import run_in_background
 from ui.imageio import Picture, from_raw
 
 
-def progress_text(event: dict[str, Any]) -> str:
-    """'stage 1/2: decoding tile 7/30 · about 4 s left' from a progress event (the engine's phase text; from an
-    engine that sends none, 'stage 1/2 · step 3/5 · about 4 s left')."""
-    parts = []
-    if event.get("phase"):
-        parts.append(str(event["phase"]))
-    else:
-        if event.get("stages"):
-            parts.append(f"stage {event.get('stage', 0)}/{event['stages']}")
-        if event.get("steps"):
-            parts.append(f"step {event.get('step', 0)}/{event['steps']}")
-    eta = event.get("eta_s")
-    fraction = event.get("fraction")
-    if isinstance(eta, (int, float)) and not (isinstance(fraction, (int, float)) and fraction >= 1):
-        parts.append(f"about {eta:.0f} s left" if eta >= 1 else "less than a second left")
-    return " · ".join(parts)
-
-
-def decode_preview(event: dict[str, Any]) -> QImage:
-    """A `preview` event's base64 JPEG as a QImage (null when it does not decode)."""
+def decode_preview(event: JobEvent) -> QImage:
+    """A `preview` event's JPEG as a QImage (null when it does not decode)."""
     image = QImage()
-    try:
-        image.loadFromData(base64.b64decode(event.get("image", "")), "JPEG")
-    except ValueError:
-        return QImage()
+    if event.preview:
+        image.loadFromData(event.preview, "JPEG")
     return image
 
 
@@ -48,90 +26,60 @@ class JobRunner(QObject):
     """Runs one job at a time; every signal arrives on the GUI thread."""
 
     submitted = pyqtSignal(str)
-    progress = pyqtSignal(dict)  # the engine's progress event
+    progress = pyqtSignal(object)  # the engine's progress JobEvent
     note = pyqtSignal(str)  # queued behind other jobs, started, retrying after running out of memory
     preview = pyqtSignal(QImage)
     finished = pyqtSignal(object, float)  # result Picture, seconds from submit to result
     failed = pyqtSignal(object)  # the exception
     cancelled = pyqtSignal()
-    _event = pyqtSignal(dict)  # from the event stream's thread
+    _event = pyqtSignal(object, object)  # (RemoteJob, JobEvent) from the pool thread that follows the job
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._event.connect(self._on_event)
         self.client: Client | None = None
+        self.job: RemoteJob | None = None
         self.job_id: str | None = None
-        self.stream: EventStream | None = None
         self.name = "image"
         self.icc: bytes | None = None
         self.running = False
-        self._cancel_requested = False
+        self._closing = False
         self._started_at = 0.0
-        # Closing the window can come while the upload runs, before there is a job id or an event stream
-        # to hang up: the upload thread checks this flag (under the lock) as soon as the engine answers.
-        self._closing = threading.Event()
-        self._lock = threading.Lock()
-        self._submitted_job: str | None = None  # the job id as soon as the upload thread has it
 
     def start(self, client: Client, picture: Picture, mask: bytes | None, params: dict[str, Any]) -> None:
         """Submit `picture` (raw, at its own depth) with an optional one-byte-per-pixel mask."""
         if self.running:
             raise RuntimeError("a job is already running; cancel it first")
-        if self._closing.is_set():
+        if self._closing:
             raise RuntimeError("the window is closing")
         self.client, self.name, self.running = client, picture.name, True
         self.icc = picture.icc  # the result comes back in the picture's profile
-        self.job_id, self._cancel_requested, self._started_at = None, False, time.monotonic()
-        self._submitted_job = None
-        raw = picture.raw()  # copied now: the picture may change while the upload runs
+        self.job_id, self._started_at = None, time.monotonic()
+        # cancel_on_disconnect: a window that goes away (hangs up) cancels its own job.
+        job = client.start(picture.raw(), picture.width, picture.height, picture.channels, picture.depth,
+                           mask=mask, profile=picture.icc, region_only=False, client="Uprez window", **params)
+        self.job = job
 
-        def submit() -> str:
-            job_id = client.submit_raw(raw, picture.width, picture.height, picture.channels, picture.depth,
-                                       mask=mask, profile=picture.icc, region_only=False, client="Uprez window",
-                                       **params)
-            with self._lock:
-                closing = self._closing.is_set()
-                if not closing:
-                    self._submitted_job = job_id
-            if closing:  # the window closed during the upload: nobody will follow or fetch this job
-                _cancel_quietly(client, job_id)
-            return job_id
+        def follow() -> None:  # on a pool thread, so an engine that dies mid-job reaches _on_failed
+            for event in job.events():
+                self._event.emit(job, event)
 
-        run_in_background(submit, self._on_submitted, self._on_failed)
+        run_in_background(follow, lambda _: None, lambda exc: self._on_failed(exc, job))
 
     def cancel(self) -> None:
-        """Ask the engine to cancel; the `cancelled` signal follows when it has."""
-        if not self.running:
-            return
-        self._cancel_requested = True
-        if self.job_id is not None and self.client is not None:
-            client, job_id = self.client, self.job_id
-            run_in_background(lambda: client.cancel(job_id), lambda _: None, self._on_failed)
+        """Ask the engine to cancel (also during the upload); the `cancelled` signal follows when it has."""
+        if self.running and self.job is not None:
+            self.job.cancel()
 
-    def _on_submitted(self, job_id: str) -> None:
-        if not self.running:  # shut down meanwhile: the job was cancelled by shutdown() or by submit()
+    def _on_event(self, job: RemoteJob, event: JobEvent) -> None:
+        if not self.running or job is not self.job:
             return
-        self.job_id = job_id
-        self.submitted.emit(job_id)
-        if self._cancel_requested:  # Cancel was pressed during the upload
-            self._cancel_requested = False
-            self.cancel()
-        # cancel_on_disconnect: closing the window (which hangs up) cancels this window's own job. The stream
-        # runs on a pool thread rather than listen()'s own, so an engine that dies mid-job reaches _on_failed.
-        assert self.client is not None
-        self.stream = EventStream(self.client, job_id, self._event.emit, cancel_on_disconnect=True)
-        run_in_background(self.stream.run, lambda _final: None, self._on_failed)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if not self.running or event.get("job") != self.job_id:
-            return
-        kind = event.get("event")
-        if kind == "queued" and event.get("position"):
-            self.note.emit(f"Waiting in the engine's queue (position {event['position']})…")
-        elif kind == "started":
-            self.note.emit("Started (loading the model first if it is not loaded)…")
-        elif kind == "retrying":
-            self.note.emit(f"Retrying with smaller tiles: {event.get('message', '')}")
+        kind = event.kind
+        if kind == "submitted" and event.job is not None:
+            self.job_id = event.job
+            self.submitted.emit(event.job)
+        elif kind in ("queued", "started", "retrying"):
+            self.note.emit(status_text(event))
         elif kind == "progress":
             self.progress.emit(event)
         elif kind == "preview":
@@ -139,20 +87,18 @@ class JobRunner(QObject):
             if not image.isNull():
                 self.preview.emit(image)
         elif kind == "done":
-            client, job_id = self.client, self.job_id
-            assert client is not None and job_id is not None
-            run_in_background(lambda: self._fetch(client, job_id), self._on_result, self._on_failed)
+            run_in_background(lambda: self._fetch(job), self._on_result, lambda exc: self._on_failed(exc, job))
         elif kind == "failed":
-            self._on_failed(JobFailed(event.get("message") or "the job failed"))
+            self._on_failed(JobFailed(event.message or "the job failed"), job)
         elif kind == "cancelled":
             self._end()
             self.cancelled.emit()
 
-    def _fetch(self, client: Client, job_id: str) -> Picture:
-        data, meta = client.result(job_id)
+    def _fetch(self, job: RemoteJob) -> Picture:
+        data, meta = job.result()
         picture = from_raw(data, meta["width"], meta["height"], meta["channels"], meta["depth"], self.name,
                            self.icc)
-        client.cancel(job_id)  # for a finished job: forget it and free its result on the engine
+        job.forget()  # free its result on the engine now
         return picture
 
     def _on_result(self, picture: Picture) -> None:
@@ -160,8 +106,8 @@ class JobRunner(QObject):
         self._end()
         self.finished.emit(picture, seconds)
 
-    def _on_failed(self, exc: BaseException) -> None:
-        if not self.running:
+    def _on_failed(self, exc: BaseException, job: RemoteJob | None = None) -> None:
+        if not self.running or (job is not None and job is not self.job):
             return
         self._end()
         if isinstance(exc, JobCancelled):
@@ -171,30 +117,16 @@ class JobRunner(QObject):
 
     def _end(self) -> None:
         self.running = False
-        self.stream = None  # its thread ends with the stream
 
     def own_job_ids(self) -> set[str]:
-        """This runner's job ids known so far (the current one may not have reached the GUI thread yet)."""
-        with self._lock:
-            return {job for job in (self.job_id, self._submitted_job) if job is not None}
+        """This runner's job id, as soon as the engine has answered the upload (before the GUI thread hears)."""
+        job_id = self.job.id if self.job is not None else None
+        return {job_id} if job_id is not None else set()
 
     def shutdown(self) -> None:
         """Stop this window's job: hang up on its event stream (the engine then cancels it), or cancel it
-        directly when its id came back but its stream is not open yet, or leave a flag for the upload thread."""
-        with self._lock:
-            self._closing.set()
-            unfollowed = self._submitted_job if self.running and self.stream is None else None
-        stream = self.stream
-        if stream is not None:
-            stream.close()
-        elif unfollowed is not None and self.client is not None:
-            client = self.client
-            # Not a pool thread: Python waits for this one at exit, so the cancel is sent even as the app quits.
-            threading.Thread(target=_cancel_quietly, args=(client, unfollowed), name="uprez-cancel").start()
+        directly when it is not followed yet, or as soon as the upload is answered."""
+        self._closing = True
+        if self.running and self.job is not None:
+            self.job.close()
         self.running = False
-
-
-def _cancel_quietly(client: Client, job_id: str) -> None:
-    """Cancel a job nobody is left to hear about; an engine that is gone has nothing left to cancel."""
-    with contextlib.suppress(Exception):
-        Client(client.url, client.token, timeout=5.0).cancel(job_id)

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from plugin.uprez_client import Client, EngineNotRunning
+from plugin.uprez_client import Client, EngineNotRunning, JobEvent, status_text
 from plugin.uprez_client.idle import IDLE_STOPPED, idle_note, is_stopping
 from plugin.uprez_client.regions import scaled_size
 from ui.background import run_in_background
@@ -44,7 +44,7 @@ from ui.imageio import (
     to_8bit,
     to_qimage,
 )
-from ui.jobs import JobRunner, progress_text
+from ui.jobs import JobRunner
 from ui.messages import Advice, explain
 from ui.queue_panel import QueuePanel
 from ui.settings_panel import SettingsPanel
@@ -426,10 +426,9 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.setFormat("%p %")
 
-    def _on_progress(self, event: dict[str, Any]) -> None:
-        self.progress.setValue(int(round(float(event.get("fraction") or 0.0) * 100)))  # run() set the format
-        detail = progress_text(event)
-        self.status_label.setText(f"Upscaling: {detail}" if detail else "Upscaling…")
+    def _on_progress(self, event: JobEvent) -> None:
+        self.progress.setValue(int(round((event.fraction or 0.0) * 100)))  # run() set the format
+        self.status_label.setText(status_text(event))
 
     def _on_preview(self, image: QImage) -> None:
         source = self.run_source

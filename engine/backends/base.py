@@ -11,7 +11,7 @@ import torch
 
 from engine.schedule import ShiftRule
 from engine.settings import StructureGuidance
-from engine.tiling import Window
+from engine.tile_grid import Window
 from engine.work import WorkCosts
 
 
@@ -22,7 +22,7 @@ class Conditioning:
     positive: dict[str, Any]
     negative: dict[str, Any] | None = None
     cfg_scale: float = 1.0  # real classifier-free guidance (SD3, Qwen-Image, Z-Image); 1 = off
-    guidance: float | None = None  # FLUX-dev's distilled guidance embedding; None where the model has none
+    distilled_guidance: float | None = None  # FLUX-dev's distilled guidance (settings' `guidance`); None: none
     extra: dict[str, Any] = field(default_factory=dict)  # per-stage inputs, e.g. the built-in model's image
 
     def map_spatial(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Conditioning:
@@ -125,8 +125,9 @@ class FlowBackend(ABC):
     def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         """Flow velocity v(x_sigma, sigma) ≈ eps - x0 for unpacked float32 latents."""
 
-    def condition_stage(self, cond: Conditioning, latent: torch.Tensor) -> Conditioning:
-        """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing."""
+    def condition_stage(self, cond: Conditioning, latent: torch.Tensor, sigmas: Sequence[float] = ()) -> Conditioning:
+        """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing.
+        `sigmas` is the stage's schedule, for flow maps that take the step size (the built-in model)."""
         return cond
 
     def crop_condition(self, cond: Conditioning, windows: Sequence[Window]) -> Conditioning:

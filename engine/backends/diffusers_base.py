@@ -98,7 +98,7 @@ class DiffusersBackend(FlowBackend):
             positive=positive,
             negative=negative,
             cfg_scale=cfg if use_cfg else 1.0,
-            guidance=self._guidance_value(guidance),
+            distilled_guidance=self._guidance_value(guidance),
         )
 
     def _guidance_value(self, guidance: float | None) -> float | None:

@@ -55,8 +55,8 @@ class FluxBackend(DiffusersBackend):
         dtype = transformer.dtype
         timestep = self._scaled_timestep(b, sigma)  # FLUX multiplies by 1000 again inside
         guidance = None
-        if cond.guidance is not None:
-            guidance = torch.full((b,), cond.guidance, device=self.device, dtype=torch.float32)
+        if cond.distilled_guidance is not None:
+            guidance = torch.full((b,), cond.distilled_guidance, device=self.device, dtype=torch.float32)
         out = transformer(
             hidden_states=pack_latents(x).to(self.device, dtype),
             timestep=timestep,

@@ -95,8 +95,8 @@ class Flux2Backend(DiffusersBackend):
         b, _, h, w = x.shape
         dtype = transformer.dtype
         guidance = None
-        if cond.guidance is not None:
-            guidance = torch.full((b,), cond.guidance, device=self.device, dtype=torch.float32)
+        if cond.distilled_guidance is not None:
+            guidance = torch.full((b,), cond.distilled_guidance, device=self.device, dtype=torch.float32)
         out = transformer(
             hidden_states=pack_latents(x).to(self.device, dtype),
             timestep=self._scaled_timestep(b, sigma),

@@ -9,13 +9,12 @@ from typing import Any
 import torch
 
 from engine.backends.base import FlowBackend
-from engine.backends.registry import GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
+from engine.backends.registry import BUILTIN, GUIDANCE_KEY_MARKERS, Family, family_for_keys, family_for_pipeline
 from engine.backends.text_encoders import deferred_text_components
-from engine.builtin.backend import WEIGHTS, is_builtin_folder, load_builtin
 from engine.errors import DeviceError, ModelNotFound
 from engine.memory_modes import apply_mode, check_mode, choose_mode, free_device_bytes, make_plan
 from engine.memory_plan import MemoryPlan
-from engine.settings import BUILTIN_MODEL
+from engine.models.ref import ModelRef
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -67,11 +66,6 @@ def _read_index(folder: Path) -> str:
         return str(json.loads(index.read_text())["_class_name"])
     except (ValueError, KeyError) as exc:
         raise ModelNotFound(f"{index} is not a valid diffusers model index: {exc}") from exc
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or "\\" in source or source.endswith((".safetensors", ".gguf")) \
-        or source.count("/") != 1
 
 
 def quiet_libraries() -> None:
@@ -181,30 +175,28 @@ def load_backend(
     requested = memory or ("model-offload" if offload and torch_device.type != "cpu" else "auto")
     check_mode(requested, torch_device)  # before a load of minutes
     text = str(source)
-    path = Path(text).expanduser()
-    if text == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
-        folder = WEIGHTS if text == BUILTIN_MODEL else path
-        return load_builtin(folder, source=text, device=torch_device, dtype=torch_dtype)
+    ref = ModelRef.parse(text)
+    if ref.kind == "builtin":
+        return BUILTIN.load(ref.path, source=text, device=torch_device, dtype=torch_dtype)
+    if ref.kind == "sr":
+        raise ModelNotFound(f"{ref.path} is an upscale model, not a flow model: run it on its own (--model) or "
+                            "before a flow model (--upsampler)")
     quiet_libraries()
     if quantize and torch_device.type != "cuda":
         from engine.backends.quantized import bnb_config
 
         bnb_config(quantize, torch_dtype, torch_device)  # refuses in one line before anything loads
     single = None
-    if path.is_file():
-        if path.suffix not in (".safetensors", ".gguf"):
-            raise ModelNotFound(f"{path} is not a model: expected a diffusers folder, a .safetensors or a .gguf file")
-        single = _pair(path, base)
+    if ref.kind in ("safetensors", "gguf"):
+        single = _pair(ref.path, base)
         base = single[2]  # the plan below and the load take the file's rest from the same folder
     # Planned from the config files on the meta device, before any weight is read (the CPU has one mode).
     memory_plan = None if torch_device.type == "cpu" else make_plan(text, base, torch_device, torch_dtype)
     if single is not None:
         family, pipe = _load_single_file(*single, torch_dtype, torch_device, quantize)
-    elif path.is_dir():
-        family, pipe = _load_pretrained(str(path), str(path), torch_dtype, torch_device, quantize)
-    elif _looks_like_path(text):
-        raise ModelNotFound(f"model not found: {text} does not exist")
-    else:
+    elif ref.kind == "diffusers":
+        family, pipe = _load_pretrained(str(ref.path), str(ref.path), torch_dtype, torch_device, quantize)
+    else:  # a repo id: from the Hugging Face cache, else downloaded
         family, pipe = _load_pretrained(text, repr(text), torch_dtype, torch_device, quantize)
 
     pipe.set_progress_bar_config(disable=True)

@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine import model_store
 from engine.backends.registry import Family
 from engine.errors import ModelNotFound
+from engine.models import store as model_store
 
 
 def _json(path: Path) -> dict:
@@ -102,7 +102,7 @@ def resolve_base(family: Family, guided: bool | None, base: str | None, checkpoi
 def pairing_note(checkpoint: Path, family_name: str) -> str:
     """For `uprez models list`: the base a transformer file would load with, or what to do when there is none."""
     from engine.backends.registry import GUIDANCE_KEY_MARKERS, family_named
-    from engine.model_files import summarize
+    from engine.models.files import summarize
 
     family = family_named(family_name)
     try:

@@ -1,11 +1,14 @@
-"""The model families Uprez drives, named in one table."""
+"""The model families Uprez drives, named in one table, and the built-in model's entry."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from engine.errors import UnknownModelFamily
+from engine.settings import BUILTIN_MODEL
 
 
 @dataclass(frozen=True)
@@ -120,3 +123,33 @@ def family_for_keys(keys: list[str], where: str) -> Family:
     raise UnknownModelFamily(
         f"{where} does not look like a transformer checkpoint of a supported family ({SUPPORTED})"
     )
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """The model that ships with Uprez, as a registry entry: its name, and the module that loads it.
+
+    The module (engine.builtin.backend: above the backends, since it is one) is imported on first use, so
+    nothing here imports upward; it keeps the names `WEIGHTS`, `is_builtin_folder` and `load_builtin`.
+    """
+
+    name: str
+    module: str
+
+    def _module(self):  # noqa: ANN202 - a module
+        return importlib.import_module(self.module)
+
+    def weights(self) -> Path:
+        """The shipped weights' folder."""
+        return self._module().WEIGHTS
+
+    def is_folder(self, path: Path) -> bool:
+        """Whether `path` is a folder of this model's format (the shipped one, or a training run's export)."""
+        return bool(self._module().is_builtin_folder(path))
+
+    def load(self, folder: Path, **options: Any) -> Any:
+        """Its backend from `folder` (source, device, dtype as the module's loader takes them)."""
+        return self._module().load_builtin(folder, **options)
+
+
+BUILTIN = BuiltinModel(BUILTIN_MODEL, "engine.builtin.backend")

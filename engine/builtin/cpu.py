@@ -1,6 +1,6 @@
 """Running a built-in network fast on the CPU, whatever its architecture (issue 21 item 4).
 
-`CpuRunner(net)` calls any `net(x, up, sigma) -> x0_hat` of (B, 3, H, W) images with:
+`CpuRunner(net)` calls any `net(x, up, sigma, ...) -> x0_hat` of (B, 3, H, W) images with:
 - channels-last memory: oneDNN's convolutions run on NHWC without reordering every layer's input and output
   (measured 1.28x less CPU on the v1 network at 640x512);
 - bfloat16 convolutions where the CPU has them in hardware (`fast_bf16`: AMX or AVX-512 BF16), through
@@ -62,7 +62,7 @@ def fit_threads() -> int:
 
 
 class CpuRunner:
-    """`net(x, up, sigma)` in channels-last, with bf16 convolutions where `bf16`; float32 contiguous out."""
+    """`net(x, up, sigma, ...)` in channels-last, with bf16 convolutions where `bf16`; float32 contiguous out."""
 
     def __init__(self, net: nn.Module, *, bf16: bool | None = None) -> None:
         self.net = net.to(memory_format=torch.channels_last)
@@ -70,11 +70,12 @@ class CpuRunner:
         self.call: Callable[..., torch.Tensor] = self.net
         fit_threads()
 
-    def __call__(self, x: torch.Tensor, up: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        x, up = (t.contiguous(memory_format=torch.channels_last) for t in (x, up))
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        """The network on `args` (images in channels-last; sigma, step sizes as they are)."""
+        args = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in args)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with torch.no_grad(), autocast:
-            out = self.call(x, up, sigma)
+            out = self.call(*args)
         return out.float().contiguous()
 
 

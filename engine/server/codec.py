@@ -16,13 +16,12 @@ from engine.errors import InvalidInput
 from engine.photo import PhotoMeta, from_pillow, from_tiff_page, orient, tiff_options, upright
 from engine.pngmeta import with_metadata
 from engine.probe import check, declared
+from plugin.uprez_client.protocol import PNG_SIGNATURE, TIFF_SIGNATURES
 
 KINDS = ("raw", "png", "tiff")
 CHANNEL_ORDERS = ("RGBA", "BGRA", "RGB", "BGR", "L", "LA")
 DEPTHS = {8: np.dtype(np.uint8), 16: np.dtype("<u2"), 32: np.dtype("<f4")}  # little-endian, as editors hand out
 MEDIA_TYPES = {"raw": "application/octet-stream", "png": "image/png", "tiff": "image/tiff"}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def image_size(data: bytes, fmt: ImageFormat) -> tuple[int, int]:
 def _decode_png(data: bytes) -> tuple[np.ndarray, PhotoMeta]:
     from PIL import Image
 
-    from engine.pixels import pil_to_array
+    from engine.photo import pil_to_array
 
     with Image.open(io.BytesIO(data)) as image:
         if data[24:25] == b"\x10":  # IHDR bit depth 16: Pillow cannot hold 16-bit colour, pypng can

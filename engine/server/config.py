@@ -11,22 +11,12 @@ from typing import Any
 
 from engine.errors import InvalidInput
 from engine.server.idle import IdlePolicy
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8742  # unassigned by IANA, below Linux's ephemeral range, clear of Gradio (7860) and Jupyter (8888)
-ENGINE_FILE = "engine.json"
-ENV_CONFIG_DIR = "UPREZ_CONFIG_DIR"
+from plugin.uprez_client.protocol import DEFAULT_HOST, DEFAULT_PORT, ENGINE_FILE, config_dir
 
 
 def uprez_config_dir() -> Path:
-    """The user's Uprez config folder: $UPREZ_CONFIG_DIR, else platformdirs' user config dir for "uprez"."""
-    override = os.environ.get(ENV_CONFIG_DIR, "").strip()
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_config_dir
-
-    # roaming + no author: %APPDATA%\uprez on Windows, the same folder the stdlib client computes.
-    return Path(user_config_dir("uprez", appauthor=False, roaming=True))
+    """The user's Uprez config folder: the one the bridges' client computes (uprez_client.protocol.config_dir)."""
+    return Path(config_dir())
 
 
 def _env_number(name: str, default: float) -> float:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidInput
+from plugin.uprez_client.protocol import BRIDGE_FILE
 
 log = logging.getLogger("uprez.server")
 
@@ -44,7 +45,6 @@ ENV_UNLOAD_AFTER = "UPREZ_UNLOAD_AFTER"
 ENV_EXIT_AFTER = "UPREZ_EXIT_AFTER"
 ENV_STARTED_BY = "UPREZ_STARTED_BY"  # "window" or "bridge": set by whoever started the engine on demand
 ENV_PARENT_WATCH = "UPREZ_PARENT_WATCH"  # "stdin": stdin is a pipe the starting process holds open
-BRIDGE_FILE = "bridge.json"
 
 
 @dataclass(frozen=True)

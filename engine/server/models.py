@@ -5,24 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine import model_store
-from engine.builtin.backend import is_builtin_folder
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, ModelNotFound
+from engine.models import store as model_store
+from engine.models.ref import ModelRef
 from engine.settings import BUILTIN_MODEL
-from engine.sr.load import SR_SUFFIXES, is_sr_checkpoint
 
 
 def _model_kind(path: Path) -> str | None:
-    """`builtin`, `diffusers` (a folder with model_index.json), `safetensors` or `gguf` (a checkpoint file), or None."""
-    if str(path) == BUILTIN_MODEL or (path.is_dir() and is_builtin_folder(path)):
-        return "builtin"
-    if path.is_dir() and (path / "model_index.json").is_file():
-        return "diffusers"
-    if path.is_file() and path.suffix.lower() in SR_SUFFIXES and is_sr_checkpoint(path):
-        return "sr"  # a pixel upscale model (engine.sr)
-    if path.is_file() and path.suffix in (".safetensors", ".gguf"):
-        return path.suffix[1:]
-    return None
+    """The entry's kind (engine.models.ref.KINDS), or None when it is no model."""
+    try:
+        return ModelRef.parse(str(path)).kind
+    except ModelNotFound:
+        return None
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -94,18 +88,14 @@ def resolve(name: str | None, default: str | None) -> str:
                                "GET /v1/models lists what is installed, or start it with `uprez serve --model M`")
         return default
     try:
-        path = Path(name).expanduser()
-        kind, exists = _model_kind(path), path.exists()
-    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user: not a path
-        kind, exists = None, False
-    if kind == "builtin" and name == BUILTIN_MODEL:
+        ref = ModelRef.parse(name)
+    except ModelNotFound as exc:
+        raise InvalidInput(f"{exc}; GET /v1/models lists what this engine has") from None
+    if ref.kind == "builtin" and name == BUILTIN_MODEL:
         return BUILTIN_MODEL
-    if kind:
-        return str(path.resolve())
-    if exists:
-        raise InvalidInput(f"model {name!r} exists but is neither a diffusers folder (with model_index.json) "
-                           "nor a .safetensors or .gguf file")
-    if model_store.REPO_ID.match(name) and _in_hub_cache(name):
+    if ref.path is not None:
+        return str(ref.path.resolve())
+    if _in_hub_cache(name):
         return name
     raise InvalidInput(f"model {name!r} was not found: it is not a local folder or .safetensors file, nor a "
                        "downloaded Hugging Face repo id; GET /v1/models lists what this engine has")

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.params import Param, check
 from engine.photo import PhotoMeta
 from engine.server.codec import ImageFormat
-from engine.settings import GUIDANCE_FLAGS, GUIDANCE_WEIGHTS, MEMORY_CHOICES, UpscaleSettings
+from engine.settings import MEMORY_CHOICES, SETTINGS_PARAMS, UpscaleSettings
 
-_SETTINGS = tuple(f.name for f in fields(UpscaleSettings))
-_NUMBERS = ("scale", "strength", "cfg_scale", "guidance", *GUIDANCE_WEIGHTS)
-_WHOLE = ("steps", "seed", "tile_size", "tile_overlap", "tile_batch")
-_FORMAT = ("format", "width", "height", "channels", "depth")
-_OWN = ("model", "region_only", "mask_format", "preview_every", "client", "memory")
+_SETTINGS = tuple(SETTINGS_PARAMS)
 MAX_PREVIEW_EVERY = 1000
 MAX_CLIENT_NAME = 64
-KNOWN_PARAMS = frozenset(_SETTINGS + _FORMAT + _OWN)
+# The server's own params, in the field table's terms (engine.params); the settings' rows are UpscaleSettings'.
+REQUEST_PARAMS: dict[str, Param] = {
+    "format": Param("text"), "width": Param("whole"), "height": Param("whole"), "channels": Param("text"),
+    "depth": Param("whole"),
+    "model": Param("text"),
+    "region_only": Param("flag"),
+    "mask_format": Param("choice", "raw or png", choices=("raw", "png")),
+    "preview_every": Param("whole", f"a whole number from 0 (no previews) to {MAX_PREVIEW_EVERY} steps", 0,
+                           MAX_PREVIEW_EVERY),
+    "client": Param("text"),
+    "memory": Param("choice", choices=MEMORY_CHOICES),
+}
+KNOWN_PARAMS = frozenset(_SETTINGS) | frozenset(REQUEST_PARAMS)
 
 
 def parse_params(text: str | bytes) -> dict[str, Any]:
@@ -37,32 +45,13 @@ def parse_params(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-def _check_types(data: dict[str, Any]) -> None:
-    """JSON types the dataclasses would otherwise coerce (true as 1, 1e400 as an overflow) are refused here."""
-    for name in _NUMBERS:
-        value = data.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInput(f"{name} must be a number, got {value!r}")
-        try:
-            if not math.isfinite(float(value)):
-                raise OverflowError
-        except OverflowError:
-            raise InvalidInput(f"{name} must be a finite number, got {value!r}") from None
-    for name in (*_WHOLE, "width", "height", "depth", "preview_every"):
-        value = data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidInput(f"{name} must be a whole number, got {value!r}")
-    for name in ("model", "mask_format", "format", "channels", "prompt", "negative_prompt", "preset", "client",
-                 "memory", "upsampler"):
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput(f"{name} must be text, got {value!r}")
-    for name in ("region_only", *GUIDANCE_FLAGS):
-        value = data.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise InvalidInput(f"{name} must be true or false, got {value!r}")
+def _check_values(data: dict[str, Any]) -> None:
+    """Every param against its row: JSON's true is not 1, 1e400 is not a number, with the settings' own words."""
+    given = {name: value for name, value in data.items()  # null, and "" for a choice, mean the default
+             if value is not None and not (value == "" and name in ("memory", "mask_format"))}
+    problem = check({**SETTINGS_PARAMS, **REQUEST_PARAMS}, given)
+    if problem is not None:
+        raise InvalidInput(problem)
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,7 @@ class JobRequest:
         unknown = sorted(set(data) - KNOWN_PARAMS)
         if unknown:
             raise InvalidInput(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_PARAMS))}")
-        _check_types(data)
+        _check_values(data)
         settings = UpscaleSettings.from_dict({k: v for k, v in data.items() if k in _SETTINGS and v is not None})
         kind = data.get("format") or ("raw" if "width" in data or "height" in data else sniffed)
         if kind is None:
@@ -102,23 +91,16 @@ class JobRequest:
                 raise InvalidInput(f"{', '.join(stray)} only apply to raw images; a {kind} file carries its own")
             image = ImageFormat(kind)
         mask_format = (data.get("mask_format") or ("raw" if kind == "raw" else "png")) if has_mask else None
-        if mask_format not in (None, "raw", "png"):
-            raise InvalidInput(f"mask_format must be raw or png, got {mask_format!r}")
         region_only = data.get("region_only", False)
         if region_only and not has_mask:
             raise InvalidInput("region_only needs a mask part: the region is what the mask selects")
         model = data.get("model") or None
         preview_every = data.get("preview_every") or 0
-        if not 0 <= preview_every <= MAX_PREVIEW_EVERY:
-            raise InvalidInput(f"preview_every must be from 0 (no previews) to {MAX_PREVIEW_EVERY} steps, "
-                               f"got {preview_every}")
         client = (data.get("client") or "").strip()
         if len(client) > MAX_CLIENT_NAME or not client.isprintable():
             raise InvalidInput(f"client must be a short printable name (at most {MAX_CLIENT_NAME} characters), "
                                f"got {client[:80]!r}")
         memory = data.get("memory") or None
-        if memory is not None and memory not in MEMORY_CHOICES:
-            raise InvalidInput(f"memory must be one of {', '.join(MEMORY_CHOICES)}, got {memory!r}")
         return cls(settings, image, model, region_only, mask_format, preview_every, client, memory)
 
     def to_params(self) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.api import get_backend, release_backend, smaller_tiles, upscale
+from engine.api import smaller_tiles, upscale
+from engine.backends.cache import ModelCache
 from engine.progress import ProgressCallback
 from engine.server.codec import encode_result
 from engine.server.config import ServerConfig
@@ -19,10 +20,11 @@ from engine.sr.upscale import upscale_sr
 
 
 class EngineRunner:
-    """Runs jobs on the worker thread; the model stays loaded between jobs (engine.api caches the last one)."""
+    """Runs jobs on the worker thread; the model stays loaded between jobs (`models` keeps the last one)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.models = ModelCache()
         self.loaded: str | None = None  # the model the last job (or the warm-up) ran on
         self.lowered: dict[str, str] = {}  # model -> memory mode it was moved to after running out of memory
 
@@ -42,7 +44,7 @@ class EngineRunner:
         if model is None:
             return None
         try:
-            backend = get_backend(self.spec(model, job.request.memory))
+            backend = self.models.get(self.spec(model, job.request.memory))
         except Exception:  # the model itself does not load: nothing to lower, the job's own error stands
             return None
         current = getattr(backend, "memory_mode", None)
@@ -58,13 +60,13 @@ class EngineRunner:
             if is_sr_checkpoint(Path(self.config.model)):  # `uprez serve --model 4x-UltraSharp.pth`
                 get_sr_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
             else:
-                get_backend(self.spec(self.config.model))
+                self.models.get(self.spec(self.config.model))
             self.loaded = self.config.model
 
     def unload(self) -> None:
         """Drop the loaded model and give its memory back (the idle engine's unload; the next job reloads it)."""
         self.loaded = None
-        release_backend()
+        self.models.release()
         free_memory()  # gc, then torch.cuda.empty_cache() (and MPS's) where there is one
         trim_heap()
 
@@ -76,7 +78,7 @@ class EngineRunner:
         if request.model.endswith(SR_SUFFIXES) and is_sr_checkpoint(Path(request.model)):
             return self._run_sr(job, on_progress)
         # Switching models (or memory modes) frees the previous one first.
-        backend = get_backend(self.spec(request.model, request.memory))
+        backend = self.models.get(self.spec(request.model, request.memory))
         self.loaded = request.model
         job.cancel.raise_if_cancelled()  # loading can take a while; a cancel meanwhile should not run the job
         settings = request.settings

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UprezError
+from plugin.uprez_client.protocol import TOKEN_FILE
 
-TOKEN_FILE = "token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 

@@ -36,7 +36,7 @@ def sr_folders(config_dir: Path, environ: Mapping[str, str] | None = None) -> li
 
     chaiNNer opens models from anywhere; `~/chaiNNer/models` and `~/Documents/chaiNNer/models` are where its
     users commonly keep them, and any other folder goes in UPREZ_SR_DIRS."""
-    from engine import model_store
+    from engine.models import store as model_store
 
     environ = os.environ if environ is None else environ
     folders = [(Path(p).expanduser(), "folder") for p in environ.get(ENV_SR_DIRS, "").split(os.pathsep) if p.strip()]

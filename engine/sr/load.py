@@ -52,7 +52,7 @@ def is_sr_checkpoint(path: Path) -> bool:
         return True
     from engine.backends.registry import family_for_keys
     from engine.errors import UprezError
-    from engine.model_store import safetensors_keys
+    from engine.models.store import safetensors_keys
 
     try:
         keys = safetensors_keys(path)

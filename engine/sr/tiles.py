@@ -1,8 +1,8 @@
-"""An SR model over an image in overlapping tiles, fused with weights that sum to one (engine.tiling's maths).
+"""An SR model over an image in overlapping tiles, fused with weights that sum to one (engine.tile_grid's maths).
 
 Each tile is cut from the input with `overlap` pixels shared with its neighbours. The model's output of a tile
 is wrong near the tile's cut edges (the network sees no pixels beyond them), so `margin` input pixels of its
-output are dropped on every cut side, and the rest of the shared band is cross-faded with engine.tiling's
+output are dropped on every cut side, and the rest of the shared band is cross-faded with engine.tile_grid's
 raised-cosine weights. A network whose receptive field reaches less than `margin` input pixels gives the
 same result as an untiled run, up to float rounding.
 """
@@ -18,7 +18,7 @@ from engine.errors import DeviceError
 from engine.memory import available_bytes
 from engine.progress import CancelToken
 from engine.sr.load import SRModel
-from engine.tiling import Window, blend_weights, fuse_tiles, scaled, tile_windows
+from engine.tile_grid import Window, blend_weights, fuse_tiles, scaled, tile_windows
 
 DEFAULT_OVERLAP = 32  # input pixels neighbouring tiles share
 MIN_TILE = 64

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from engine.tiling import Window
+from engine.tile_grid import Window
 
 
 def border_ratio(error: torch.Tensor, windows: Sequence[Window], scale: int = 1) -> float:

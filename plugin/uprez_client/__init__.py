@@ -12,9 +12,10 @@ from .errors import (
     Unauthorized,
     UprezClientError,
 )
+from .remote_job import JobEvent, RemoteJob, ResultInfo, status_text
 
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_URL", "Client", "EngineError", "EngineNotRunning", "EventStream", "JobCancelled",
-    "JobFailed", "QueueFull", "RejectedInput", "Unauthorized", "UprezClientError", "config_dir", "engine_url",
-    "read_token",
+    "JobEvent", "JobFailed", "QueueFull", "RejectedInput", "RemoteJob", "ResultInfo", "Unauthorized",
+    "UprezClientError", "config_dir", "engine_url", "read_token", "status_text",
 ]

@@ -22,11 +22,11 @@ from .errors import (
     RejectedInput,
     Unauthorized,
 )
+from .protocol import PNG_SIGNATURE, TIFF_SIGNATURES
+from .remote_job import RemoteJob
 
 EventCallback = Callable[[Dict[str, Any]], None]
 TERMINAL_EVENTS = ("done", "failed", "cancelled")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 STREAM_TIMEOUT_S = 60.0  # the engine sends a keep-alive every 10 s, so a silent minute means it is gone
 TRANSFER_TIMEOUT_S = 300.0  # uploads and result downloads of large buffers
 FALLBACK_MESSAGES = {413: "the request is over the engine's size limits (see `uprez serve --help`)"}
@@ -38,6 +38,17 @@ def _file_kind(data: bytes) -> str | None:
     if data[:4] in TIFF_SIGNATURES:
         return "tiff"
     return None
+
+
+def _read_file(image: Any) -> bytes:
+    """The bytes of a PNG or TIFF given as a path or bytes; ValueError for anything else."""
+    if isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as f:
+            image = f.read()
+    data = bytes(image)
+    if _file_kind(data) is None:
+        raise ValueError("only PNG and TIFF files can be sent as files; send other images as raw pixels")
+    return data
 
 
 class Client:
@@ -75,9 +86,31 @@ class Client:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}")
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Cancel a queued or running job; for a finished job, forget it and free its result."""
-        return self._json("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+        return self._json("DELETE", f"/v1/jobs/{quote(job_id, safe='')}", timeout=timeout)
+
+    # -- a job as a handle ----------------------------------------------------------------------------
+    def start(self, image: Any, width: int | None = None, height: int | None = None, channel_order: str = "BGRA",
+              depth: int = 8, mask: bytes | None = None, profile: bytes | None = None,
+              cancel_on_disconnect: bool = True, **params: Any) -> RemoteJob:
+        """Send a job and follow it on a thread of its own; returns at once with the job's handle.
+
+        Raw pixels with `width` and `height` (as `submit_raw`), else a PNG or TIFF path or bytes (as
+        `submit_file`). `cancel_on_disconnect`: the engine cancels the job if this process goes away while
+        following it. Errors of the upload come out of the handle's `events()`.
+        """
+        if (width is None) != (height is None):
+            raise ValueError("give both width and height for raw pixels, or neither for a PNG or TIFF file")
+        if width is not None and height is not None:
+            def submit() -> str:
+                return self.submit_raw(image, width, height, channel_order, depth, mask, profile, **params)
+        else:
+            data = _read_file(image)  # a bad file is refused here, before any thread starts
+
+            def submit() -> str:
+                return self.submit_file(data, mask, profile, **params)
+        return RemoteJob(self, submit, cancel_on_disconnect)._begin()
 
     # -- submitting -----------------------------------------------------------------------------------
     def submit_raw(self, pixels: Any, width: int, height: int, channel_order: str = "BGRA", depth: int = 8,
@@ -95,13 +128,8 @@ class Client:
     def submit_file(self, image: Any, mask: bytes | None = None, profile: bytes | None = None,
                     **params: Any) -> str:
         """Queue a PNG or TIFF given as a path or as bytes; the result comes back in the same format."""
-        if isinstance(image, (str, os.PathLike)):
-            with open(image, "rb") as f:
-                image = f.read()
-        data = bytes(image)
+        data = _read_file(image)
         kind = _file_kind(data)
-        if kind is None:
-            raise ValueError("only PNG and TIFF files can be sent as files; send other images as raw pixels")
         params["format"] = kind
         return self._submit(params, ("image", f"image.{kind}", f"image/{kind}", data), mask, profile)
 

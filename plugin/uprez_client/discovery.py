@@ -11,24 +11,9 @@ import os
 import sys
 from typing import Mapping
 
-DEFAULT_PORT = 8742
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+from .protocol import BRIDGE_FILE, DEFAULT_PORT, DEFAULT_URL, ENGINE_FILE, TOKEN_FILE, config_dir
 
-
-def config_dir(platform: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """$UPREZ_CONFIG_DIR, else %APPDATA%\\uprez, ~/Library/Application Support/uprez or $XDG_CONFIG_HOME/uprez."""
-    platform = platform or sys.platform
-    environ = os.environ if environ is None else environ
-    override = environ.get("UPREZ_CONFIG_DIR", "").strip()
-    if override:
-        return os.path.expanduser(override)
-    if platform == "win32":
-        base = environ.get("APPDATA", "").strip() or os.path.join(os.path.expanduser("~"), "AppData", "Roaming")
-        return os.path.join(base, "uprez")
-    if platform == "darwin":
-        return os.path.join(os.path.expanduser("~"), "Library", "Application Support", "uprez")
-    base = environ.get("XDG_CONFIG_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "uprez")
+__all__ = ["DEFAULT_PORT", "DEFAULT_URL", "config_dir", "engine_alive", "engine_url", "read_config_json", "read_token"]
 
 
 def engine_url(environ: Mapping[str, str] | None = None) -> str:
@@ -38,9 +23,9 @@ def engine_url(environ: Mapping[str, str] | None = None) -> str:
     url = environ.get("UPREZ_URL", "").strip()
     if url:
         return url.rstrip("/")
-    for name in ("engine.json", "bridge.json"):
+    for name in (ENGINE_FILE, BRIDGE_FILE):
         data = read_config_json(name, environ)
-        if name == "engine.json" and not engine_alive(data):
+        if name == ENGINE_FILE and not engine_alive(data):
             continue  # left by an engine that crashed: whatever listens at its URL now must not get our token
         url = data.get("url")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
@@ -65,7 +50,7 @@ def read_token(environ: Mapping[str, str] | None = None) -> str | None:
     if token:
         return token
     try:
-        with open(os.path.join(config_dir(environ=environ), "token"), encoding="ascii") as f:
+        with open(os.path.join(config_dir(environ=environ), TOKEN_FILE), encoding="ascii") as f:
             return f.read().strip() or None
     except (OSError, ValueError):
         return None

@@ -8,17 +8,18 @@ the upscaled crop sits exactly on the scaled image's pixel grid.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
-CONTEXT_PX = 64  # what the engine itself keeps around a mask (engine.api.MASK_CONTEXT)
+from .protocol import MASK_CONTEXT as CONTEXT_PX  # what the engine itself keeps around a mask
+from .protocol import round_half_up
+
 SNAP_SEARCH_PX = 16  # how far an edge may move outward to land on the scaled grid
 SNAP_TOLERANCE = 1e-6
 
 
 def scaled(length: float, scale: float) -> int:
     """round_half_up(length * scale): the engine's rule for output sizes and positions."""
-    return int(math.floor(length * scale + 0.5))
+    return round_half_up(length * scale)
 
 
 def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:

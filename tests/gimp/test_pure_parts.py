@@ -69,8 +69,9 @@ PLANS = [
     # selection only: its box plus 64 px of context, clipped to the layer
     ((256, 192), (0, 0, 256, 192), 2.0, "resize", (150, 100, 190, 130), True,
      (86, 36, 168, 156), (86, 36), (336, 312), (172, 72), (512, 384)),
+    # in a new image framed on the selection (the shared placement): the crop's context falls outside it
     ((256, 192), (0, 0, 256, 192), 2.0, "new-image", (150, 100, 190, 130), True,
-     (86, 36, 168, 156), (86, 36), (336, 312), (0, 0), (336, 312)),
+     (86, 36, 168, 156), (86, 36), (336, 312), (172 - 300, 72 - 200), (80, 60)),
     # on an offset layer, read is in the layer's coordinates and the mask in the image's
     ((256, 192), (40, 30, 96, 64), 2.0, "resize", (60, 50, 80, 70), True,
      (0, 0, 96, 64), (40, 30), (192, 128), (80, 60), (512, 384)),
@@ -84,10 +85,10 @@ PLANS = [
                           "read", "mask_at", "out", "placed", "canvas"), PLANS)
 def test_plans(image, layer, scale, target, selection, only, read, mask_at, out, placed, canvas):
     got = plan.make_plan(image, layer, scale, target, selection, only)
-    assert got.read == read and got.mask_at == mask_at
-    assert (got.out_width, got.out_height) == out
-    assert (got.layer_x, got.layer_y) == placed
-    assert (got.image_width, got.image_height) == canvas
+    assert got.layer_read == read and ((got.crop.x, got.crop.y) if got.region_only else None) == mask_at
+    assert (got.crop.out_width, got.crop.out_height) == out
+    assert got.layer_at == placed
+    assert got.canvas == canvas
 
 
 @pytest.mark.parametrize(("selection", "words"), [
@@ -119,18 +120,18 @@ def test_a_selection_plan_reads_inside_the_layer_covers_the_selection_and_scales
     except plan.PlanError:
         assert x + bw <= ox or x >= ox + w or y + bh <= oy or y >= oy + h  # refused only when apart
         return
-    rx, ry, rw, rh = got.read
+    rx, ry, rw, rh = got.layer_read
     assert rx >= 0 and ry >= 0 and rx + rw <= w and ry + rh <= h
-    assert got.mask_at == (rx + ox, ry + oy)
+    assert (got.crop.x, got.crop.y) == (rx + ox, ry + oy)
     # the selection's part over the layer is inside the crop
     assert rx + ox <= max(x, ox) and ry + oy <= max(y, oy)
     assert rx + ox + rw >= min(x + bw, ox + w) and ry + oy + rh >= min(y + bh, oy + h)
-    assert (got.out_width, got.out_height) == regions.scaled_size(rw, rh, scale)
+    assert (got.crop.out_width, got.crop.out_height) == regions.scaled_size(rw, rh, scale)
     if target == "resize":
-        assert (got.layer_x, got.layer_y) == (regions.scaled(rx + ox, scale), regions.scaled(ry + oy, scale))
-    else:
-        assert (got.layer_x, got.layer_y, got.image_width, got.image_height) == (0, 0, got.out_width,
-                                                                                  got.out_height)
+        assert got.layer_at == (regions.scaled(rx + ox, scale), regions.scaled(ry + oy, scale))
+    else:  # framed on the selection's part over the layer
+        left, top = regions.scaled(max(x, ox), scale), regions.scaled(max(y, oy), scale)
+        assert got.layer_at == (got.crop.out_x - left, got.crop.out_y - top)
 
 
 @pytest.mark.parametrize(("kind", "words"), [
@@ -145,8 +146,10 @@ def test_drawables_the_engine_cannot_take_get_the_menu_item_that_fixes_them(kind
 
 def test_an_rgb_layer_passes_and_the_new_layer_says_where_it_came_from():
     plan.check_drawable(True, True, False, False)
-    assert plan.layer_name("Background", 2.0, False) == "Background ×2 (Uprez)"
-    assert plan.layer_name("Sky", 1.5, True) == "Sky selection ×1.5 (Uprez)"
+    assert plan.make_plan((8, 8), (0, 0, 8, 8), 2.0, "resize", source_name="Background").layer_name == \
+        "Background ×2 Uprez (balanced)"
+    assert plan.make_plan((8, 8), (0, 0, 8, 8), 1.5, "resize", (1, 1, 3, 3), True, "Sky", "faithful").layer_name == \
+        "Sky selection ×1.5 Uprez (faithful)"
 
 
 # -- the procedure's values ---------------------------------------------------------------------------------
@@ -180,24 +183,7 @@ def test_the_procedures_ranges_are_the_engines():
     assert settings.MENU_PATH == "<Image>/Filters/Enhance" and settings.PROCEDURE == "plug-in-uprez-upscale"
 
 
-# -- progress and messages ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("event", "fraction", "text"), [
-    ({"event": "queued", "position": 2}, 0.0, "Waiting in the Uprez engine's queue (position 2)"),
-    ({"event": "started", "model": "/models/flux1-schnell/"}, None, "Upscaling with flux1-schnell"),
-    ({"event": "progress", "stage": 1, "stages": 2, "step": 3, "steps": 4, "fraction": 0.375, "eta_s": 4.2},
-     0.375, "Upscaling: stage 1 of 2, step 3 of 4, about 4 s left"),
-    ({"event": "progress", "stage": 2, "stages": 2, "step": 4, "steps": 4, "fraction": 1.0, "eta_s": 0.0},
-     1.0, "Upscaling: stage 2 of 2, step 4 of 4"),
-    ({"event": "progress", "stage": 1, "stages": 1, "step": 1, "steps": 1, "fraction": 0.41, "eta_s": 61.2,
-      "phase": "denoising tile 13/30"}, 0.41, "Upscaling: denoising tile 13/30, about 61 s left"),
-    ({"event": "retrying", "message": "out of memory"}, 0.0, "Out of memory: the engine retries with smaller tiles"),
-    ({"event": "done"}, 1.0, "Fetching the upscaled pixels"),
-    ({"event": "preview"}, None, None),
-])
-def test_engine_events_become_progress_bar_fraction_and_text(event, fraction, text):
-    assert job.progress_of(event) == (fraction, text)
+# -- messages ---------------------------------------------------------------------------------------------------
 
 
 def test_failure_messages_say_what_to_do():
@@ -224,7 +210,7 @@ def test_the_pure_parts_import_and_plan_on_python_38_without_gi():
             "from uprez_gimp import clientpath, formats, job, plan, settings\n"
             "p = plan.make_plan((256, 192), (0, 0, 256, 192), 1.5, 'resize', (100, 80, 150, 120), True)\n"
             "s = settings.settings_from(1.5, 'faithful')\n"
-            "print(p.read, p.out_width, formats.transfer_for('u16-linear').babl, s.params['preset'])\n")
+            "print(p.layer_read, p.crop.out_width, formats.transfer_for('u16-linear').babl, s.params['preset'])\n")
     out = subprocess.run([str(PY38), "-c", code], capture_output=True, text=True, timeout=60,
                          env={"PYTHONPATH": f"{PLUGIN_DIR}:{ROOT / 'plugin'}", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr

@@ -74,11 +74,12 @@ def test_settings_land_where_the_bridges_client_looks(fake_home, monkeypatch):
     bridges carry must agree, or they would never find bridge.json."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("discovery", PLUGIN / "uprez_client" / "discovery.py")
-    discovery = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(discovery)
+    # The client's rule lives in uprez_client/protocol.py (standard library only, loadable on its own).
+    spec = importlib.util.spec_from_file_location("protocol", PLUGIN / "uprez_client" / "protocol.py")
+    protocol = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocol)
     monkeypatch.setenv("HOME", str(fake_home.home))  # the client finds ~ through os.path.expanduser
-    assert discovery.config_dir(fake_home.host.system, fake_home.host.environ) == str(config_dir(fake_home.host))
+    assert protocol.config_dir(fake_home.host.system, fake_home.host.environ) == str(config_dir(fake_home.host))
 
 
 def test_rerun_is_idempotent_and_upgrades_in_place(tmp_path, sources, capsys):

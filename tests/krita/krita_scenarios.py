@@ -141,7 +141,7 @@ def run_cancel(record):
     job = uprez_krita.upscale(doc, scale=4.0, node=src, wait=False, start_engine=False, model=SLOW_MODEL,
                               steps=200, strength=1.0)
     seen = []
-    job.event.connect(lambda e: seen.append(e.get("event")))
+    job.event.connect(lambda e: seen.append(e.kind))  # uprez_client.JobEvent
     deadline = time.monotonic() + 60
     while "progress" not in seen and job.state == "running" and time.monotonic() < deadline:
         process_events()

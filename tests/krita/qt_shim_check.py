@@ -51,7 +51,9 @@ def main() -> None:
     qt.process_events()
     report["custom_visible"] = dialog.custom_scale.isVisible()
     report["size"] = [dialog.width(), dialog.height()]
-    dialog._on_event({"event": "engine_idle", "message": "engine idle, model unloaded"})  # what job.py emits
+    from uprez_client import JobEvent
+
+    dialog._on_event(JobEvent("engine_idle", message="engine idle, model unloaded"))  # what job.py emits
     report["idle_status"] = dialog.status.text()
     print(json.dumps(report))
     app.quit()

@@ -19,7 +19,7 @@ sys.path[:0] = [str(ROOT / "plugin" / "krita"), str(ROOT / "plugin")]
 from uprez_client import options, regions  # noqa: E402
 from uprez_krita import form  # noqa: E402
 from uprez_krita.formats import PixelFormat, UnsupportedDocument, check_buffer, pixel_format  # noqa: E402
-from uprez_krita.plan import layer_name, make_plan  # noqa: E402
+from uprez_krita.plan import make_plan  # noqa: E402
 
 # -- pixels ---------------------------------------------------------------------------------------------
 
@@ -106,28 +106,28 @@ def test_at_simple_factors_the_crop_edges_land_on_whole_scaled_pixels(box, scale
 
 def test_whole_image_plans_read_everything_and_scale_the_canvas():
     plan = make_plan((600, 512), 1.5, "resize", params={"preset": "creative", "seed": 7})
-    assert plan.read == regions.Region(0, 0, 600, 512, 0, 0, 900, 768)
-    assert plan.canvas == (900, 768) and plan.layer_at == (0, 0)
+    assert plan.placement.crop == regions.Region(0, 0, 600, 512, 0, 0, 900, 768)
+    assert plan.placement.canvas == (900, 768) and plan.placement.layer_at == (0, 0)
     assert plan.params == {"scale": 1.5, "preset": "creative", "seed": 7}
     assert "region_only" not in plan.params
 
 
 def test_a_selection_in_resize_mode_lands_at_its_scaled_position_with_region_only():
     plan = make_plan((600, 512), 2.0, "resize", True, (100, 120, 50, 40))
-    assert plan.read == regions.Region(36, 56, 178, 168, 72, 112, 356, 336)
-    assert plan.layer_at == (72, 112) and plan.canvas == (1200, 1024)
+    assert plan.placement.crop == regions.Region(36, 56, 178, 168, 72, 112, 356, 336)
+    assert plan.placement.layer_at == (72, 112) and plan.placement.canvas == (1200, 1024)
     assert plan.params["region_only"] is True
 
 
 def test_a_selection_in_a_new_document_is_framed_on_the_selection():
     plan = make_plan((600, 512), 2.0, "new_document", True, (100, 120, 50, 40))
-    assert plan.canvas == (100, 80)
-    assert plan.layer_at == (72 - 200, 112 - 240)  # the crop's context falls outside the new canvas
+    assert plan.placement.canvas == (100, 80)
+    assert plan.placement.layer_at == (72 - 200, 112 - 240)  # the crop's context falls outside the new canvas
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
-    ({"selection_only": True}, "no selection"),
-    ({"selection_only": True, "selection_box": (700, 10, 20, 20)}, "outside the canvas"),
+    ({"selection_only": True}, "Nothing is selected"),
+    ({"selection_only": True, "selection_box": (700, 10, 20, 20)}, "does not touch this layer"),
     ({"target": "overwrite"}, "resize, new_document"),
     ({"scale": 1.0}, "more than 1"),
     ({"scale": 20}, "at most 16"),
@@ -142,9 +142,10 @@ def test_bad_choices_are_refused_with_a_message(kwargs, words):
 
 
 def test_layer_names_say_what_and_how():
-    assert layer_name("Sketch", make_plan((10, 10), 2.0)) == "Sketch ×2 Uprez (balanced)"
-    plan = make_plan((10, 10), 1.5, selection_only=True, selection_box=(1, 1, 3, 3), params={"preset": "faithful"})
-    assert layer_name("Sketch", plan) == "selection ×1.5 Uprez (faithful)"
+    assert make_plan((10, 10), 2.0, source_name="Sketch").placement.layer_name == "Sketch ×2 Uprez (balanced)"
+    plan = make_plan((10, 10), 1.5, selection_only=True, selection_box=(1, 1, 3, 3), params={"preset": "faithful"},
+                     source_name="Sketch")
+    assert plan.placement.layer_name == "Sketch selection ×1.5 Uprez (faithful)"
 
 
 # -- the dialog's choices ----------------------------------------------------------------------------------------
@@ -185,15 +186,6 @@ def test_a_bad_custom_scale_says_what_is_accepted(custom):
         form.to_request(form.Choices(scale="Custom…", custom_scale=custom))
 
 
-def test_progress_text_shows_stage_step_and_time_left():
-    assert form.eta_text({"stage": 1, "stages": 2, "step": 3, "steps": 5, "eta_s": 4.2}) == \
-        "Stage 1/2 · step 3/5 · 4 s left"
-    assert form.eta_text({"stage": 1, "stages": 1, "step": 1, "steps": 1, "eta_s": 300}) == "step 1/1 · 5 min left"
-    # An engine with work units says what it does now; that text replaces the stage and step.
-    assert form.eta_text({"stage": 2, "stages": 2, "step": 1, "steps": 1, "eta_s": 12.4,
-                          "phase": "stage 2/2: decoding tile 7/30"}) == "Stage 2/2: decoding tile 7/30 · 12 s left"
-
-
 def test_random_seeds_fit_the_spin_box():
     import random
 
@@ -224,7 +216,7 @@ def test_the_shim_runs_the_dialog_and_cross_thread_signals_under_both_bindings(b
     assert report["memory_labels"] == [label for label, _, _ in options.MEMORY_ITEMS]  # default first: sends nothing
     assert report["memory_params"]["memory"] == "group-offload"
     assert report["request"]["target"] == "new_document" and report["request"]["source"] == "visible"
-    assert report["idle_status"] == "Uprez engine idle, model unloaded: loading it for this job…"  # no error
+    assert report["idle_status"] == "Uprez engine idle, model unloaded: loading it for this upscale"  # no error
     assert options.PRESETS[2] == "creative"
 
 
@@ -238,7 +230,7 @@ def test_the_pure_parts_run_on_python_38():
               "from uprez_krita import form, plan, formats\n"
               "r = form.to_request(form.Choices(scale='Custom…', custom_scale='150%', selection_only=True))\n"
               "p = plan.make_plan((600, 512), r.scale, r.target, True, (100, 100, 50, 50), r.params)\n"
-              "print(p.read, p.canvas, formats.pixel_format('RGBA', 'U16'))\n")
+              "print(p.placement.crop, p.placement.canvas, formats.pixel_format('RGBA', 'U16'))\n")
     done = subprocess.run([PY38, "-c", script, str(ROOT / "plugin" / "krita"), str(ROOT / "plugin")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -33,14 +33,14 @@ def test_a_job_on_an_engine_that_unloaded_its_model_says_so_and_runs(config_dir)
         width, height = 24, 16
         source = SimpleNamespace(pixels=bytes(range(256)) * (width * height * 4 // 256), mask=None, profile=None,
                                  fmt=SimpleNamespace(channels="BGRA", depth=8),
-                                 plan=SimpleNamespace(read=SimpleNamespace(width=width, height=height),
-                                                      params={"scale": 2.0}))
+                                 plan=SimpleNamespace(placement=SimpleNamespace(
+                                     crop=SimpleNamespace(width=width, height=height)), params={"scale": 2.0}))
         job = UpscaleJob(source, client=client)
-        events: list[dict] = []
+        events: list[uprez_client.JobEvent] = []
         job.event.connect(events.append)  # same thread: delivered at once
         data, meta = job._run()  # the worker thread's part, run here
-        assert events[0] == {"event": "engine_idle", "message": IDLE_UNLOADED}
-        assert [e["event"] for e in events][-1] == "done"
+        assert events[0] == uprez_client.JobEvent("engine_idle", message=IDLE_UNLOADED)
+        assert [e.kind for e in events][1] == "submitted" and events[-1].kind == "done"
         assert (meta["width"], meta["height"]) == (2 * width, 2 * height) and len(data) == 4 * width * height * 4
     finally:
         server.stop()

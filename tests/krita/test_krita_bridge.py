@@ -19,6 +19,8 @@ import pytest
 from needs import needs
 from PIL import Image, ImageCms
 
+from engine.testing.metrics import psnr
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 W, H = 64, 48
@@ -135,11 +137,6 @@ def assert_the_model_ran(engine, out: np.ndarray, depth: int, profile: bytes | N
     assert change > 0.5, f"the layer is the plain resize (mean change {change:.2f} of 255): the model did not run"
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 @pytest.mark.parametrize("depth", [8, 16])
 def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(krita, engine, depth):
     record = krita(f"resize_u{depth}")
@@ -154,7 +151,7 @@ def test_resize_canvas_scales_the_document_and_adds_the_result_above_the_source(
     rgb = out[..., 2::-1].astype(np.float64) / scale
     assert np.all(out[..., 3] == (255 if depth == 8 else 65535))
     # The model's picture of the pattern: close to a plain 2x (the built-in model is faithful), not equal to it.
-    assert psnr(rgb, lanczos_2x(source_pattern(8))) > 25
+    assert psnr(rgb, lanczos_2x(source_pattern(8)), peak=255) > 25
     assert_the_model_ran(engine, out, depth, (krita.out / record["sent_profile"]).read_bytes())
     # The source layer holds exactly what Krita's own scaling gives: scaled, never painted on.
     assert (krita.out / record["source_after"]).read_bytes() == (krita.out / record["source_expected"]).read_bytes()
@@ -170,7 +167,7 @@ def test_new_document_holds_the_result_and_leaves_the_source_document_alone(krit
     assert [layer[1:] for layer in record["new_doc"]["layers"]] == [["paintlayer", f"U{depth}"]]
     result = pixels(krita, record["result"]["pixels"], 2 * W, 2 * H, depth)
     assert record["result"]["bounds"] == [0, 0, 2 * W, 2 * H]
-    assert psnr(result[..., 2::-1] / (1 if depth == 8 else 257), lanczos_2x(source_pattern(8))) > 25
+    assert psnr(result[..., 2::-1] / (1 if depth == 8 else 257), lanczos_2x(source_pattern(8)), peak=255) > 25
     assert_the_model_ran(engine, result, depth, (krita.out / record["sent_profile"]).read_bytes())
 
 
@@ -198,7 +195,7 @@ def _check_region(krita, record, canvas, offset):
     got = np.zeros((ch, cw, 3))
     got[ys.start + oy:ys.stop + oy, xs.start + ox:xs.stop + ox] = expected
     model_rgb = out[..., 2::-1].astype(np.float64)
-    assert psnr(model_rgb[full], got[full]) > 25
+    assert psnr(model_rgb[full], got[full], peak=255) > 25
     plain = pixels(krita, record["plain"]["pixels"], cw, ch)
     assert np.array_equal(plain[..., 3], out[..., 3])  # same region, same soft edge
     change = np.abs(model_rgb[full] - plain[..., 2::-1].astype(np.float64)[full]).mean()
@@ -254,7 +251,7 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     messages = record["messages"]
     assert "8-bit and 16-bit integer" in messages["float"] and "Convert Image Color Space" in messages["float"]
     assert "RGB" in messages["grey"] and "GRAYA" in messages["grey"]
-    assert "no selection" in messages["no_selection"]
+    assert "Nothing is selected" in messages["no_selection"]
     assert "uprez serve" in messages["no_engine"]
     assert "more than 1" in messages["bad_scale"]
     assert record["unchanged"]
@@ -292,7 +289,7 @@ def _as_rgb_float(data: bytes, width: int, height: int, depth: str) -> np.ndarra
     ("profiled_clay_f32", "F32", "ClayRGB-elle-V2-g22.icc"),
 ])
 def test_a_non_srgb_document_upscales_like_convert_upscale_convert_back(krita, engine, scenario, depth, icc_name):
-    from photo_profiles import profile, psnr, transform  # transform: LittleCMS, relative colorimetric
+    from photo_profiles import profile, transform  # transform: LittleCMS, relative colorimetric
 
     from plugin.uprez_client import Client
 

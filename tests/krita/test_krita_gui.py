@@ -65,7 +65,7 @@ def run():
         seen = []
         job = uprez_krita.upscale(doc, scale=4.0, node=layer, wait=False, start_engine=False,
                                   model=os.environ["UPREZ_SLOW_MODEL"], steps=200, strength=1.0)
-        job.event.connect(lambda e: seen.append(e.get("event")))
+        job.event.connect(lambda e: seen.append(e.kind))  # uprez_client.JobEvent
         pump(60, lambda: "progress" in seen)
         out["running_before_close"] = job.state == "running" and "progress" in seen
         doc.setModified(False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.memory import format_bytes
-from engine.model_catalog import RECOMMENDED, table
+from engine.models.catalog import RECOMMENDED, table
 
 
 def test_recommend_uses_the_units_list_and_pull_print():

@@ -11,11 +11,11 @@ import sys
 import pytest
 from cache_layouts import lay_out_as_comfyui, lay_out_as_hf_cache
 
-from engine import model_store
 from engine.backends.loader import load_backend
 from engine.cli import main
 from engine.errors import InvalidInput, UprezError
-from engine.model_pull import pull
+from engine.models import store as model_store
+from engine.models.pull import pull
 
 REPO = "test-org/tiny-flux"
 

@@ -14,7 +14,7 @@ from cache_layouts import lay_out_as_comfyui
 from hub import Repo, StandInHub
 
 from engine.backends.loader import load_backend
-from engine.model_pull import MARGIN, PullError, check_space, select_files
+from engine.models.pull import MARGIN, PullError, check_space, select_files
 
 REPO = "test-org/tiny-flux"
 GATED = "test-org/gated-flux"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from cache_layouts import lay_out_as_comfyui, lay_out_as_hf_cache
 
-from engine import model_store
 from engine.cli import main
 from engine.imagefile import read_image
+from engine.models import store as model_store
 from engine.testing.quantized_files import COMFY_PREFIX, save_fp8, save_gguf
 
 

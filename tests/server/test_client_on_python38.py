@@ -23,13 +23,17 @@ events = []
 job = client.submit_raw(pixels, 16, 16, channel_order="BGRA", depth=8, scale=2, strength=0.3, steps=8)
 final = client.events(job, events.append)
 data, meta = client.result(job)
+handle = client.start(pixels, 16, 16, "BGRA", 8, scale=2, strength=0.3, steps=8)
+typed = [type(e).__name__ + ":" + e.kind for e in handle.events()]
+same = handle.result()[0] == data
 try:
     client.submit_raw(b"short", 16, 16)
     rejected = ""
 except RejectedInput as exc:
     rejected = str(exc)
 print(json.dumps({"version": list(sys.version_info[:2]), "final": final["event"], "bytes": len(data),
-                  "meta": meta, "kinds": sorted({e["event"] for e in events}), "rejected": rejected}))
+                  "meta": meta, "kinds": sorted({e["event"] for e in events}), "rejected": rejected,
+                  "typed": typed, "same": same}))
 """
 
 
@@ -47,3 +51,5 @@ def test_client_runs_on_python_3_8_against_the_real_server(server, config_dir, t
     assert report["final"] == "done" and report["bytes"] == 32 * 32 * 4
     assert {"progress", "done"} <= set(report["kinds"])
     assert "buffer" in report["rejected"] or "bytes" in report["rejected"]
+    # Client.start's RemoteJob and its frozen JobEvent dataclasses work on 3.8 too
+    assert report["typed"][0] == "JobEvent:submitted" and report["typed"][-1] == "JobEvent:done" and report["same"]

@@ -9,10 +9,11 @@ import io
 import numpy as np
 import pytest
 import tifffile
-from photo_profiles import clay, linear_srgb, psnr, smooth_picture, transform
+from photo_profiles import clay, linear_srgb, smooth_picture, transform
 from PIL import Image, ImageCms
 from server_helpers import FAST, error_of, post_job
 
+from engine.testing.metrics import psnr
 from plugin.uprez_client import RejectedInput
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

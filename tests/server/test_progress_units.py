@@ -10,8 +10,7 @@ from itertools import pairwise
 import pytest
 from server_helpers import FAST, raw_image
 
-import engine.server.runner as runner
-from engine.api import get_backend
+from engine.backends.cache import ModelCache, load_spec
 from engine.server import Limits
 from engine.settings import ModelSpec
 from engine.testing.paced import PacedBackend
@@ -64,11 +63,11 @@ def test_builtin_tiled_job_reports_many_small_increasing_steps_with_phase_text(s
 def paced_flux(monkeypatch, tiny_flux):
     """The server's runner gets the tiny FLUX model made to cost a fixed time per latent position and call
     (a stand-in for a big model's GPU calls, which cannot run here); the fixture sets the pace per test."""
-    inner = get_backend(ModelSpec(str(tiny_flux), device="cpu"))
+    inner = load_spec(ModelSpec(str(tiny_flux), device="cpu"))
 
     def make(seconds: float, costs: WorkCosts | None = None) -> PacedBackend:
         paced = PacedBackend(inner, seconds, costs)
-        monkeypatch.setattr(runner, "get_backend", lambda spec: paced)
+        monkeypatch.setattr(ModelCache, "get", lambda self, spec: paced)  # what the runner's cache hands it
         return paced
 
     return make

@@ -301,7 +301,6 @@ def _wait_terminal(job, timeout: float = 10.0) -> None:
 def test_the_retry_after_running_out_of_memory_uses_tiles_of_half_the_side():
     # No GPU here to run out of: the real built-in model stands in, refusing tiles over 128x128 pixels as a
     # small GPU would. The queue, the runner and the tiled pipeline are the real ones.
-    import engine.api
     from engine.backends.loader import load_backend
     from engine.builtin.backend import BuiltinBackend
     from engine.server.runner import EngineRunner
@@ -318,19 +317,16 @@ def test_the_retry_after_running_out_of_memory_uses_tiles_of_half_the_side():
     shipped = load_backend("builtin", device="cpu")
     backend = SmallDevice(shipped.net, shipped.info, source="builtin", device=torch.device("cpu"), dtype=torch.float32)
     runner = EngineRunner(ServerConfig(model="builtin", device="cpu"))
-    engine.api._cached = (runner.spec("builtin"), backend)  # what get_backend hands the runner
-    try:
-        queue = JobQueue(runner)
-        queue.start()
-        request = JobRequest(settings=UpscaleSettings(tile_size=256), image=ImageFormat("raw", 150, 150, "RGBA", 8),
-                             model="builtin")
-        job = queue.submit(request, np.full((150, 150, 4), 128, np.uint8))
-        _wait_terminal(job, timeout=60)
-        queue.stop()
-    finally:
-        engine.api._cached = None
+    runner.models.put(runner.spec("builtin"), backend)  # the runner's own loaded model, as its cache hands it
+    queue = JobQueue(runner)
+    queue.start()
+    request = JobRequest(settings=UpscaleSettings(tile_size=256), image=ImageFormat("raw", 150, 150, "RGBA", 8),
+                         model="builtin")
+    job = queue.submit(request, np.full((150, 150, 4), 128, np.uint8))
+    _wait_terminal(job, timeout=60)
+    queue.stop()
     assert job.state is JobState.DONE, job.message
     assert "retrying" in [e["event"] for e in job.events]
-    # Tiles are spread evenly at most the tile size (engine.tiling.spread_windows): 182 px of at most 256 on the
+    # Tiles are spread evenly at most the tile size (engine.tile_grid.spread_windows): 182 px of at most 256 on the
     # first try (too big here), then 122 px of at most 128.
     assert backend.tiles[0] == 182 and set(backend.tiles[1:]) == {122}

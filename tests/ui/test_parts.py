@@ -11,7 +11,6 @@ from PyQt6.QtCore import QPointF, QRectF
 
 from plugin.uprez_client import EngineNotRunning, QueueFull, RejectedInput
 from ui.imageio import BadImage
-from ui.jobs import progress_text
 from ui.main_window import suggested_name
 from ui.messages import explain
 from ui.queue_panel import describe_job
@@ -50,16 +49,6 @@ def test_job_params_follow_the_settings():
                       "preview_every": 1}
     with pytest.raises(ValueError, match="more than 1"):
         DesktopSettings(scale=1.0).job_params()
-
-
-def test_progress_text():
-    event = {"stage": 1, "stages": 2, "step": 3, "steps": 5, "fraction": 0.3, "eta_s": 4.2}
-    assert progress_text(event) == "stage 1/2 · step 3/5 · about 4 s left"
-    assert progress_text({**event, "fraction": 1.0}) == "stage 1/2 · step 3/5"
-    assert progress_text({**event, "fraction": None}) == "stage 1/2 · step 3/5 · about 4 s left"
-    # The engine's phase text (work units) replaces stage and step.
-    phased = {**event, "phase": "stage 1/2: decoding tile 7/30"}
-    assert progress_text(phased) == "stage 1/2: decoding tile 7/30 · about 4 s left"
 
 
 def test_settings_live_in_the_folder_the_client_uses(monkeypatch, tmp_path):

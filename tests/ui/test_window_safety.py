@@ -180,7 +180,7 @@ def test_closing_during_the_upload_cancels_the_job(qtbot, engine, engine_client,
     runner.shutdown()  # the window closes now: no job id yet, no event stream to hang up
     client.gate.set()
     wait_state(engine_client, client.job_ids[0], ("cancelled",), qtbot)
-    assert runner.stream is None and not runner.running
+    assert not runner.running and runner.job.final is None  # left, not followed to its end
 
 
 def test_closing_before_the_job_id_reaches_the_window_cancels_the_job(qtbot, engine, engine_client, tiny_flux):
@@ -194,7 +194,7 @@ def test_closing_before_the_job_id_reaches_the_window_cancels_the_job(qtbot, eng
     assert runner.own_job_ids() == set(client.job_ids)
     runner.shutdown()
     wait_state(engine_client, client.job_ids[0], ("cancelled",), qtbot)
-    assert runner.stream is None  # the id's late arrival opened no stream
+    assert not runner.running and runner.job.final is None  # cancelled directly, not followed to its end
 
 
 def sleeper_engine(url: str) -> EngineProcess:

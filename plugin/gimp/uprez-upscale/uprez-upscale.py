@@ -100,10 +100,9 @@ def read_pixels(drawable: Gimp.Drawable, rect: plan.Rect, transfer: formats.Tran
     return formats.swap_to_little_endian(bytes(data), transfer.depth)
 
 
-def read_mask(image: Gimp.Image, geometry: plan.Plan) -> bytes:
+def read_mask(image: Gimp.Image, geometry: plan.Placement) -> bytes:
     """The selection under the crop, one byte per pixel; outside the canvas it reads as unselected."""
-    x, y = geometry.mask_at
-    _, _, width, height = geometry.read
+    x, y, width, height = geometry.crop[:4]
     return bytes(image.get_selection().get_buffer().get(Gegl.Rectangle.new(x, y, width, height), 1.0,
                                                         formats.MASK_FORMAT, Gegl.AbyssPolicy.NONE))
 
@@ -121,22 +120,23 @@ def new_layer(image: Gimp.Image, name: str, width: int, height: int) -> Gimp.Lay
     return Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
 
 
-def place_resized(image: Gimp.Image, source: Gimp.Layer, geometry: plan.Plan, name: str, data: bytes,
+def place_resized(image: Gimp.Image, source: Gimp.Layer, geometry: plan.Placement, data: bytes,
                   transfer: formats.Transfer, babl: str | None = None) -> Gimp.Layer:
     """Scale the image and add the result above the source: one undo step, nothing left behind on failure."""
-    layer = new_layer(image, name, geometry.out_width, geometry.out_height)
+    out_width, out_height = geometry.crop.out_width, geometry.crop.out_height
+    layer = new_layer(image, geometry.layer_name, out_width, out_height)
     try:
-        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer, babl)  # not in the image yet
+        write_pixels(layer, data, out_width, out_height, transfer, babl)  # not in the image yet
     except Exception:
         layer.delete()
         raise
     image.undo_group_start()
     inserted = False
     try:
-        image.scale(geometry.image_width, geometry.image_height)
+        image.scale(*geometry.canvas)
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         inserted = True
-        layer.set_offsets(geometry.layer_x, geometry.layer_y)
+        layer.set_offsets(*geometry.layer_at)
     except Exception:
         if inserted:
             image.remove_layer(layer)
@@ -148,18 +148,19 @@ def place_resized(image: Gimp.Image, source: Gimp.Layer, geometry: plan.Plan, na
     return layer
 
 
-def place_new_image(image: Gimp.Image, geometry: plan.Plan, name: str, data: bytes, transfer: formats.Transfer,
+def place_new_image(image: Gimp.Image, geometry: plan.Placement, data: bytes, transfer: formats.Transfer,
                     interactive: bool, babl: str | None = None) -> Gimp.Layer:
     """The result alone in a new image of the same precision and colour profile; shown when interactive."""
-    result = Gimp.Image.new_with_precision(geometry.image_width, geometry.image_height, Gimp.ImageBaseType.RGB,
-                                           image.get_precision())
+    width, height = geometry.canvas
+    result = Gimp.Image.new_with_precision(width, height, Gimp.ImageBaseType.RGB, image.get_precision())
     try:
         profile = image.get_color_profile()
         if profile is not None:
             result.set_color_profile(profile)
-        layer = new_layer(result, name, geometry.out_width, geometry.out_height)
+        layer = new_layer(result, geometry.layer_name, geometry.crop.out_width, geometry.crop.out_height)
         result.insert_layer(layer, None, 0)
-        write_pixels(layer, data, geometry.out_width, geometry.out_height, transfer, babl)  # same profile, space
+        layer.set_offsets(*geometry.layer_at)  # framed on the selection: its context lies outside the canvas
+        write_pixels(layer, data, geometry.crop.out_width, geometry.crop.out_height, transfer, babl)
         if interactive:
             Gimp.Display.new(result)
     except Exception:
@@ -191,35 +192,37 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
     _, offset_x, offset_y = source.get_offsets()
     size = (image.get_width(), image.get_height())
     layer_rect = (offset_x, offset_y, source.get_width(), source.get_height())
-    geometry = plan.make_plan(size, layer_rect, chosen.scale, chosen.target, selection, chosen.selection_only)
+    source_name, preset = source.get_name(), chosen.params.get("preset", "balanced")
+    geometry = plan.make_plan(size, layer_rect, chosen.scale, chosen.target, selection, chosen.selection_only,
+                              source_name, preset)
     transfer = formats.transfer_for(image.get_precision().value_nick)
 
     Gimp.progress_init("Upscaling with Uprez")
     try:
         client = job.connect(on_progress=show_progress)  # says how to start the engine before pixels are read
         babl, profile = colour_space(image, source, transfer)
-        pixels = read_pixels(source, geometry.read, transfer, babl)
-        mask = read_mask(image, geometry) if geometry.mask_at is not None else None
-        _, _, width, height = geometry.read
+        pixels = read_pixels(source, geometry.layer_read, transfer, babl)
+        mask = read_mask(image, geometry) if geometry.region_only else None
+        _, _, width, height = geometry.layer_read
         data, out_width, out_height = job.run_job(client, pixels, width, height, transfer, chosen.params, mask,
                                                   on_progress=show_progress, profile=profile)
-        if (out_width, out_height) != (geometry.out_width, geometry.out_height):
+        if (out_width, out_height) != (geometry.crop.out_width, geometry.crop.out_height):
             raise UprezClientError(f"the engine returned {out_width}x{out_height} pixels where "
-                                   f"{geometry.out_width}x{geometry.out_height} were expected; update the plug-in "
-                                   "and the engine to the same version")
+                                   f"{geometry.crop.out_width}x{geometry.crop.out_height} were expected; update "
+                                   "the plug-in and the engine to the same version")
         Gimp.progress_set_text("Adding the upscaled layer")
-        name = plan.layer_name(source.get_name(), chosen.scale, chosen.selection_only)
         target = chosen.target
         moved = not source.is_valid() or tuple(source.get_offsets()[1:]) != (offset_x, offset_y)
         if target == "resize" and (moved or (image.get_width(), image.get_height()) != size):
             # The user edited the image while the engine worked: scaling it again would be wrong.
             Gimp.message("Uprez: the image changed while the engine worked, so the result opens as a new image.")
             target = "new-image"
-            geometry = plan.make_plan(size, layer_rect, chosen.scale, target, selection, chosen.selection_only)
+            geometry = plan.make_plan(size, layer_rect, chosen.scale, target, selection, chosen.selection_only,
+                                      source_name, preset)
         if target == "resize":
-            layer = place_resized(image, source, geometry, name, data, transfer, babl)
+            layer = place_resized(image, source, geometry, data, transfer, babl)
         else:
-            layer = place_new_image(image, geometry, name, data, transfer, interactive, babl)
+            layer = place_new_image(image, geometry, data, transfer, interactive, babl)
     finally:
         Gimp.progress_end()  # also on failure: a bar left at its last value would look like a job still running
     if interactive:

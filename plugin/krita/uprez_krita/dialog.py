@@ -6,7 +6,6 @@ its end is reported in the canvas (a floating message) if the dialog is hidden b
 
 from __future__ import annotations
 
-import base64
 import threading
 from typing import Any, Callable
 
@@ -221,26 +220,18 @@ class UpscaleDialog(QtWidgets.QDialog):
         else:
             self.hide()
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "starting_engine":
-            self.status.setText("Starting the Uprez engine…")
-        elif kind == "engine_idle":
-            self.status.setText(f"Uprez {event.get('message')}: loading it for this job…")
-        elif kind == "queued":
-            self.status.setText(f"Waiting in the engine's queue (position {event.get('position')})")
-        elif kind == "started":
-            self.status.setText(f"Loading {event.get('model') or 'the model'}…")
-        elif kind == "progress":
-            self.progress.setValue(int(1000 * float(event.get("fraction") or 0.0)))
-            self.status.setText(form.eta_text(event))
-        elif kind == "retrying":
-            self.status.setText(str(event.get("message", "Out of memory; retrying with smaller tiles")))
-        elif kind == "preview" and event.get("image"):
-            self._show_preview(event["image"])
+    def _on_event(self, event: Any) -> None:
+        """One uprez_client.JobEvent: the shared status line, the bar's fraction, a preview."""
+        if event.preview:
+            self._show_preview(event.preview)
+        text = uprez_client.status_text(event)
+        if text:
+            self.status.setText(text)
+        if event.fraction is not None:
+            self.progress.setValue(int(1000 * event.fraction))
 
-    def _show_preview(self, encoded: str) -> None:
-        image = QImage.fromData(base64.b64decode(encoded))
+    def _show_preview(self, jpeg: bytes) -> None:
+        image = QImage.fromData(jpeg)
         if image.isNull():
             return
         pixmap = QPixmap.fromImage(image).scaled(PREVIEW_SIDE, PREVIEW_SIDE, KeepAspectRatio, SmoothTransformation)
@@ -253,7 +244,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         self.run_button.setEnabled(self.document is not None)
         if job.state == "done":
             self.progress.setValue(1000)
-            where = "a new document" if job.source.plan.target == "new_document" else "a new layer"
+            where = "a new document" if job.source.plan.placement.target == "new_document" else "a new layer"
             text = f"Done: the result is in {where}."
         elif job.state == "cancelled":
             self.progress.setValue(0)

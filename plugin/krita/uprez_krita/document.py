@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .formats import PixelFormat, check_buffer, pixel_format
-from .plan import Plan, layer_name, make_plan
+from .plan import Plan, make_plan
 from .profile import profile_bytes
 
 SCALE_FILTER = "Lanczos3"  # the engine's own conventional filter, so layers scaled by Krita match its outside
@@ -61,9 +61,10 @@ def read_source(document: Any, scale: float, target: str = "resize", selection_o
     holder = node if node is not None else document
     fmt = pixel_format(holder.colorModel(), holder.colorDepth())
     size = (document.width(), document.height())
+    name = node.name() if node is not None else "visible image"
     plan = make_plan(size, scale, target, selection_only, selection_box(document) if selection_only else None,
-                     params)
-    read = plan.read
+                     params, name)
+    read = plan.placement.crop
     if node is None:
         document.refreshProjection()
         document.waitForDone()
@@ -74,7 +75,6 @@ def read_source(document: Any, scale: float, target: str = "resize", selection_o
         mask = bytes(document.selection().pixelData(read.x, read.y, read.width, read.height))
         if len(mask) != read.width * read.height or not any(mask):
             raise ValueError("the selection is empty; select the part to upscale, or switch off Selection only")
-    name = node.name() if node is not None else "visible image"
     return Source(document, node, fmt, plan, pixels, mask, size, name, profile_bytes(holder))
 
 
@@ -86,8 +86,8 @@ def is_open(document: Any) -> bool:
 
 def add_result(source: Source, data: bytes, meta: dict[str, Any]) -> Any:
     """Put the result in place: returns the new layer ("resize") or the new document ("new_document")."""
-    plan = source.plan
-    out = plan.read
+    plan = source.plan.placement
+    out = plan.crop
     if (meta.get("width"), meta.get("height")) != (out.out_width, out.out_height):
         raise ValueError(f"the engine returned {meta.get('width')}x{meta.get('height')}, expected "
                          f"{out.out_width}x{out.out_height}")
@@ -113,9 +113,10 @@ def add_result(source: Source, data: bytes, meta: dict[str, Any]) -> Any:
 
 def _layer(document: Any, source: Source, data: bytes) -> Any:
     """A paint layer holding the result, filled before it joins the document (so adding it is one step)."""
-    layer = document.createNode(layer_name(source.name, source.plan), "paintlayer")
-    x, y = source.plan.layer_at
-    layer.setPixelData(data, x, y, source.plan.read.out_width, source.plan.read.out_height)
+    place = source.plan.placement
+    layer = document.createNode(place.layer_name, "paintlayer")
+    x, y = place.layer_at
+    layer.setPixelData(data, x, y, place.crop.out_width, place.crop.out_height)
     return layer
 
 
@@ -124,8 +125,8 @@ def _new_document(source: Source, data: bytes) -> Any:
 
     app = Krita.instance()
     original = source.document
-    width, height = source.plan.canvas
-    title = f"{original.name() or 'Untitled'} ×{source.plan.scale:g}"
+    width, height = source.plan.placement.canvas
+    title = f"{original.name() or 'Untitled'} ×{source.plan.placement.scale:g}"
     document = app.createDocument(width, height, title, "RGBA", source.fmt.krita_depth, original.colorProfile(),
                                   original.resolution())
     root = document.rootNode()

@@ -53,21 +53,3 @@ def to_request(choices: Choices) -> Request:
 
 def random_seed(rng: random.Random | None = None) -> int:
     return (rng or random).randint(0, SEED_MAX)
-
-
-def eta_text(event: dict[str, Any]) -> str:
-    """'Stage 1/2: decoding tile 7/30 · 4 s left' from a progress event ('Stage 1/2 · step 3/5 · 4 s left'
-    from an engine that sends no phase)."""
-    parts = []
-    phase = event.get("phase")
-    if phase:
-        parts.append(str(phase)[:1].upper() + str(phase)[1:])
-    else:
-        if event.get("stages", 1) > 1:
-            parts.append(f"Stage {event.get('stage')}/{event.get('stages')}")
-        if event.get("steps"):
-            parts.append(f"step {event.get('step')}/{event.get('steps')}")
-    eta = event.get("eta_s")
-    if isinstance(eta, (int, float)):
-        parts.append(f"{eta:.0f} s left" if eta < 90 else f"{eta / 60:.0f} min left")
-    return " · ".join(parts)

@@ -7,7 +7,6 @@ document or Krita cancels too (see extension.py), and a result for a closed docu
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
@@ -29,7 +28,7 @@ class UpscaleCancelled(UpscaleFailed):
 
 
 class UpscaleJob(QObject):
-    """`start()`, then follow `event` (engine events as dicts) and `finished` (the job itself)."""
+    """`start()`, then follow `event` (each uprez_client.JobEvent) and `finished` (the job itself)."""
 
     event = Signal(object)
     finished = Signal(object)
@@ -41,14 +40,17 @@ class UpscaleJob(QObject):
         self.source = source
         self.client = client
         self.start_engine = start_engine
-        self.job_id: str | None = None
+        self.remote: Any = None  # the uprez_client.RemoteJob once the upload has begun
         self.state = "new"  # new -> running -> done | failed | cancelled
         self.message = ""
         self.output: Any = None  # the new layer, or the new document
         self._cancel_requested = threading.Event()
-        self._cancel_lock = threading.Lock()
-        self._cancel_sent = False
+        self._lock = threading.Lock()  # between cancel() and the worker handing over `remote`
         self._arrived.connect(self._on_arrived)
+
+    @property
+    def job_id(self) -> str | None:
+        return self.remote.id if self.remote is not None else None
 
     # -- GUI thread -----------------------------------------------------------------------------------
     def start(self) -> UpscaleJob:
@@ -58,12 +60,14 @@ class UpscaleJob(QObject):
         return self
 
     def cancel(self) -> None:
-        """Ask the engine to stop (off the GUI thread); the document stays as it was."""
-        if self.state != "running" or self._cancel_requested.is_set():
+        """Ask the engine to stop (it returns at once); the document stays as it was."""
+        if self.state != "running":
             return
-        self._cancel_requested.set()
-        if self.job_id is not None:
-            threading.Thread(target=self._send_cancel, daemon=True).start()
+        with self._lock:
+            self._cancel_requested.set()
+            remote = self.remote
+        if remote is not None:
+            remote.cancel()  # also before the engine has answered the upload: sent when the id arrives
 
     def wait(self, timeout: float | None = None) -> Any:
         """Keep Krita's events flowing until the job ends; returns the output or raises UpscaleFailed."""
@@ -120,34 +124,26 @@ class UpscaleJob(QObject):
             self._arrived.emit(("done", data, meta))
 
     def _run(self) -> tuple[bytes, dict[str, Any]]:
+        JobEvent = uprez_client.JobEvent
         client = self.client or uprez_client.Client()
         if self.start_engine:
-            client = launcher.connect(client, lambda: self.event.emit({"event": "starting_engine"}))
+            client = launcher.connect(client, lambda: self.event.emit(JobEvent("starting_engine")))
         note = idle.idle_note(client.health())  # EngineNotRunning says how to start it by hand
         if note is not None:  # not an error: the job loads the model again
-            self.event.emit({"event": "engine_idle", "message": note})
+            self.event.emit(JobEvent("engine_idle", message=note))
         self.client = client
-        if self._cancel_requested.is_set():
-            raise uprez_client.JobCancelled("cancelled before it was sent")
         src = self.source
-        read = src.plan.read
+        read = src.plan.placement.crop
         params = dict(src.plan.params)
         params.setdefault("preview_every", PREVIEW_EVERY)
         params.setdefault("client", "Krita")  # names the job in other apps' queue views
-        self.job_id = client.submit_raw(src.pixels, read.width, read.height, src.fmt.channels, src.fmt.depth,
-                                        mask=src.mask, profile=src.profile, **params)
-        if self._cancel_requested.is_set():  # cancel() may have run before the id existed
-            self._send_cancel()
-        client.wait(self.job_id, self.event.emit)
-        return client.result(self.job_id)
-
-    def _send_cancel(self) -> None:
-        with self._cancel_lock:  # once only: a second DELETE would make the engine forget the job
-            if self._cancel_sent:
-                return
-            self._cancel_sent = True
-        with contextlib.suppress(uprez_client.UprezClientError):  # it may have ended meanwhile; events say how
-            self.client.cancel(self.job_id)
+        with self._lock:
+            if self._cancel_requested.is_set():
+                raise uprez_client.JobCancelled("cancelled before it was sent")
+            self.remote = client.start(src.pixels, read.width, read.height, src.fmt.channels, src.fmt.depth,
+                                       mask=src.mask, profile=src.profile, **params)
+        self.remote.wait(self.event.emit)  # raises JobFailed / JobCancelled
+        return self.remote.result()
 
 
 def cancel_all() -> None:

@@ -147,7 +147,7 @@ def resize_whole_layer_8bit():
     check("A resize 8-bit: the image is scaled to 512x384", (image.get_width(), image.get_height()) == (512, 384),
           (image.get_width(), image.get_height()))
     names = [item.get_name() for item in image.get_layers()]
-    check("A resize 8-bit: the result sits right above the source", names == ["Detail ×2 (Uprez)", "Detail",
+    check("A resize 8-bit: the result sits right above the source", names == ["Detail ×2 Uprez (balanced)", "Detail",
                                                                               "Background"], names)
     check("A resize 8-bit: result 192x128 at (80, 60)",
           (layer.get_width(), layer.get_height(), tuple(layer.get_offsets()[1:])) == (192, 128, (80, 60)),
@@ -182,9 +182,11 @@ def new_image_selection_8bit():
     result = layer.get_image()
     check("B selection: one new image, the source image unchanged",
           result != image and len(Gimp.get_images()) == images_before + 2 and snapshot(image) == before)
-    check("B selection: the new image and its layer are the region's 336x312",
+    # The shared placement frames a new image on the selection (40x30 -> 80x60); the crop's context lies outside.
+    check("B selection: the new image is the selection's 80x60, its layer the region's 336x312 at (-128, -128)",
           (result.get_width(), result.get_height(), layer.get_width(), layer.get_height(),
-           tuple(layer.get_offsets()[1:])) == (336, 312, 336, 312, (0, 0)))
+           tuple(layer.get_offsets()[1:])) == (80, 60, 336, 312, (-128, -128)),
+          (result.get_width(), result.get_height(), layer.get_offsets()))
     got = pixels(layer, U8)
     check("B selection: the result is the engine's region upscale with the mask, byte for byte",
           got == reference(source, 168, 156, 8, mask, scale=2.0, preset="balanced", seed=0))

@@ -1,4 +1,5 @@
-"""One upscale's round trip with the engine, and the words GIMP shows for its progress and its failures."""
+"""One upscale's round trip with the engine, and the words GIMP shows for its failures (its progress text is the
+client's `status_text`, the same in every front end)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from uprez_client import (
     Client,
     EngineNotRunning,
     JobCancelled,
+    JobEvent,
     QueueFull,
     Unauthorized,
     UprezClientError,
     config_dir,
     launcher,
+    status_text,
 )
 from uprez_client.idle import idle_note
 
@@ -22,48 +25,19 @@ from .plan import AGAIN
 Progress = Callable[[Optional[float], Optional[str]], None]  # (fraction or None, text or None)
 
 
-def progress_of(event: dict[str, Any]) -> tuple[float | None, str | None]:
-    """What the progress bar shows for one engine event: (fraction, text), either may be None."""
-    kind = event.get("event")
-    if kind == "queued":
-        position = event.get("position")
-        where = f" (position {position})" if position else ""
-        return 0.0, f"Waiting in the Uprez engine's queue{where}"
-    if kind == "started":
-        model = str(event.get("model") or "the model")
-        return None, f"Upscaling with {model.rstrip('/').rsplit('/', 1)[-1]}"
-    if kind == "progress":
-        fraction = float(event.get("fraction") or 0.0)
-        phase = event.get("phase")
-        if phase:  # what the engine is doing now: "stage 2/2: decoding tile 7/30"
-            text = f"Upscaling: {phase}"
-        else:  # an engine from before work units said only the stage and step
-            text = f"Upscaling: stage {event.get('stage')} of {event.get('stages')}, " \
-                   f"step {event.get('step')} of {event.get('steps')}"
-        eta = event.get("eta_s")
-        if isinstance(eta, (int, float)) and eta >= 1:
-            text += f", about {eta:.0f} s left"
-        return min(max(fraction, 0.0), 1.0), text
-    if kind == "retrying":
-        return 0.0, "Out of memory: the engine retries with smaller tiles"
-    if kind == "done":
-        return 1.0, "Fetching the upscaled pixels"
-    return None, None
-
-
 def connect(client: Client | None = None, on_progress: Progress | None = None) -> Client:
     """A client whose engine answers: started here when the installer's bridge.json says how.
 
     Raises EngineNotRunning saying how to start it by hand otherwise; called before any pixels are read.
     """
-    def starting() -> None:
+    def say(event: JobEvent) -> None:
         if on_progress is not None:
-            on_progress(None, "Starting the Uprez engine")
+            on_progress(None, status_text(event))
 
-    client = launcher.connect(client, starting)
+    client = launcher.connect(client, lambda: say(JobEvent("starting_engine")))
     note = idle_note(client.health())
-    if note is not None and on_progress is not None:  # not an error: the job loads the model again
-        on_progress(None, f"Uprez {note}: loading it for this upscale")
+    if note is not None:  # not an error: the job loads the model again
+        say(JobEvent("engine_idle", message=note))
     return client
 
 
@@ -81,19 +55,18 @@ def run_job(client: Client, pixels: bytes, width: int, height: int, transfer: Tr
     job_params.setdefault("client", "GIMP")  # names the job in other apps' queue views
     if mask is not None:
         job_params["region_only"] = True
-    job_id = client.submit_raw(pixels, width, height, CHANNELS, transfer.depth, mask=mask, profile=profile,
-                               **job_params)
-    if on_submitted is not None:
-        on_submitted(job_id)
+    remote = client.start(pixels, width, height, CHANNELS, transfer.depth, mask=mask, profile=profile,
+                          **job_params)
 
-    def follow(event: dict[str, Any]) -> None:
-        if on_progress is not None:
-            fraction, text = progress_of(event)
-            if fraction is not None or text is not None:
-                on_progress(fraction, text)
+    def follow(event: JobEvent) -> None:
+        if event.kind == "submitted" and on_submitted is not None and event.job is not None:
+            on_submitted(event.job)
+        text = status_text(event)
+        if on_progress is not None and (event.fraction is not None or text):
+            on_progress(event.fraction, text or None)
 
-    client.wait(job_id, follow)
-    data, meta = client.result(job_id)
+    remote.wait(follow)  # raises JobFailed / JobCancelled
+    data, meta = remote.result()
     out_width, out_height = int(meta.get("width", 0)), int(meta.get("height", 0))
     if (meta.get("format"), meta.get("channels"), meta.get("depth")) != ("raw", CHANNELS, transfer.depth) \
             or len(data) != transfer.size(out_width, out_height):

@@ -1,8 +1,10 @@
-"""Tiled denoising maths (DESIGN §The algorithm 5): where the tiles go and how their outputs are fused.
+"""Tile geometry (DESIGN §The algorithm 5): where the tiles go and how their outputs are fused.
 
-Pure functions on sizes and plain tensors. Tiles overlap; each tile's output is weighted by a raised-cosine
-ramp across the sides it shares with a neighbour, and the weights of all tiles are normalised to sum to one
-at every position, so the fused field is a convex combination of the tiles' fields and has no seams.
+Pure functions on sizes and plain tensors; `engine.tiled_model` runs the model and the VAE over the tiles, and
+a job's `TileGrid` says how big tiles are (in latent positions) and how much neighbours overlap. Tiles overlap;
+each tile's output is weighted by a raised-cosine ramp across the sides it shares with a neighbour, and the
+weights of all tiles are normalised to sum to one at every position, so the fused field is a convex
+combination of the tiles' fields and has no seams.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # engine.backends.base imports Window from here
+    from engine.backends.base import FlowBackend
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,56 @@ class Window:
     @property
     def slices(self) -> tuple[slice, slice]:
         return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile side and overlap in latent positions, both multiples of the model's patch size, and how many
+    tiles go through the model in one call; the VAE's tiles may overlap more (`vae_overlap`, None: as much)."""
+
+    tile: int
+    overlap: int
+    multiple: int = 1
+    batch: int = 1
+    vae_overlap: int | None = None
+    # The encoder's GroupNorm statistics pass runs on the fewest tiles that cover the image, not on all: as few
+    # tone steps between tiles, at 4/9 of the cost at 2x the tile. The decoder's did not keep them (+2 to +36 %
+    # on the test VAE, bench/seams.py), so it still runs on every tile.
+    statistics_cover: bool = False
+
+    @classmethod
+    def for_backend(cls, backend: FlowBackend, tile_px: int | None = None, overlap_px: int | None = None,
+                    batch: int = 1) -> TileGrid:
+        """Pixel sizes (None: the model's) in whole patches: the tile rounded down, the overlap up but kept
+        to half a tile. Without an overlap given, the VAE's tiles overlap by a quarter of the model's tile."""
+        tile_px = tile_px or backend.default_tile_size
+        patch, step = backend.patch_size, backend.latent_multiple
+        tile = max(1, tile_px // step) * patch
+
+        def whole(pixels: int) -> int:
+            return min(-(-pixels // step), tile // patch // 2) * patch
+
+        if overlap_px is not None:
+            return cls(tile, whole(overlap_px), patch, batch, statistics_cover=True)
+        return cls(tile, whole(backend.default_tile_overlap), patch, batch, whole(backend.default_tile_size // 4),
+                   statistics_cover=True)
+
+    def windows(self, height: int, width: int) -> list[Window]:
+        """The model's tiles: spread evenly, shrunk to the overlap they need (engine.tile_grid.spread_windows)."""
+        return spread_windows(height, width, self.tile, self.overlap, self.multiple)
+
+    @property
+    def vae_ramp(self) -> int:
+        return self.overlap if self.vae_overlap is None else self.vae_overlap
+
+    def vae_windows(self, height: int, width: int) -> list[Window]:
+        """The VAE's tiles, all of the full size, the last flush with the end: shrunk as the model's are, their
+        tone steps doubled (bench/seams.py)."""
+        return tile_windows(height, width, self.tile, self.vae_ramp, self.multiple)
+
+    def fits(self, height: int, width: int) -> bool:
+        """Whether a latent this size is one tile: then the model runs on it whole."""
+        return height <= self.tile and width <= self.tile
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:

@@ -1,14 +1,12 @@
-"""Model calls split into overlapping tiles, so memory follows the tile size and not the output size.
+"""The model and its VAE run over overlapping tiles, so memory follows the tile size and not the output size.
 
-The geometry and the blend weights are `engine.tiling`'s; here they meet a backend. A job's `TileGrid` says
-how big tiles are (in latent positions) and how much neighbours overlap; a stage asks it for windows.
+Where the tiles go and how their outputs blend is `engine.tile_grid`'s (pure geometry); here they meet a backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import chain
 
 import torch
@@ -16,58 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
-from engine.tiling import Window, blend_weights, covering_windows, fuse_tiles, scaled, spread_windows, tile_windows
+from engine.tile_grid import TileGrid, Window, blend_weights, covering_windows, fuse_tiles, scaled
 from engine.work import Work, counted
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """Tile side and overlap in latent positions, both multiples of the model's patch size, and how many
-    tiles go through the model in one call; the VAE's tiles may overlap more (`vae_overlap`, None: as much)."""
-
-    tile: int
-    overlap: int
-    multiple: int = 1
-    batch: int = 1
-    vae_overlap: int | None = None
-    # The encoder's GroupNorm statistics pass runs on the fewest tiles that cover the image, not on all: as few
-    # tone steps between tiles, at 4/9 of the cost at 2x the tile. The decoder's did not keep them (+2 to +36 %
-    # on the test VAE, bench/seams.py), so it still runs on every tile.
-    statistics_cover: bool = False
-
-    @classmethod
-    def for_backend(cls, backend: FlowBackend, tile_px: int | None = None, overlap_px: int | None = None,
-                    batch: int = 1) -> TileGrid:
-        """Pixel sizes (None: the model's) in whole patches: the tile rounded down, the overlap up but kept
-        to half a tile. Without an overlap given, the VAE's tiles overlap by a quarter of the model's tile."""
-        tile_px = tile_px or backend.default_tile_size
-        patch, step = backend.patch_size, backend.latent_multiple
-        tile = max(1, tile_px // step) * patch
-
-        def whole(pixels: int) -> int:
-            return min(-(-pixels // step), tile // patch // 2) * patch
-
-        if overlap_px is not None:
-            return cls(tile, whole(overlap_px), patch, batch, statistics_cover=True)
-        return cls(tile, whole(backend.default_tile_overlap), patch, batch, whole(backend.default_tile_size // 4),
-                   statistics_cover=True)
-
-    def windows(self, height: int, width: int) -> list[Window]:
-        """The model's tiles: spread evenly, shrunk to the overlap they need (engine.tiling.spread_windows)."""
-        return spread_windows(height, width, self.tile, self.overlap, self.multiple)
-
-    @property
-    def vae_ramp(self) -> int:
-        return self.overlap if self.vae_overlap is None else self.vae_overlap
-
-    def vae_windows(self, height: int, width: int) -> list[Window]:
-        """The VAE's tiles, all of the full size, the last flush with the end: shrunk as the model's are, their
-        tone steps doubled (bench/seams.py)."""
-        return tile_windows(height, width, self.tile, self.vae_ramp, self.multiple)
-
-    def fits(self, height: int, width: int) -> bool:
-        """Whether a latent this size is one tile: then the model runs on it whole."""
-        return height <= self.tile and width <= self.tile
 
 
 def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]]:
@@ -108,15 +56,8 @@ def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Co
 
 @contextmanager
 def shared_group_norm(module: nn.Module | None, first_pass: Callable[[], object]) -> Iterator[None]:
-    """Inside the block, every GroupNorm of `module` normalises with whole-image statistics: those of all
-    its calls during `first_pass()` (a run over every tile) pooled, not with its tile's own.
-
-    Per-tile statistics give each tile its own tone: the seams a tiled VAE is known for (DESIGN, facts).
-    The first pass itself normalises per tile, so deeper layers' pooled statistics are an estimate; on the
-    tiny test VAE it cuts the mean difference from untiled results by 30-40 % against per-tile statistics.
-    (Statistics of a downsampled copy, the cheaper estimate, made that VAE three times worse.) It costs one
-    extra pass of the VAE; attention in the VAE's middle block still sees only its tile.
-    """
+    """Inside the block, every GroupNorm of `module` normalises with the statistics of all its calls during
+    `first_pass()` (a run over every tile) pooled, not its tile's own (why and what it buys: docs/engine-notes.md)."""
     norms = [m for m in module.modules() if isinstance(m, nn.GroupNorm)] if module is not None else []
     if not norms:
         yield

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidInput, UprezError
+from engine.errors import InvalidInput, ModelNotFound, UprezError
+from engine.models.ref import REPO_ID, ModelRef
 
 SETTINGS_FILE = "models.json"  # in the config folder: {"comfyui": [...], "model_dirs": [...]}
 ENV_COMFYUI = "UPREZ_COMFYUI_DIRS"
 # ComfyUI's subfolders that can hold what the loader takes: diffusers folders, transformer-only or
 # all-in-one .safetensors checkpoints, GGUF transformers.
 COMFYUI_SUBFOLDERS = ("diffusers", "diffusion_models", "unet", "checkpoints")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_URL = re.compile(r"huggingface\.co/([\w.-]+/[\w.-]+?)(?:\.git)?/?$")  # a git remote of a Hub repo
 
 
@@ -195,8 +195,6 @@ def checkpoint_family(path: Path) -> str | None:
 
 def scan_folder(folder: Path, where: str) -> list[LocalModel]:
     """Diffusers folders and flow-model .safetensors files directly inside `folder`."""
-    from engine.builtin.backend import is_builtin_folder
-
     try:
         entries = sorted(folder.iterdir())
     except OSError:
@@ -204,20 +202,29 @@ def scan_folder(folder: Path, where: str) -> list[LocalModel]:
     found = []
     for entry in entries:
         try:
-            if entry.is_dir() and (entry / "model_index.json").is_file() and not is_builtin_folder(entry):
+            kind = _kind(entry)
+            if kind == "diffusers":
                 missing = _missing_components(entry)
                 found.append(LocalModel(str(entry.resolve()), entry.name, "diffusers", where, entry.resolve(),
                                         tree_size(entry), complete=not missing, missing=missing))
-            elif entry.is_file() and entry.suffix in (".safetensors", ".gguf"):
+            elif kind in ("safetensors", "gguf"):
                 found += _transformer_file(entry, where)
         except OSError:
             continue  # one unreadable entry must not hide the others
     return found
 
 
+def _kind(entry: Path) -> str | None:
+    """What ModelRef.parse says the entry is, or None when it is no model."""
+    try:
+        return ModelRef.parse(str(entry)).kind
+    except ModelNotFound:
+        return None
+
+
 def _transformer_file(entry: Path, where: str) -> list[LocalModel]:
     """A transformer-only .safetensors (full precision or fp8) or .gguf file of a flow family, else nothing."""
-    from engine.model_files import summarize, transformer_family
+    from engine.models.files import summarize, transformer_family
 
     try:
         summary = summarize(entry)
@@ -233,7 +240,7 @@ def _transformer_file(entry: Path, where: str) -> list[LocalModel]:
 def scan_components(models: Path) -> list[LocalModel]:
     """ComfyUI's loose VAE and text-encoder files (models/vae, models/clip, models/text_encoders): listed so
     the user sees them; a transformer file takes its VAE and text encoders from a diffusers base."""
-    from engine.model_files import COMPONENT_FOLDERS, summarize
+    from engine.models.files import COMPONENT_FOLDERS, summarize
 
     found = []
     for sub, kind in COMPONENT_FOLDERS.items():

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from engine.errors import InvalidInput, UprezError
 from engine.memory import format_bytes
-from engine.model_store import (
+from engine.models.store import (
     REPO_ID,
     WEIGHTS,
     LocalModel,

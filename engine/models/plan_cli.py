@@ -67,7 +67,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def mode_table(formats: tuple[str, ...] = PLAN_FORMATS) -> str:
     """Peak GiB per memory mode for the recommended models with known architectures, per transformer format."""
     from engine.memory_plan import plan_model
-    from engine.model_architectures import ARCHITECTURES
+    from engine.models.architectures import ARCHITECTURES
 
     header = ("model", "format", *MEMORY_MODES, "text encoders")
     rows = [header]

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 from engine.memory import format_bytes
-from engine.model_plan_cli import add_plan_parser
-from engine.model_store import LocalModel, discover, hf_cache_dir, repo_folder
+from engine.models.plan_cli import add_plan_parser
+from engine.models.store import LocalModel, discover, hf_cache_dir, repo_folder
 
 EXIT_CANCELLED = 130  # as engine.cli's: the shell's code for a command ended by Ctrl-C
 PRIVATE_PARTIAL = re.compile(r"^[^.]+\.[0-9a-f]{8}\.incomplete$")
@@ -42,8 +42,8 @@ def run_models(args: argparse.Namespace) -> int:
 
     config = uprez_config_dir()
     if args.models_command == "recommend":
-        from engine.model_catalog import table
-        from engine.model_plan_cli import mode_table
+        from engine.models.catalog import table
+        from engine.models.plan_cli import mode_table
 
         installed = {m.id for m in discover(config) if m.complete}
         print(table(installed))
@@ -56,7 +56,7 @@ def run_models(args: argparse.Namespace) -> int:
         print(sr_catalog.table({m.path.name for m in scan_sr(sr_folders(config))}))
         return 0
     if args.models_command == "plan":
-        from engine.model_plan_cli import run_plan
+        from engine.models.plan_cli import run_plan
 
         return run_plan(args)
     if args.models_command == "pull":
@@ -73,7 +73,7 @@ def run_models(args: argparse.Namespace) -> int:
         _pull_until_interrupted(args.repo_id, elsewhere, args.revision)
         return 0
     if args.models_command == "remove":
-        from engine.model_store import remove
+        from engine.models.store import remove
 
         model = remove(args.model_id, discover(config))
         print(f"removed {model.id} ({format_bytes(model.size)}) from the Hugging Face cache", file=sys.stderr)
@@ -116,7 +116,7 @@ def _pull_until_interrupted(repo_id: str, elsewhere: list[LocalModel], revision:
     """Run the pull in a daemon thread so that Ctrl-C stops it at once: huggingface_hub downloads in a thread
     pool which, once interrupted, still waits for every file in flight (minutes for a 10 GiB shard). The files
     finished so far stay in the cache, and the next pull fetches only the rest."""
-    from engine.model_pull import pull
+    from engine.models.pull import pull
 
     blobs = repo_folder(hf_cache_dir(), repo_id) / "blobs"
     before = _private_partials(blobs)
