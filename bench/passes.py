@@ -42,20 +42,27 @@ def tokens(side_px: int) -> int:
 
 
 def uprez(input_px: int, output_px: int) -> Count:
-    """Our plan: the schedule's tail below strength per <=2x stage, native tiles with a quarter overlap."""
+    """Our plan: the schedule's tail below strength per <=2x stage, native tiles at the default eighth overlap,
+    spread evenly (engine.tile_grid.TileGrid, as the pipeline places them)."""
     from engine.schedule import ShiftRule, remaining_sigmas
     from engine.stages import stage_sizes
-    from engine.tile_grid import tile_windows
+    from engine.tile_grid import TileGrid
 
     rule = ShiftRule(shift=3.0, dynamic=True)  # FLUX.1-dev's scheduler config
     steps = len(remaining_sigmas(28, 0.35, rule, tokens(NATIVE))) - 1
     count = Count()
-    tile, overlap = NATIVE // VAE, NATIVE // 4 // VAE
-    count.add(steps * len(tile_windows(input_px // VAE, input_px // VAE, tile, overlap, PATCH)),
-              tokens(min(input_px, NATIVE)))  # the first stage's reference pass
+    grid = TileGrid(NATIVE // VAE, NATIVE // 8 // VAE, PATCH)
+
+    def add(side: int) -> None:
+        latent = side // VAE
+        for w in (grid.windows(latent, latent) if not grid.fits(latent, latent) else []):
+            count.add(steps, (w.height // PATCH) * (w.width // PATCH))
+        if grid.fits(latent, latent):
+            count.add(steps, tokens(side))
+
+    add(input_px)  # the first stage's reference pass
     for side, _ in stage_sizes(input_px, input_px, output_px / input_px):
-        windows = tile_windows(side // VAE, side // VAE, tile, overlap, PATCH)
-        count.add(steps * len(windows), tokens(min(side, NATIVE)))
+        add(side)
     return count
 
 

@@ -2,7 +2,9 @@
 
     python bench/scale.py [--megapixels 1,4,16] [--model FOLDER] [--timeout 900]
 
-Each run is its own process, so its peak RSS (ru_maxrss) is its own. The input is the bundled sample
+Each run is its own process, so its peak RSS (ru_maxrss) and its CPU seconds (user and system, the job only)
+are its own; it sets up the allocator as the CLI does
+(engine/allocator.py). The input is the bundled sample
 photo resized to a quarter of the output side; Uprez upscales it 4x in two 2x stages with tiles of the
 model's native size; the one-shot run Lanczos-upscales it to the target, then re-noises, denoises and
 decodes that whole latent in one piece with the same model, strength and schedule. Without --model, a
@@ -72,6 +74,7 @@ def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str
     recipe = replace(recipe, guidance=StructureGuidance())  # the plain loop, as this benchmark has always run
     cond = backend.encode_prompt("")
     before = _peak_rss_mib()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if mode != "uprez":
         m = backend.latent_multiple
@@ -81,8 +84,10 @@ def run_one(mode: str, megapixels: float, model: str, seed: int = 0) -> dict[str
                          grid=TileGrid(tile=10**6, overlap=0, multiple=backend.patch_size))  # never tiles
     out = run_stages(rgb, recipe, backend=backend, cond=cond)
     wall = time.perf_counter() - start
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     assert out.shape[:2] == (side, side)
-    return {"wall_s": wall, "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(),
+    return {"wall_s": wall, "user_s": cpu.ru_utime - cpu_before.ru_utime, "sys_s": cpu.ru_stime - cpu_before.ru_stime,
+            "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(),
             "velocity_calls": calls["velocity"], "tokens": calls["tokens"], "output_mib": out.nbytes / 2**20,
             "overhead": 1.0 - calls["model_s"] / wall}
 
@@ -106,24 +111,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = args.model or tiny_flux()
     if args.one:
+        from engine.allocator import tune_allocator
+
+        tune_allocator()  # as the CLI and the server do at start (UPREZ_MALLOC=system: glibc's defaults)
         print(json.dumps(run_one(args.one[0], float(args.one[1]), model)))
         return
-    rows = ["| output | mode | wall s | peak RSS MiB | RSS before job MiB | output buffer MiB | model calls | "
-            "tokens / output MP | time outside model and VAE |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| output | mode | wall s | user s | sys s | peak RSS MiB | RSS before job MiB | output buffer MiB | "
+            "model calls | tokens / output MP | time outside model and VAE |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mp in (float(x) for x in args.megapixels.split(",")):
         for mode in args.modes.split(","):
             command = [sys.executable, __file__, "--model", model, "--one", mode, str(mp)]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                rows.append(f"| {mp:g} MP | {mode} | > {args.timeout:.0f} (stopped) | | | | | | |")
+                rows.append(f"| {mp:g} MP | {mode} | > {args.timeout:.0f} (stopped) | | | | | | | | |")
                 continue
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or ["?"])[-1][:80]
-                rows.append(f"| {mp:g} MP | {mode} | failed: {reason} | | | | | | |")
+                rows.append(f"| {mp:g} MP | {mode} | failed: {reason} | | | | | | | | |")
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(f"| {mp:g} MP | {mode} | {r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+            rows.append(f"| {mp:g} MP | {mode} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | "
+                        f"{r['peak_rss_mib']:.0f} | "
                         f"{r['rss_before_mib']:.0f} | {r['output_mib']:.0f} | {r['velocity_calls']} | "
                         f"{r['tokens'] / mp:,.0f} | {r['overhead']:.0%} |")
             print(rows[-1], file=sys.stderr)

@@ -376,7 +376,10 @@ def _batch_summary(jobs: list[tuple[Path, Path]], written: list[Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.allocator import tune_allocator
     from engine.errors import InvalidInput, UprezError
+
+    tune_allocator()  # before any tensor: upscale and serve reuse freed buffers instead of faulting pages in
     from engine.progress import Cancelled
 
     args = build_parser().parse_args(argv)

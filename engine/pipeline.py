@@ -29,7 +29,7 @@ from engine.progress import CancelToken, ProgressCallback
 from engine.recipe import Recipe
 from engine.sampler import Prepare, Step, VelocityFn, euler, euler_ancestral, heun, model_calls, renoise
 from engine.stages import Stage
-from engine.tile_grid import TileGrid, dilate
+from engine.tile_grid import TileGrid, covering_windows, dilate
 from engine.tiled_model import tiled_decode, tiled_encode
 from engine.work import Phase, Work
 
@@ -48,10 +48,13 @@ def _vae_phases(key: str, text: str, rate: float, latent_hw: tuple[int, int], *,
                 grid: TileGrid, where: dict[str, Any]) -> list[Phase]:
     """An encode or decode: one pass, or in tiles a statistics pass (where the VAE has GroupNorms) and the pass."""
     tiled = backend.vae_tiling and not grid.fits(*latent_hw)
-    cost = rate * _tiled_positions(backend, grid, latent_hw)
+    windows = grid.vae_windows(*latent_hw) if tiled else []
+    cost = rate * (sum(w.height * w.width for w in windows) if tiled else latent_hw[0] * latent_hw[1])
     norms = tiled and backend.vae_module is not None and any(
         isinstance(m, nn.GroupNorm) for m in backend.vae_module.modules())
-    first = [Phase(f"{key}:statistics", f"{text}: statistics pass", cost, **where)] if norms else []
+    sample = covering_windows(windows) if grid.statistics_cover and key.endswith("encode") else windows
+    first_cost = rate * sum(w.height * w.width for w in sample)
+    first = [Phase(f"{key}:statistics", f"{text}: statistics pass", first_cost, **where)] if norms else []
     return [*first, Phase(key, text, cost, **where)]
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backends.base import Conditioning, FlowBackend
-from engine.tile_grid import TileGrid, Window, blend_weights, fuse_tiles, scaled
+from engine.tile_grid import TileGrid, Window, blend_weights, covering_windows, fuse_tiles, scaled
 from engine.work import Work, counted
 
 
@@ -137,13 +137,14 @@ def tiled_encode(backend: FlowBackend, pixels: torch.Tensor, grid: TileGrid, wor
     height, width = pixels.shape[-2] // f, pixels.shape[-1] // f
     if grid.fits(height, width) or not backend.vae_tiling:
         return _whole(work, key, lambda: backend.encode(pixels))
-    windows = grid.windows(height, width)
-    weights = blend_weights(height, width, windows, grid.overlap)
+    windows = grid.vae_windows(height, width)
+    weights = blend_weights(height, width, windows, grid.vae_ramp)
 
-    def encode_tiles() -> Iterator[torch.Tensor]:
-        return counted((backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in windows), work)
+    def encode_tiles(tiles: Sequence[Window] = windows) -> Iterator[torch.Tensor]:
+        return counted((backend.encode(pixels[(..., *scaled(w, f).slices)]) for w in tiles), work)
 
-    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, encode_tiles, len(windows))):
+    sample = covering_windows(windows) if grid.statistics_cover else windows
+    with shared_group_norm(backend.vae_module, _statistics_pass(work, key, lambda: encode_tiles(sample), len(sample))):
         if work is not None:
             work.begin(key, len(windows))
         values = encode_tiles()
@@ -160,9 +161,9 @@ def tiled_decode(backend: FlowBackend, latent: torch.Tensor, grid: TileGrid, wor
     if grid.fits(height, width) or not backend.vae_tiling:
         return _whole(work, key, lambda: backend.decode(latent))
     f = backend.vae_scale
-    windows = grid.windows(height, width)
+    windows = grid.vae_windows(height, width)
     pixel_windows = [scaled(w, f) for w in windows]
-    weights = blend_weights(height * f, width * f, pixel_windows, grid.overlap * f)
+    weights = blend_weights(height * f, width * f, pixel_windows, grid.vae_ramp * f)
     def decode_tiles() -> Iterator[torch.Tensor]:
         return counted((backend.decode(latent[(..., *w.slices)]) for w in windows), work)
 

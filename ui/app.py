@@ -47,6 +47,9 @@ def install_error_hook(window: MainWindow) -> ExceptHook:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.allocator import tune_allocator
+
+    tune_allocator()  # before the first image buffer (engine/allocator.py)
     parser = argparse.ArgumentParser(prog="uprez-gui", description="The Uprez desktop window.")
     parser.add_argument("image", nargs="?", help="an image to open")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 from engine.backends.base import Conditioning, FlowBackend
+from engine.builtin.cpu import on_cpu
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.errors import ModelNotFound
 from engine.schedule import ShiftRule
@@ -49,6 +51,8 @@ class BuiltinBackend(FlowBackend):
         super().__init__(source=source, device=device, dtype=dtype, vae_scale=1,
                          native_size=int(info.get("native_size", 512)), shift_rule=ShiftRule())
         self.net = net.to(device=device, dtype=dtype).eval()
+        # How the network runs: on the CPU in channels-last, with bf16 where the CPU has it (engine/builtin/cpu.py).
+        self.run_net = partial(on_cpu, device=self.device, dtype=dtype)
         self.info = info
         self.detail = detail or {}  # the detailed mode's LoRA weights (`detail.*`), none in a v1 folder
         self._detailed: dict[float, FlowSRNet] = {}  # merged networks per scale, built on first use
@@ -103,7 +107,7 @@ class BuiltinBackend(FlowBackend):
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=self.dtype)
         steps = torch.full((x.shape[0],), step_size(sigma, cond.extra.get("sigmas", ())), device=self.device,
                            dtype=self.dtype)
-        net = self.network(float(cond.extra.get("detail", 0.0)))
+        net = self.run_net(self.network(float(cond.extra.get("detail", 0.0))))  # engine/builtin/cpu.py
         x0_hat = net(x.to(self.device, self.dtype), up, sigmas, steps).float()
         return (x.to(x0_hat.device) - x0_hat) / max(sigma, MIN_SIGMA)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.allocator import release_free_memory
 from engine.errors import DeviceError, UprezError
 from engine.progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent
 from engine.server.codec import preview_jpeg
@@ -261,6 +262,9 @@ class JobQueue:
             with self._lock:
                 self._running = None
                 self._sweep()
+                idle = not self._waiting
+            if idle:  # the job's buffers were kept for reuse (engine/allocator.py): back to the kernel until the next
+                release_free_memory()
 
     def _run(self, job: Job) -> None:
         for attempt in (1, 2, 3):

@@ -194,7 +194,7 @@ def test_tiled_vae_has_no_seam_along_tile_borders(tiny_backend):
     latent = backend.encode(pixels)
     encode_error = (tiled_encode(backend, pixels, grid) - latent).abs().mean(1)[0]
     decode_error = (tiled_decode(backend, latent, grid) - backend.decode(latent)).abs().mean(1)[0]
-    windows = grid.windows(*latent.shape[-2:])
+    windows = grid.vae_windows(*latent.shape[-2:])
     assert len(windows) == 6
     encode_ratio = _border_ratio(encode_error, windows, 1)
     decode_ratio = _border_ratio(decode_error, windows, backend.vae_scale)

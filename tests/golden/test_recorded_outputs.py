@@ -40,7 +40,10 @@ def upsampler(tmp_path_factory) -> str:
 def test_every_job_is_recorded_and_every_switch_changes_the_output(recorded):
     assert sorted(recorded) == sorted([job.name for job in JOBS] + ["__capability__"])
     # A switch that changed nothing would let a refactor drop it unnoticed.
-    outputs = [recorded[job.name].tobytes() + str(recorded[job.name].shape).encode() for job in JOBS]
+    # Except tile_batch: batching equal-sized tiles must not change a byte, and with issue 21's evenly spread
+    # tiles it does not (tests/test_tiling.py checks that too); its job guards the batched path's bytes.
+    outputs = [recorded[job.name].tobytes() + str(recorded[job.name].shape).encode() for job in JOBS
+               if job.name != "flux-dev-tiled-batch2"]
     assert len(set(outputs)) == len(outputs)
 
 
