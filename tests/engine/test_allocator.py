@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # 20 rounds of a 32 MiB tensor made, written and freed; page faults counted around them.
 CHURN = """
