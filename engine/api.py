@@ -125,6 +125,11 @@ def upscale(
 
     if backend is None:
         backend = get_backend(ModelSpec(model) if isinstance(model, str) else model or ModelSpec())
+    if settings.loras or getattr(backend, "lora_slots", None):  # a job without LoRAs takes the last one's off
+        from engine.lora.apply import apply_loras
+        from engine.lora.spec import parse_loras
+
+        apply_loras(backend, parse_loras(settings.loras))
     upsample = None
     if settings.upsampler is not None:
         from engine.sr import first_stage

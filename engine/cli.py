@@ -58,6 +58,13 @@ def settings_from_args(args: argparse.Namespace) -> UpscaleSettings:
     return UpscaleSettings(**values)
 
 
+class _AppendTuple(argparse.Action):
+    """argparse's append into a tuple, so that no flag given equals the settings' default `()`."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 - argparse's
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uprez", description="AI upscaling with flow-matching models.")
     parser.add_argument("--version", action="version", version=f"uprez {__version__}")
@@ -70,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="builtin (the default: Uprez's own small model), a diffusers folder, a Hugging Face "
                          "repo id, a transformer .safetensors (full precision or fp8) or .gguf file, or an upscale "
                          "model (.pth/.safetensors: ESRGAN, SwinIR, SPAN, DAT, ...) to run on its own")
+    # Not from the field table (a list, given once per LoRA); the settings' `loras` row checks the values.
+    up.add_argument("--lora", action=_AppendTuple, default=(), dest="loras", metavar="PATH[:WEIGHT]",
+                    help="apply a LoRA to the flow model (repeatable): a .safetensors file or a name in the LoRA "
+                         "folders (ComfyUI models/loras, <config>/loras); WEIGHT 1 = as trained, 0 = off")
     up.add_argument("--base", help="VAE and text encoders (folder or repo id, on this machine) for a .safetensors "
                     "or .gguf transformer; default: a model of its family found on disk")
     up.add_argument("--quantize", choices=("nf4", "int8"),
@@ -123,8 +134,10 @@ def gui_main(argv: list[str] | None = None) -> int:
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from engine.lora.cli import add_train_parser
     from engine.server.config import DEFAULT_HOST, DEFAULT_PORT
 
+    add_train_parser(commands)
     serve = commands.add_parser("serve", help="run the local engine server the editor bridges talk to",
                                 description="Run the local engine server (protocol: docs/protocol.md). Limits "
                                 "default to the environment (UPREZ_MAX_UPLOAD_MB, UPREZ_MAX_PIXELS, "
@@ -234,6 +247,14 @@ def _upscale_sr(run, model, tile_size, pixels, settings, *, on_progress, cancel,
                tile_size=tile_size, on_progress=on_progress, cancel=cancel)
 
 
+def _loras(texts: list[str]) -> tuple[str, ...]:
+    """--lora values with names found in the LoRA folders, each as PATH:WEIGHT."""
+    from engine.lora.find import resolve_lora
+    from engine.server.config import uprez_config_dir
+
+    return tuple(resolve_lora(text, uprez_config_dir()) for text in texts)
+
+
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -245,6 +266,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
     from engine.settings import ModelSpec
 
     settings = settings_from_args(args)
+    if settings.loras:  # names in the LoRA folders become paths
+        from dataclasses import replace
+
+        settings = replace(settings, loras=_loras(list(settings.loras)))
     jobs = _plan_outputs(args)
     if args.region_only and args.mask is None:
         raise InvalidInput("--region-only needs --mask")
@@ -264,9 +289,17 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
         if args.upsampler:
             raise InvalidInput("--upsampler goes with a flow model; --model is already an upscale model")
+        if settings.loras:
+            raise InvalidInput("--lora goes with a flow model (FLUX, SD3, Qwen-Image, Z-Image); --model is an "
+                               "upscale model, which takes no LoRAs")
         sr_model = get_sr_model(sr_path, device=args.device, dtype=args.dtype)
         upscale = partial(_upscale_sr, upscale_sr, sr_model, args.tile_size)
     else:
+        if settings.loras:  # a missing file or another family's LoRA fails before the model loads
+            from engine.lora.apply import check_loras, source_family
+            from engine.lora.spec import parse_loras
+
+            check_loras(parse_loras(settings.loras), source_family(args.model), args.model)
         backend = load_spec(ModelSpec(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                                         base=args.base, memory=args.memory, quantize=args.quantize))
         if not args.quiet and backend.device.type != "cpu" and hasattr(backend, "memory_mode"):
@@ -354,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_serve(args)
         if args.command == "gui":
             return _run_gui(args)
+        if args.command == "train-lora":
+            from engine.lora.cli import run_train
+
+            return run_train(args)
         if args.command == "models":
             from engine.models.cli import run_models
 

@@ -196,8 +196,8 @@ def reference_pass(rgb: np.ndarray, recipe: Recipe, *, backend: FlowBackend, con
     sigmas = recipe.stages[0].sigmas
     latent, _ = encode_pixels(rgb, backend, recipe.grid, work, "reference:encode")
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32).to(latent.device)
-    model = ModelVelocity(backend, backend.condition_stage(cond, latent), recipe.grid, latent, sigma_start=sigmas[0],
-                          work=work)
+    model = ModelVelocity(backend, backend.condition_stage(cond, latent, sigmas), recipe.grid, latent,
+                          sigma_start=sigmas[0], work=work)
     trajectory = Trajectory()
     on_step = _stepper(work, "reference", recipe.sampler, model.calls, sigmas,
                        lambda step: trajectory.record(step.sigma, step.denoised))
@@ -261,7 +261,8 @@ def run_stages(
         region = None if stage_mask is None else latent_region(stage_mask, latent.shape[-2:], backend.vae_scale)
         keep = guidance.uses_reference and index + 1 < len(stages)
         x, reference = _denoise_stage(x, stage, size_hw, recipe, backend=backend,
-                                      cond=backend.condition_stage(cond, latent), latent=latent, noise=noise,
+                                      cond=backend.condition_stage(cond, latent, stage.sigmas), latent=latent,
+                                      noise=noise,
                                       region=region, reference=reference, keep_trajectory=keep, generator=generator,
                                       work=work, key=str(index), cancel=cancel)
         del latent, noise

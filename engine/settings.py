@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidInput
 from engine.params import Param, check
-from plugin.uprez_client.protocol import MAX_SCALE, MAX_SEED, PRESETS
+from plugin.uprez_client.protocol import MAX_SEED, PRESETS, scale_problem
 
 HIGH_DETAIL_PROMPT = "high detail, sharp focus, fine texture"
 BUILTIN_MODEL = "builtin"  # the model that ships with Uprez, and the default
@@ -46,20 +45,20 @@ def _param(default: Any, param: Param) -> Any:
 
 
 def _scale_problem(name: str, value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-        return f"{name} must be a finite number such as 2 or 1.5, got {value!r}"
-    if value <= 1.0:
-        return f"{name} must be > 1 (this is an upscaler), got {value}"
-    if value > MAX_SCALE:
-        return f"{name} must be at most {MAX_SCALE:g}, got {value}; run the result again for more"
-    return None
+    return scale_problem(value, name)
 
 
-def _finite(value: float) -> bool:
+def _loras_problem(name: str, value: Any) -> str | None:
+    """A list of `PATH[:WEIGHT]` strings whose weights are in range (engine.lora.spec), or the message."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(text, str) for text in value):
+        return f"{name} must be a list of LoRA files, each PATH or PATH:WEIGHT, got {value!r}"
+    from engine.lora.spec import parse_loras
+
     try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+        parse_loras(value)
+    except InvalidInput as exc:
+        return str(exc)
+    return None
 
 
 _WEIGHT = "a weight between 0 (off) and 1"
@@ -140,6 +139,10 @@ class UpscaleSettings:
     sampler: str = _param("euler", Param(
         "choice", choices=SAMPLERS, optional=False,
         help="the ODE sampler: euler (1 model call per step) or heun (2, more accurate)"))
+    # LoRAs on the flow model, each "PATH" or "PATH:WEIGHT" (engine.lora); empty = the model as it is. The CLI's
+    # --lora (repeatable) is made by hand: the table's flags take one value each.
+    loras: tuple[str, ...] = _param((), Param("text", "a list of LoRA files, each PATH or PATH:WEIGHT",
+                                              rule=_loras_problem, optional=False, cli=False))
 
     def __post_init__(self) -> None:
         problem = check(SETTINGS_PARAMS, {f.name: getattr(self, f.name) for f in fields(self)})
@@ -149,6 +152,8 @@ class UpscaleSettings:
         if self.tile_size is not None and self.tile_overlap is not None and 2 * self.tile_overlap > self.tile_size:
             raise InvalidInput(f"tile_overlap ({self.tile_overlap}) must be at most half of tile_size "
                                f"({self.tile_size})")
+        if isinstance(self.loras, list):  # JSON has no tuples
+            object.__setattr__(self, "loras", tuple(self.loras))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,19 +11,21 @@ from engine.schedule import remaining_sigmas
 if TYPE_CHECKING:  # engine.backends.base imports engine.settings, which imports this module
     from engine.backends.base import FlowBackend
 
-from plugin.uprez_client.protocol import MAX_SCALE, output_size, round_half_up  # noqa: F401 - the engine's names for them
+from plugin.uprez_client.protocol import (  # noqa: F401 - the engine's names for them
+    MAX_SCALE,
+    output_size,
+    round_half_up,
+    scale_problem,
+)
 
 MAX_STAGE_FACTOR = 2.0
 
 
 def check_scale(scale: float) -> float:
-    """Validate a user scale factor and return it as a float."""
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a number such as 2 or 1.5, got {scale!r}")
-    if scale <= 1.0:
-        raise ValueError(f"scale must be > 1 (this is an upscaler), got {scale}")
-    if scale > MAX_SCALE:
-        raise ValueError(f"scale must be at most {MAX_SCALE:g}, got {scale}; run the result again for more")
+    """A user scale factor as a float; ValueError with the settings' message (protocol.scale_problem)."""
+    problem = scale_problem(scale)
+    if problem is not None:
+        raise ValueError(problem)
     return float(scale)
 
 

@@ -107,6 +107,10 @@ class SettingsPanel(QWidget):
             self.memory.addItem(label, value)
             self.memory.setItemData(index, hint, Qt.ItemDataRole.ToolTipRole)
         self.memory.setToolTip("where the model's weights live while it runs (the engine's --memory)")
+        self.loras = QLineEdit()
+        self.loras.setPlaceholderText("none")
+        self.loras.setToolTip("LoRAs for the flow model: a file or a name from the engine's LoRA folders, with an "
+                              "optional :WEIGHT (1 = as trained), several separated by ;")
         self.live_preview = QCheckBox("Live preview")
         self.live_preview.setToolTip("small previews while it runs (each costs a little time)")
 
@@ -118,6 +122,7 @@ class SettingsPanel(QWidget):
         advanced_form.addRow("Guidance", self.guidance)
         advanced_form.addRow("Tile size", self.tile_size)
         advanced_form.addRow("GPU memory", self.memory)
+        advanced_form.addRow("LoRA", self.loras)
         advanced_form.addRow("", self.live_preview)
 
         model_row = QHBoxLayout()
@@ -146,7 +151,8 @@ class SettingsPanel(QWidget):
         for signal in (self.scale.currentTextChanged, self.preset.currentIndexChanged, self.model.currentIndexChanged,
                        self.seed.valueChanged, self.prompt.textChanged, self.steps.valueChanged,
                        self.strength.valueChanged, self.guidance.valueChanged, self.tile_size.valueChanged,
-                       self.live_preview.toggled, self.advanced_button.toggled, self.memory.currentIndexChanged):
+                       self.live_preview.toggled, self.advanced_button.toggled, self.memory.currentIndexChanged,
+                       self.loras.textChanged):
             signal.connect(lambda *_: self.changed.emit())
 
     # -- values ---------------------------------------------------------------------------------------
@@ -161,6 +167,7 @@ class SettingsPanel(QWidget):
         self.guidance.setValue(self.guidance.minimum() if settings.guidance is None else settings.guidance)
         self.tile_size.setValue(settings.tile_size or 0)
         self.memory.setCurrentIndex(max(0, self.memory.findData(settings.memory)))
+        self.loras.setText(settings.loras)
         self.live_preview.setChecked(settings.live_preview)
         self.advanced_button.setChecked(settings.advanced_open)
         self._preset_hint()
@@ -177,6 +184,7 @@ class SettingsPanel(QWidget):
         settings.guidance = None if self.guidance.value() < 0 else self.guidance.value()
         settings.tile_size = self.tile_size.value() if self.tile_size.value() >= 64 else None
         settings.memory = self.memory.currentData()
+        settings.loras = self.loras.text().strip()
         settings.live_preview = self.live_preview.isChecked()
         settings.advanced_open = self.advanced_button.isChecked()
 

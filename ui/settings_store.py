@@ -36,6 +36,7 @@ class DesktopSettings:
     guidance: float | None = None
     tile_size: int | None = None
     memory: str | None = None  # the engine's memory mode for this window's jobs; None = the engine's setting
+    loras: str = ""  # LoRAs for the flow model, "NAME_OR_PATH[:WEIGHT]" separated by ";" (the engine's loras)
     live_preview: bool = True
     advanced_open: bool = False
     brush_size: int = 48
@@ -51,6 +52,9 @@ class DesktopSettings:
             params["preview_every"] = 1
         if self.memory is not None:
             params["memory"] = self.memory
+        loras = [part.strip() for part in self.loras.split(";") if part.strip()]
+        if loras:
+            params["loras"] = loras
         return params
 
     @classmethod
@@ -72,7 +76,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "scale": _NUMBER, "preset": (str,), "model": (str, type(None)), "upsampler": (str, type(None)), "seed": (int,),
     "prompt": (str,),
     "steps": (int, type(None)), "strength": (*_NUMBER, type(None)), "guidance": (*_NUMBER, type(None)),
-    "tile_size": (int, type(None)), "memory": (str, type(None)), "live_preview": (bool,), "advanced_open": (bool,),
+    "tile_size": (int, type(None)), "memory": (str, type(None)), "loras": (str,), "live_preview": (bool,),
+    "advanced_open": (bool,),
     "brush_size": (int,),
     "feather": (int,), "last_folder": (str,),
 }

@@ -124,8 +124,9 @@ class FlowBackend(ABC):
     def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         """Flow velocity v(x_sigma, sigma) ≈ eps - x0 for unpacked float32 latents."""
 
-    def condition_stage(self, cond: Conditioning, latent: torch.Tensor) -> Conditioning:
-        """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing."""
+    def condition_stage(self, cond: Conditioning, latent: torch.Tensor, sigmas: Sequence[float] = ()) -> Conditioning:
+        """Add what a stage's input gives the model (its encoded upsampled image); text-only models need nothing.
+        `sigmas` is the stage's schedule, for flow maps that take the step size (the built-in model)."""
         return cond
 
     def crop_condition(self, cond: Conditioning, windows: Sequence[Window]) -> Conditioning:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,16 +39,29 @@ class BuiltinBackend(FlowBackend):
     work_costs: ClassVar[WorkCosts] = WorkCosts(model=1.0, encode=0.002, decode=0.002, resize=0.02, finish=0.01)
     # Its condition is the stage's input itself and it was trained for the plain sampler: no guidance.
     default_structure: ClassVar[StructureGuidance] = StructureGuidance()
-    # One step is already its most faithful (highest PSNR); more steps draw sharper, partly invented
-    # texture (4 steps: +0.50 dB over bicubic at 2x against +1.19 for one; README model card).
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"faithful": {}, "balanced": {}, "creative": {"steps": 4}}
+    # v2 has two modes in one file: faithful (the flow map alone) and detailed (its adversarial LoRA, at the
+    # scale cfg_scale names: 0 faithful, 1 as trained). The presets pick them (README model card).
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"faithful": {}, "balanced": {}, "creative": {"cfg_scale": 1.0}}
+    default_cfg_scale: ClassVar[float] = 0.0  # no cfg_scale given: faithful (the recipe's fallback is 1.0)
 
     def __init__(self, net: FlowSRNet, info: dict[str, Any], *, source: str, device: torch.device,
-                 dtype: torch.dtype) -> None:
+                 dtype: torch.dtype, detail: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__(source=source, device=device, dtype=dtype, vae_scale=1,
                          native_size=int(info.get("native_size", 512)), shift_rule=ShiftRule())
         self.net = net.to(device=device, dtype=dtype).eval()
         self.info = info
+        self.detail = detail or {}  # the detailed mode's LoRA weights (`detail.*`), none in a v1 folder
+        self._detailed: dict[float, FlowSRNet] = {}  # merged networks per scale, built on first use
+
+    def network(self, detail: float) -> FlowSRNet:
+        """The faithful network, or a plain copy with the detail LoRA folded in at scale `detail`."""
+        if detail == 0.0 or not self.detail:
+            return self.net
+        if detail not in self._detailed:
+            from engine.builtin.detail import merged
+
+            self._detailed = {detail: merged(self.net, self.detail, detail).eval()}  # keep one: a job's scale
+        return self._detailed[detail]
 
     @property
     def default_steps(self) -> int:
@@ -77,26 +91,43 @@ class BuiltinBackend(FlowBackend):
 
     def encode_prompt(self, prompt: str = "", negative_prompt: str | None = None, *, cfg_scale: float | None = None,
                       guidance: float | None = None) -> Conditioning:
-        return Conditioning(positive={})  # the built-in model takes no text
+        # No text; cfg_scale is the detailed mode's strength (the LoRA scale), None or 0 = faithful.
+        return Conditioning(positive={}, extra={"detail": float(cfg_scale or 0.0)})
 
-    def condition_stage(self, cond: Conditioning, latent: torch.Tensor) -> Conditioning:
-        return replace(cond, extra={**cond.extra, "image": latent})
+    def condition_stage(self, cond: Conditioning, latent: torch.Tensor, sigmas: Sequence[float] = ()) -> Conditioning:
+        return replace(cond, extra={**cond.extra, "image": latent, "sigmas": tuple(float(s) for s in sigmas)})
 
     @torch.no_grad()
     def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         up = cond.extra["image"].to(self.device, self.dtype)
         sigmas = torch.full((x.shape[0],), sigma, device=self.device, dtype=self.dtype)
-        x0_hat = self.net(x.to(self.device, self.dtype), up, sigmas).float()
+        steps = torch.full((x.shape[0],), step_size(sigma, cond.extra.get("sigmas", ())), device=self.device,
+                           dtype=self.dtype)
+        net = self.network(float(cond.extra.get("detail", 0.0)))
+        x0_hat = net(x.to(self.device, self.dtype), up, sigmas, steps).float()
         return (x.to(x0_hat.device) - x0_hat) / max(sigma, MIN_SIGMA)
 
 
-def save_builtin(net: FlowSRNet, folder: Path, info: dict[str, Any]) -> Path:
-    """Write weights (safetensors) and config (network sizes + defaults + provenance) into `folder`."""
+def step_size(sigma: float, sigmas: Sequence[float]) -> float:
+    """The flow map's jump at `sigma`: the gap to the next sigma of the stage's schedule; without a schedule,
+    or past its end, one jump to the end (d = sigma)."""
+    if len(sigmas) < 2:
+        return sigma
+    index = min(range(len(sigmas) - 1), key=lambda i: abs(sigmas[i] - sigma))
+    if abs(sigmas[index] - sigma) > 1e-6:
+        return sigma
+    return float(sigmas[index] - sigmas[index + 1])
+
+
+def save_builtin(net: FlowSRNet, folder: Path, info: dict[str, Any],
+                 extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write weights (safetensors) and config (network sizes + defaults + provenance) into `folder`; `extra`
+    adds tensors beside the network's (the detailed mode's `detail.*` weights)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in net.state_dict().items()},
-              str(folder / WEIGHTS_FILE))
+    tensors = {**net.state_dict(), **(extra or {})}
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps({**info, "net": net.config.to_dict()}, indent=2) + "\n")
     return folder
 
@@ -112,7 +143,9 @@ def load_builtin(folder: Path, *, source: str, device: torch.device, dtype: torc
     info = json.loads(config_path.read_text())
     net = FlowSRNet(NetConfig(**info.get("net", {})))
     try:
-        net.load_state_dict(load_file(str(weights_path)))
+        tensors = load_file(str(weights_path))
+        detail = {k: v for k, v in tensors.items() if k.startswith("detail.")}
+        net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("detail.")})
     except (RuntimeError, OSError) as exc:
         raise ModelNotFound(f"{weights_path} does not fit the network in {config_path}: {exc}") from exc
-    return BuiltinBackend(net, info, source=source, device=device, dtype=dtype)
+    return BuiltinBackend(net, info, source=source, device=device, dtype=dtype, detail=detail)

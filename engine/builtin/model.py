@@ -2,6 +2,10 @@
 
 It sees the noisy sample x_sigma, the stage's conventionally upsampled input and sigma, and predicts
 the clean image as a residual over that upsampled input; the backend turns this into a velocity.
+v2 also takes the step size d of a flow map (seed 004's Shortcut formulation): x0_hat(x, sigma, d) is
+the clean image implied by a jump from sigma to sigma - d, so a 1-, 2- or 4-step schedule each asks
+for its own jump. d enters as a second embedding added to sigma's; its last layer starts at zero, so
+a v1 network extends to v2 unchanged and fine-tunes from there.
 Predicting x0 rather than v keeps training well-conditioned at every sigma and makes an untrained
 network equal to Lanczos, so training can only add detail (the seed note's "upsample -> refine" pairs,
 with flow matching as in FlowMapSR).
@@ -25,6 +29,7 @@ class NetConfig:
     blocks: int = 8
     unshuffle: int = 2  # work at half resolution on 2x2 pixel patches: 4x cheaper, same receptive field in px
     embed: int = 64  # sigma embedding size
+    step_input: bool = False  # v2: a flow map that also takes the step size (v1 folders leave it out)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -65,14 +70,24 @@ class FlowSRNet(nn.Module):
         r = config.unshuffle
         self.embed = nn.Sequential(nn.Linear(config.embed, config.embed), nn.SiLU(), nn.Linear(config.embed,
                                                                                                config.embed))
+        self.step_embed = None
+        if config.step_input:
+            self.step_embed = nn.Sequential(nn.Linear(config.embed, config.embed), nn.SiLU(),
+                                            nn.Linear(config.embed, config.embed))
+            nn.init.zeros_(self.step_embed[2].weight)  # starts ignoring d: fine-tunes from a v1 network
+            nn.init.zeros_(self.step_embed[2].bias)
         self.head = nn.Conv2d(6 * r * r, config.width, 3, padding=1)
         self.blocks = nn.ModuleList(ResBlock(config.width, config.embed) for _ in range(config.blocks))
         self.tail = nn.Conv2d(config.width, 3 * r * r, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # untrained, the model returns its input: Lanczos
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor, up: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, up: torch.Tensor, sigma: torch.Tensor,
+                step: torch.Tensor | None = None) -> torch.Tensor:
+        """`step` (B,) is the flow map's jump d in [0, sigma]; None means one jump to the end (d = sigma)."""
         emb = self.embed(sigma_embedding(sigma, self.config.embed))
+        if self.step_embed is not None:
+            emb = emb + self.step_embed(sigma_embedding(sigma if step is None else step, self.config.embed))
         # x_sigma carries (1 - sigma) of the image and sigma of noise; scaling it so makes the one-step
         # start (sigma = 1) see no noise at all, so its output is a deterministic function of the input.
         # A first run without this added noise-dependent grain (PSNR 52-56 dB between seeds).

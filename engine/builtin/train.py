@@ -7,6 +7,14 @@ Each sample is a random crop of a training photo (HR), a degraded half-size copy
 `data.degrade`) and the Lanczos upscale of LR (the same conventional upscale the engine's stages use).
 With x_sigma = (1 - sigma) HR + sigma eps, the network predicts HR from (x_sigma, up, sigma); the loss
 is the mean squared error of that prediction, i.e. flow matching with the velocity (x_sigma - x0_hat)/sigma.
+
+v2 (a network with `step_input`, fine-tuned from v1 with `--init`) is a Shortcut flow map (seed 004):
+x0_hat(x, sigma, d) is the clean image a jump from sigma to sigma - d lands on. Each batch is either
+plain flow matching (d = 0, FLOW_MATCHING_SHARE) or a jump d from the ladder STEP_LADDER, taken at a
+state of the model's own d-step trajectory (no gradient through it). That jump is trained towards HR
+and, for d above the ladder's floor, towards the self-consistency target: where two jumps of d/2 land
+(the model's own, no gradient). So 1, 2 and 4 steps agree, and each step sees the kind of state the
+sampler really hands it rather than HR plus fresh noise, which is what made v1's extra steps cost PSNR.
 """
 
 from __future__ import annotations
@@ -22,14 +30,18 @@ import torch
 from tqdm import tqdm
 
 from engine.builtin import data
-from engine.builtin.backend import save_builtin
+from engine.builtin.backend import WEIGHTS_FILE, save_builtin
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.pixels import conventional_resize
 
+WARMUP = 200
 SIGMA_ONE_SHARE = 0.5  # half the samples at sigma = 1: the one-step start the model is used from by default
 # Losses of images in [-1, 1] sit near 0.005; a step far above that is a blow-up, not a hard batch. A run at
 # lr 2e-3 spiked to 4.7e5 once and never recovered, so such steps are skipped instead of taken.
 MAX_SANE_LOSS = 1.0
+FLOW_MATCHING_SHARE = 0.2  # batches of plain flow matching at d = 0 (v1's objective): the flow stays a flow
+STEP_LADDER = ((1.0, 0.5), (0.5, 0.25), (0.25, 0.25))  # (jump d, share of the flow-map batches)
+CONSISTENCY_SHARE = 0.5  # of the flow-map batches with d above the ladder's floor: add the two-half-jump target
 
 
 def _crops(images: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +52,8 @@ def _crops(images: list[np.ndarray], rng: np.random.Generator, batch: int, crop:
         y = rng.integers(0, image.shape[0] - crop + 1)
         x = rng.integers(0, image.shape[1] - crop + 1)
         hr = image[y : y + crop, x : x + crop]
+        if hr.dtype == np.uint8:
+            hr = hr.astype(np.float32) / 255.0
         hr = np.rot90(hr, k=int(rng.integers(4)))
         if rng.random() < 0.5:
             hr = hr[:, ::-1]
@@ -51,22 +65,68 @@ def _crops(images: list[np.ndarray], rng: np.random.Generator, batch: int, crop:
     return to_tensor(hrs).astype(np.float32), to_tensor(ups).astype(np.float32)
 
 
-def _learning_rate(step: int, steps: int, peak: float, warmup: int = 200) -> float:
+def jump(x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, d: float) -> torch.Tensor:
+    """Where the Euler step of the velocity (x - x0_hat) / sigma lands after a jump of d (to sigma - d)."""
+    return x - d * (x - x0_hat) / sigma
+
+
+def flow_map_batch(net: FlowSRNet, hr: torch.Tensor, up: torch.Tensor, eps: torch.Tensor,
+                   rng: np.random.Generator, consistency: bool = True,
+                   ) -> tuple[torch.Tensor, float, float, torch.Tensor | None]:
+    """One Shortcut batch: (state x at sigma, sigma, jump d, self-consistency target or None).
+
+    The state is the model's own trajectory of d-jumps from pure noise, a random number of jumps in."""
+    steps, shares = zip(*STEP_LADDER, strict=True)
+    d = float(steps[rng.choice(len(steps), p=np.array(shares) / sum(shares))])
+    jumps = int(rng.integers(round(1.0 / d)))
+    batch = hr.shape[0]
+    x, sigma = eps, 1.0
+    with torch.no_grad():
+        for _ in range(jumps):
+            x0 = net(x, up, torch.full((batch,), sigma), torch.full((batch,), d))
+            x, sigma = jump(x, x0, sigma, d), sigma - d
+    target = None
+    if consistency and d > min(steps) and rng.random() < CONSISTENCY_SHARE:
+        half = d / 2
+        with torch.no_grad():
+            x0a = net(x, up, torch.full((batch,), sigma), torch.full((batch,), half))
+            middle = jump(x, x0a, sigma, half)
+            x0b = net(middle, up, torch.full((batch,), sigma - half), torch.full((batch,), half))
+            # The average velocity of the two half jumps, as the x0 the whole jump must imply.
+            velocity = ((x - x0a) / sigma + (middle - x0b) / (sigma - half)) / 2
+            target = x - sigma * velocity
+    return x, sigma, d, target
+
+
+def _learning_rate(step: int, steps: int, peak: float, warmup: int = WARMUP) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return 1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def initial_weights(net: FlowSRNet, folder: Path) -> None:
+    """Load a saved model's weights into `net`; only the v2 step embedding may be missing (v1 -> v2)."""
+    from safetensors.torch import load_file
+
+    missing, unexpected = net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
+    if unexpected or any(not key.startswith("step_embed.") for key in missing):
+        raise ValueError(f"{folder} does not fit this network: missing {missing}, unexpected {unexpected}")
+
+
 def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int, config: NetConfig,
-          checkpoint_every: int = 250, images: list[np.ndarray] | None = None) -> FlowSRNet:
+          checkpoint_every: int = 250, images: list[np.ndarray] | None = None, init: Path | None = None,
+          ema_decay: float = 0.999, warmup: int = WARMUP) -> FlowSRNet:
     """Train (or resume) into `out`; returns the EMA network, which is what gets exported.
 
-    `images` (float (H, W, 3) in [0, 1]) replaces the training photos, for quick checks of the loop.
+    `images` (float (H, W, 3) in [0, 1], or uint8) replaces the training photos, for quick checks of the
+    loop. `init` is a model folder to fine-tune from (a v1 folder for a v2 network).
     """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     net, ema = FlowSRNet(config), FlowSRNet(config)
+    if init is not None:
+        initial_weights(net, init)
     ema.load_state_dict(net.state_dict())
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
@@ -81,7 +141,8 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
         torch.set_rng_state(state["torch_rng"])
         start, elapsed = state["step"], state["elapsed"]
     if images is None:
-        images = [data.load(photo) for photo in data.train_photos()]
+        # uint8 in memory (the photos are 8-bit anyway): a quarter of float32's 1 GB for 50 photos.
+        images = [np.round(data.load(photo) * 255.0).astype(np.uint8) for photo in data.train_photos()]
     images = [image for image in images if min(image.shape[:2]) >= crop]
     if not images:
         raise ValueError(f"no training image is at least {crop} px a side; install the data packages (README)")
@@ -95,23 +156,31 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
         for step in bar:
             hr, up = (torch.from_numpy(a) for a in _crops(images, rng, batch, crop))
-            sigma = torch.rand(batch)
-            sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
             eps = torch.randn_like(hr)
-            s = sigma[:, None, None, None]
-            x0_hat = net((1 - s) * hr + s * eps, up, sigma)
-            loss = torch.mean((x0_hat - hr) ** 2)
+            if config.step_input and rng.random() >= FLOW_MATCHING_SHARE:
+                x, at, d, target = flow_map_batch(net, hr, up, eps, rng)
+                x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d))
+                loss = torch.mean((x0_hat - hr) ** 2)
+                if target is not None:
+                    loss = loss + torch.mean((x0_hat - target) ** 2)
+            else:
+                sigma = torch.rand(batch)
+                sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
+                s = sigma[:, None, None, None]
+                zero = torch.zeros(batch) if config.step_input else None  # d = 0: the instantaneous flow
+                x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero)
+                loss = torch.mean((x0_hat - hr) ** 2)
             if not torch.isfinite(loss) or loss.item() > MAX_SANE_LOSS:
                 log.writerow([step + 1, f"{loss.item():.6f}", "skipped", f"{time.monotonic() - began:.1f}"])
                 continue
             for group in optimiser.param_groups:
-                group["lr"] = _learning_rate(step, steps, lr)
+                group["lr"] = _learning_rate(step, steps, lr, warmup)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             with torch.no_grad():
-                decay = min(0.999, (1 + step) / (10 + step))  # EMA warms up, so early exports are usable
+                decay = min(ema_decay, (1 + step) / (10 + step))  # EMA warms up, so early exports are usable
                 for e, p in zip(ema.parameters(), net.parameters(), strict=True):
                     e.mul_(decay).add_(p, alpha=1 - decay)
             log.writerow([step + 1, f"{loss.item():.6f}", f"{optimiser.param_groups[0]['lr']:.6g}",
@@ -136,14 +205,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--export", type=Path, help="also write the EMA weights as a loadable model folder here")
     parser.add_argument("--default-steps", type=int, default=1, help="sampling steps the exported model defaults to")
+    parser.add_argument("--init", type=Path, help="a model folder to fine-tune from (v1's weights for v2)")
+    parser.add_argument("--v1", action="store_true", help="v1's network and objective (no step-size input)")
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="steps of linear learning-rate warm-up")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between resumable checkpoints")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = NetConfig()
+    config = NetConfig(step_input=not args.v1)
     ema = train(args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-                config=config)
+                config=config, init=args.init, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
+                warmup=args.warmup)
     info = {"default_steps": args.default_steps, "native_size": 512,
             "training": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
-                         "seed": args.seed, "photos": len(data.train_photos())}}
+                         "seed": args.seed, "photos": len(data.train_photos()), "ema_decay": args.ema_decay,
+                         "warmup": args.warmup,
+                         "init": None if args.init is None else "v1 (9000 steps, README model card)"}}
     folder = save_builtin(ema, args.out / "export", info)
     if args.export:
         save_builtin(ema, args.export, info)

@@ -93,10 +93,23 @@ def run_models(args: argparse.Namespace) -> int:
         elif model.kind in ("vae", "text-encoder"):
             print(f"    a loose {model.kind} file; transformer files take theirs from a diffusers base")
     _list_sr(config)
+    _list_loras(config)
     if not models:
         print(f"no other models found (Hugging Face cache: {hf_cache_dir()}); `uprez models recommend` suggests "
               "some, `uprez models pull ID` fetches one")
     return 0
+
+
+def _list_loras(config: Path) -> None:
+    """LoRAs in the LoRA folders, with the family each fits (from its keys)."""
+    from engine.lora.find import find_loras
+
+    found = find_loras(config)
+    if found:
+        print("LoRAs (--lora NAME[:WEIGHT] with a model of the family shown):")
+    for lora in found:
+        print(f"{lora.name}  {format_bytes(lora.size)}  {lora.where}, {' or '.join(lora.families) or 'unknown family'}"
+              f": {lora.path}")
 
 
 def _list_sr(config: Path) -> None:

@@ -123,6 +123,20 @@ def _prepare(config: ServerConfig, params_text: str | bytes, data: bytes, mask_d
             raise InvalidInput("upsampler goes with a flow model; this job's model is already an upscale model")
         found = resolve_upsampler(request.settings.upsampler, config.config_dir)
         request = replace(request, settings=replace(request.settings, upsampler=str(found) if found else None))
+    if request.settings.loras:  # a missing file or another family's LoRA fails at submit, not after the queue
+        from engine.lora.apply import check_loras, source_family
+        from engine.settings import BUILTIN_MODEL
+        from engine.sr.load import is_sr_checkpoint
+
+        if request.model == BUILTIN_MODEL or is_sr_checkpoint(Path(request.model)):
+            raise InvalidInput(f"loras go with a flow model (FLUX, SD3, Qwen-Image, Z-Image); {request.model} "
+                               "takes none")
+        from engine.lora.find import resolve_lora
+        from engine.lora.spec import parse_loras
+
+        loras = tuple(resolve_lora(text, config.config_dir) for text in request.settings.loras)
+        check_loras(parse_loras(loras), source_family(request.model), request.model)
+        request = replace(request, settings=replace(request.settings, loras=loras))
     if profile is not None and (len(profile) > MAX_PROFILE_BYTES or colour_space(profile) is None):
         raise InvalidInput(f"the profile part ({len(profile)} bytes) is not an RGB or grey ICC profile that "
                            "LittleCMS can read; send the image's profile as its .icc bytes, or no profile for sRGB")

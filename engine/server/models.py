@@ -77,7 +77,15 @@ def catalogue(default: str | None, loaded: str | None, model_dirs: tuple[Path, .
     for model in models:
         model["default"] = model["id"] == default
         model["loaded"] = model["id"] == loaded
-    return {"default": default, "loaded": loaded, "model_dirs": [str(d) for d in model_dirs], "models": models}
+    from engine.lora.find import find_loras
+    from engine.server.config import uprez_config_dir
+
+    try:
+        loras = [lora.as_json() for lora in find_loras(uprez_config_dir())]
+    except OSError:  # an unreadable folder must not break the listing
+        loras = []
+    return {"default": default, "loaded": loaded, "model_dirs": [str(d) for d in model_dirs], "models": models,
+            "loras": loras}
 
 
 def resolve(name: str | None, default: str | None) -> str:

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from engine.settings import UpscaleSettings
 
 # With an SR model as the first stage's upsample, presets start the refine from this share of their strength:
-# the SR output already carries the high band that Lanczos leaves for the noise to re-invent (README "Using
-# your upscale models" has the reasons). Models that start from pure noise by design (strength 1) keep it.
+# the SR output already carries the high band that Lanczos leaves for the noise to re-invent. Measured with
+# bench/sr_refine.py (bench/README.md): on the built-in model the share barely matters (0.5-1.0 within 0.14 dB;
+# it is conditioned on the upsample, so noise does not decide what survives) while any refine overshoots the
+# original's fine detail on an SR start, so the big models keep the low-strength refine the papers use (README
+# "Using your upscale models"). Models that start from pure noise by design (strength 1) keep it.
 SR_STRENGTH_FACTOR = 0.7
 
 

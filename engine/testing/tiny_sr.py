@@ -7,6 +7,7 @@ it the way it recognises a downloaded one. Random weights: the outputs mean noth
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,10 +69,18 @@ def tiny_state_dict(arch: str, scale: int = 4, seed: int = 0) -> dict[str, torch
     """A random state dict of `arch` at `scale`, in the original repository's key layout."""
     import_spandrel()  # the architecture modules import through spandrel's package
     build, _ = ARCHITECTURES[arch]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build(scale)
-    return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    for _ in range(300):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build(scale)
+        state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+        if not any(v.is_meta for v in state.values()):
+            return state
+        # A model loading in another thread (a test server's warm-up: diffusers under accelerate's
+        # init_empty_weights) patches nn.Module.register_parameter process-wide for a moment, and a module built
+        # meanwhile gets meta parameters. Build again once it is done: the seed gives the same values.
+        time.sleep(0.1)
+    raise RuntimeError(f"the tiny {arch} model kept getting meta tensors: something holds init_empty_weights")
 
 
 def save_tiny_sr(folder: Path, arch: str, scale: int = 4, *, suffix: str = ".pth", seed: int = 0,

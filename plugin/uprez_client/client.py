@@ -22,8 +22,8 @@ from .errors import (
     RejectedInput,
     Unauthorized,
 )
-from .remote_job import RemoteJob
 from .protocol import PNG_SIGNATURE, TIFF_SIGNATURES
+from .remote_job import RemoteJob
 
 EventCallback = Callable[[Dict[str, Any]], None]
 TERMINAL_EVENTS = ("done", "failed", "cancelled")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .protocol import MAX_SCALE, MAX_SEED, PRESETS
+from .protocol import MAX_SCALE, MAX_SEED, PRESETS, scale_problem  # noqa: F401 - MAX_SCALE for the dialogs
 
 PRESET_HINTS = {
     "faithful": "keeps the picture as it is; sharpens what is there",
@@ -32,10 +31,9 @@ def job_params(scale: float = 2.0, preset: str = "balanced", model: str | None =
     `advanced` passes engine params through (steps, strength, tile_size, ...); the engine checks those.
     Raises ValueError with a message a person can act on.
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError("the scale must be a number such as 2 or 1.5")
-    if not 1.0 < scale <= MAX_SCALE:
-        raise ValueError(f"the scale must be more than 1 and at most {MAX_SCALE:g}, got {scale:g}")
+    problem = scale_problem(scale, "the scale")
+    if problem is not None:
+        raise ValueError(problem)
     if preset not in PRESETS:
         raise ValueError(f"the preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -58,8 +56,9 @@ def parse_scale(text: str) -> float:
     except ValueError:
         raise ValueError(f"{text!r} is not a scale; type a factor such as 2, 1.5x or 150%") from None
     value = value / 100.0 if percent else value
-    if not math.isfinite(value) or not 1.0 < value <= MAX_SCALE:
-        raise ValueError(f"the scale must be more than 1 and at most {MAX_SCALE:g}, got {text.strip()!r}")
+    problem = scale_problem(value, "the scale")
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

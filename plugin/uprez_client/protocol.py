@@ -22,6 +22,25 @@ MAX_SEED = 2**63 - 1  # the seed is a torch.Generator seed: a signed 64-bit inte
 MASK_CONTEXT = 64
 
 
+def scale_problem(value: object, name: str = "scale") -> str | None:
+    """What is wrong with a scale factor, in words a person can act on; None when it is fine. The one rule the
+    settings, the server, the command line and the bridges' dialogs all apply."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        return f"{name} must be a finite number such as 2 or 1.5, got {value!r}"
+    if value <= 1.0:
+        return f"{name} must be more than 1 (this is an upscaler), got {value}"
+    if value > MAX_SCALE:
+        return f"{name} must be at most {MAX_SCALE:g}, got {value}; run the result again for more"
+    return None
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def round_half_up(value: float) -> int:
     """The one rounding of sizes and positions: halves go up (Python's round() goes to even)."""
     return int(math.floor(value + 0.5))

@@ -221,7 +221,7 @@ BAD_RAW = [
     ({"width": 0, "height": 4}, b"", 422, "width"),
     ({"width": -3, "height": 4}, b"", 422, "width"),
     ({"width": 200, "height": 200}, b"\0" * 200 * 200 * 4, 413, "limit"),
-    ({"width": 4, "height": 4, "scale": 1}, b"\0" * 64, 422, "scale must be > 1"),
+    ({"width": 4, "height": 4, "scale": 1}, b"\0" * 64, 422, "scale must be more than 1"),
     ({"width": 4, "height": 4, "scale": 1000}, b"\0" * 64, 422, "scale must be at most"),
     ({"width": 4, "height": 4, "model": "/no/such/model"}, b"\0" * 64, 422, "/no/such/model"),
     ({"width": 4, "height": 4, "channels": "ARGB"}, b"\0" * 64, 422, "channels"),

@@ -187,3 +187,34 @@ def test_precision_is_fp32_on_the_cpu_and_what_the_architecture_supports_when_as
         sr_file("span", 2), device="cpu", dtype="bfloat16").dtype
     unsupported = next(d for d in (read_descriptor(sr_file(a, 2)) for a in ARCHITECTURES) if not d.supports_half)
     assert pick_dtype(unsupported, torch.device("cpu"), "float16") == torch.float32
+
+
+def test_tiny_models_built_while_another_thread_loads_with_empty_weights_are_real():
+    # The test server's warm-up loads a diffusers model under accelerate's init_empty_weights, which patches
+    # nn.Module.register_parameter for the whole process; a tiny SR model built meanwhile got meta tensors
+    # (seen as "Cannot copy out of meta tensor" in the SR server tests). The helper builds again after it.
+    import threading
+
+    from accelerate import init_empty_weights
+
+    from engine.testing.tiny_sr import tiny_state_dict
+
+    expected = tiny_state_dict("swinir", 4)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with init_empty_weights():
+            inside.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait(5)
+    threading.Timer(0.5, release.set).start()
+    try:
+        got = tiny_state_dict("swinir", 4)
+    finally:
+        release.set()
+        holder.join()
+    assert not any(v.is_meta for v in got.values())
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

@@ -81,6 +81,36 @@ def test_pull_of_an_sr_model_puts_one_file_into_uprez_s_folder(config_dir, monke
     (config_dir / "upscale_models" / "OmniSR_X2_DIV2K.safetensors").unlink()
 
 
+def test_pull_of_the_non_commercial_model_says_so_and_fetches_the_safetensors(config_dir, monkeypatch, capsys):
+    # The Hub download is faked (no network); the licence notice and the file chosen are real.
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(repo, filename, local_dir):
+        asked.append((repo, filename))
+        (local_dir / filename).write_bytes(b"weights")
+        return str(local_dir / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert main(["models", "pull", "ultrasharp"]) == 0
+    assert asked == [("Kim2091/UltraSharp", "4x-UltraSharp.safetensors")]  # the author's own repo
+    assert "CC-BY-NC-SA-4.0, NON-COMMERCIAL use only" in capsys.readouterr().err
+    (config_dir / "upscale_models" / "4x-UltraSharp.safetensors").unlink()
+    assert main(["models", "pull", "omnisr-x2"]) == 0
+    assert "NON-COMMERCIAL" not in capsys.readouterr().err
+    (config_dir / "upscale_models" / "OmniSR_X2_DIV2K.safetensors").unlink()
+
+
+def test_recommend_marks_a_model_installed_in_the_other_format():
+    from engine.sr.catalog import table
+
+    line = next(x for x in table({"4x-UltraSharp.pth"}).splitlines() if x.startswith("ultrasharp"))
+    assert "installed" in line
+    assert "installed" not in next(x for x in table(set()).splitlines() if x.startswith("ultrasharp"))
+
+
+
 def test_sr_folders_are_comfyui_upscale_models_chainner_and_uprez_s_own(tmp_path, sr_file):
     from engine.sr.find import resolve_upsampler, scan_sr, sr_folders
 

@@ -33,7 +33,7 @@ def test_presets_differ_and_an_explicit_strength_wins(tiny_backend, small):
     np.testing.assert_array_equal(mixed, faithful)
 
 
-def test_the_builtin_model_keeps_its_defaults_for_faithful_and_draws_more_steps_for_creative():
+def test_the_builtin_model_keeps_its_defaults_for_faithful_and_takes_its_detailed_mode_for_creative():
     from engine.backends.loader import load_backend
     from engine.recipe import resolve
 
@@ -42,9 +42,11 @@ def test_the_builtin_model_keeps_its_defaults_for_faithful_and_draws_more_steps_
     def recipe(**settings):
         return resolve(UpscaleSettings(**settings), builtin, size=(32, 24))
 
-    assert recipe(preset="faithful") == recipe()
-    assert recipe(preset="creative").steps == 4
-    assert recipe(preset="creative", steps=2).steps == 2
+    assert recipe(preset="faithful") == recipe() == recipe(preset="balanced")
+    assert recipe().cfg_scale == 0.0  # faithful: no detail weights
+    assert recipe(preset="creative").cfg_scale == 1.0  # the detail weights, at the scale they were trained at
+    assert recipe(preset="creative", cfg_scale=0.5).cfg_scale == 0.5
+    assert recipe(preset="creative").steps == recipe().steps == 1
 
 
 def test_an_unknown_preset_is_refused_with_the_choices():

@@ -126,7 +126,7 @@ def test_too_large_for_the_memory_budget_is_refused_before_starting(flux, sample
 
 
 def test_settings_validation_names_the_value():
-    with pytest.raises(InvalidInput, match="scale must be > 1.*got 1"):
+    with pytest.raises(InvalidInput, match="scale must be more than 1.*got 1"):
         UpscaleSettings(scale=1)
     with pytest.raises(InvalidInput, match="strength .* got 1.5"):
         UpscaleSettings(strength=1.5)
