@@ -20,6 +20,7 @@ from typing import Sequence
 from .discovery import config_dir
 from .launcher import bridge_settings
 from .protocol import PNG_SIGNATURE
+
 KEEP_S = 7 * 24 * 3600  # handed-off files older than a week are removed when the next one is written
 
 
