@@ -290,7 +290,7 @@ def test_the_loras_argument_is_registered_last_and_shown_in_the_dialog():
     names = re.findall(r'add_\w+_argument\(\s*"([\w-]+)"', body)
     assert names[-1] == "loras" and names[:-1] == ["scale", "preset", "model", "seed", "prompt", "target",
                                                     "selection-only", "upsampler", "memory"]
-    assert '"loras", "_LoRAs", settings.LORA_HINT' in body
+    assert '"loras", "LoRAs", settings.LORA_HINT' in body
     fields = source[source.index("DIALOG_FIELDS = ("):source.index(")", source.index("DIALOG_FIELDS = ("))]
     assert '"loras"' in fields
     assert 'config.get_property("loras")' in source

@@ -68,7 +68,8 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
         memory.add(nick, index, label, hint)
     procedure.add_choice_argument("memory", "GPU memor_y", "how the engine places the model in GPU memory",
                                   memory, settings.ENGINE_MEMORY, RW)
-    procedure.add_string_argument("loras", "_LoRAs", settings.LORA_HINT, "", RW)  # last: scripts pass by position
+    # Last: scripts pass by position. No mnemonic: l, o, r, a and s are taken (Load, OK, Reset, Scale, Save).
+    procedure.add_string_argument("loras", "LoRAs", settings.LORA_HINT, "", RW)
     procedure.add_layer_return_value("layer", "Layer", "the upscaled layer (in the new image for new-image)",
                                      False, RW)
 
