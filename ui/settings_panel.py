@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import (
 )
 
 from plugin.uprez_client.options import (
+    LORA_HINT,
     MEMORY_ITEMS,
     PRESET_HINTS,
     PRESETS,
@@ -109,8 +110,7 @@ class SettingsPanel(QWidget):
         self.memory.setToolTip("where the model's weights live while it runs (the engine's --memory)")
         self.loras = QLineEdit()
         self.loras.setPlaceholderText("none")
-        self.loras.setToolTip("LoRAs for the flow model: a file or a name from the engine's LoRA folders, with an "
-                              "optional :WEIGHT (1 = as trained), several separated by ;")
+        self.loras.setToolTip(LORA_HINT)
         self.live_preview = QCheckBox("Live preview")
         self.live_preview.setToolTip("small previews while it runs (each costs a little time)")
 

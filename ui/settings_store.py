@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from plugin.uprez_client.discovery import config_dir
-from plugin.uprez_client.options import PRESETS, job_params
+from plugin.uprez_client.options import PRESETS, job_params, parse_loras
 
 SETTINGS_FILE = "desktop.json"
 
@@ -36,7 +36,7 @@ class DesktopSettings:
     guidance: float | None = None
     tile_size: int | None = None
     memory: str | None = None  # the engine's memory mode for this window's jobs; None = the engine's setting
-    loras: str = ""  # LoRAs for the flow model, "NAME_OR_PATH[:WEIGHT]" separated by ";" (the engine's loras)
+    loras: str = ""  # LoRAs for the flow model as typed, "NAME_OR_PATH[:WEIGHT]", comma-separated (parse_loras)
     live_preview: bool = True
     advanced_open: bool = False
     brush_size: int = 48
@@ -52,7 +52,7 @@ class DesktopSettings:
             params["preview_every"] = 1
         if self.memory is not None:
             params["memory"] = self.memory
-        loras = [part.strip() for part in self.loras.split(";") if part.strip()]
+        loras = parse_loras(self.loras)  # the bridges' own reading; older files' ";" still separates
         if loras:
             params["loras"] = loras
         return params

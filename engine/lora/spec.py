@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InvalidInput
-
-WEIGHT_LIMIT = 4.0  # past a few times its trained strength a LoRA only burns the image; FlowMapSR saw >2 overshoot
+from plugin.uprez_client.protocol import LORA_WEIGHT_LIMIT as WEIGHT_LIMIT  # the bridges check it too
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from .protocol import MAX_SCALE, MAX_SEED, PRESETS, scale_problem  # noqa: F401 - MAX_SCALE for the dialogs
+from .protocol import (  # noqa: F401 - MAX_SCALE for the dialogs
+    LORA_WEIGHT_LIMIT,
+    MAX_SCALE,
+    MAX_SEED,
+    PRESETS,
+    scale_problem,
+)
 
 PRESET_HINTS = {
     "faithful": "keeps the picture as it is; sharpens what is there",
@@ -60,6 +67,56 @@ def parse_scale(text: str) -> float:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+# -- LoRAs: what a person types into a dialog's LoRA field, as the job param `loras` ---------------------------
+LORA_HINT = ("LoRAs for the flow model: a name from the engine's LoRA folders or a file's path, with an optional "
+             ":WEIGHT (1 = as trained, 0 = off), several separated by commas, e.g. "
+             "detail.safetensors:0.8, b.safetensors")
+_LORA_SEPARATORS = re.compile(r"[,;\n]")  # ";" as well: the window's saved settings used it before
+_LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_NUMBER_LIKE = re.compile(r"[\d\s.+eE-]+")  # only what a number is written with: a weight someone meant to type
+
+
+def parse_loras(text: str) -> list[str]:
+    """The job param `loras` from a dialog's text: "a.safetensors:0.8, b.safetensors" -> ["a.safetensors:0.8",
+    "b.safetensors"]; [] when empty. Comma-, semicolon- or newline-separated (so a path with a comma in it cannot
+    be typed here). Weights are checked here, as the engine checks them, so the dialog can say so before sending;
+    raises ValueError naming the entry. Whether a name or file exists only the engine knows."""
+    loras = []
+    for entry in _LORA_SEPARATORS.split(text or ""):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if _NUMBER_LIKE.fullmatch(entry):  # "a.safetensors:0,8" split at its decimal comma
+            raise ValueError(f"{entry!r} is not a LoRA: a weight goes after its LoRA, as PATH:WEIGHT with a "
+                             f"decimal point (a.safetensors:0.8); commas separate LoRAs")
+        weight = _lora_weight(entry)
+        if weight is not None:
+            head = entry.rpartition(":")[0].strip()
+            entry = f"{head}:{weight}"
+        loras.append(entry)
+    return loras
+
+
+def _lora_weight(entry: str) -> str | None:
+    """The weight text of "PATH:WEIGHT" (checked), or None when the entry is a path alone. As the engine reads it
+    (engine.lora.spec): only a last ":" can start a weight, never a Windows drive's ("C:\\x") or a path's."""
+    head, sep, tail = entry.rpartition(":")
+    head, tail = head.strip(), tail.strip()
+    if not sep or not head or tail.startswith(("/", "\\")) or (len(head) == 1 and head.isalpha()):
+        return None
+    if not (_NUMBER_LIKE.fullmatch(tail) or head.lower().endswith(_LORA_SUFFIXES)):
+        return None  # "name:with-colon": a path the engine looks up as it is
+    try:
+        weight = float(tail)
+    except ValueError:
+        raise ValueError(f"the LoRA weight in {entry!r} is not a number; write PATH:WEIGHT, e.g. "
+                         f"{head}:0.8") from None
+    if weight != weight or abs(weight) > LORA_WEIGHT_LIMIT:
+        raise ValueError(f"the LoRA weight in {entry!r} must be from -{LORA_WEIGHT_LIMIT:g} to "
+                         f"{LORA_WEIGHT_LIMIT:g} (1 = as trained, 0 = off)")
+    return tail
 
 
 # -- the "Upscale model" choice: what GET /v1/models lists, told apart by kind ---------------------------------

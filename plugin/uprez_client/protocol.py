@@ -20,6 +20,9 @@ MAX_SEED = 2**63 - 1  # the seed is a torch.Generator seed: a signed 64-bit inte
 # Input pixels around a mask's bounding box that go to the model with it: the context it composes from. The
 # bridges grow a selection's crop by the same margin so the engine sees what it would have cut itself.
 MASK_CONTEXT = 64
+# A LoRA's weight (job param `loras`, "PATH:WEIGHT") within ±this: past a few times its trained strength a LoRA
+# only burns the image (FlowMapSR saw >2 overshoot).
+LORA_WEIGHT_LIMIT = 4.0
 
 
 def scale_problem(value: object, name: str = "scale") -> str | None:

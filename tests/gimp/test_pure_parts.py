@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -269,6 +270,30 @@ def test_the_gpu_memory_choice_is_sent_and_the_engines_own_sends_nothing():
         assert settings.settings_from(2, "balanced", memory=nick).params["memory"] == nick
     assert "memory" not in settings.settings_from(2, "balanced", memory=settings.ENGINE_MEMORY).params
     assert "memory" not in settings.settings_from(2, "balanced").params
+
+
+
+def test_the_loras_argument_is_sent_as_the_loras_param_only_when_given():
+    chosen = settings.settings_from(2, "balanced", loras=" detail.safetensors:0.8,\n/loras/up.safetensors ")
+    assert chosen.params["loras"] == ["detail.safetensors:0.8", "/loras/up.safetensors"]
+    assert chosen.params["loras"] == options.parse_loras("detail.safetensors:0.8, /loras/up.safetensors")
+    for nothing in ("", "  , ", None):
+        assert "loras" not in settings.settings_from(2, "balanced", loras=nothing).params
+    with pytest.raises(plan.PlanError, match="LoRA weight in 'detail.safetensors:9' must be from -4 to 4"):
+        settings.settings_from(2, "balanced", loras="detail.safetensors:9")
+
+
+def test_the_loras_argument_is_registered_last_and_shown_in_the_dialog():
+    """Scripts pass the procedure's arguments by position: a new one goes after all the others."""
+    source = (PLUGIN_DIR / "uprez-upscale.py").read_text(encoding="utf-8")
+    body = source[source.index("def add_arguments"):source.index("add_layer_return_value")]
+    names = re.findall(r'add_\w+_argument\(\s*"([\w-]+)"', body)
+    assert names[-1] == "loras" and names[:-1] == ["scale", "preset", "model", "seed", "prompt", "target",
+                                                    "selection-only", "upsampler", "memory"]
+    assert '"loras", "LoRAs", settings.LORA_HINT' in body
+    fields = source[source.index("DIALOG_FIELDS = ("):source.index(")", source.index("DIALOG_FIELDS = ("))]
+    assert '"loras"' in fields
+    assert 'config.get_property("loras")' in source
 
 
 # -- the model list's pure part (issue 20) -----------------------------------------------------------------------

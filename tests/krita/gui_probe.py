@@ -75,17 +75,21 @@ def run():
         # The dialog remembers its choices per document.
         dialog.scale.setCurrentText("3×")
         dialog.seed.setValue(77)
+        dialog.loras.setText("detail.safetensors:0.5")
         dialog.hide()
         other, _ = new_document(app, "other")
         dialog = show_dialog_on(app, extension, other)
-        out["other_starts_from_last"] = [dialog.scale.currentText(), dialog.seed.value()]
+        out["other_starts_from_last"] = [dialog.scale.currentText(), dialog.seed.value(), dialog.loras.text()]
         dialog.scale.setCurrentText("4×")
         dialog.seed.setValue(5)
+        dialog.loras.setText("")
         dialog.hide()
         dialog = show_dialog_on(app, extension, doc)
-        out["probe_again"] = [dialog.document == doc, dialog.scale.currentText(), dialog.seed.value()]
+        out["probe_again"] = [dialog.document == doc, dialog.scale.currentText(), dialog.seed.value(),
+                              dialog.loras.text()]
         dialog = show_dialog_on(app, extension, other)
-        out["other_again"] = [dialog.document == other, dialog.scale.currentText(), dialog.seed.value()]
+        out["other_again"] = [dialog.document == other, dialog.scale.currentText(), dialog.seed.value(),
+                              dialog.loras.text()]
 
         # The quick action: the last settings (set here in the dialog), on the selection, no dialog.
         quick, _ = new_document(app, "quick")
@@ -95,6 +99,7 @@ def run():
         dialog = show_dialog_on(app, extension, quick)
         dialog.scale.setCurrentText("2×")
         dialog.seed.setValue(3)
+        dialog.loras.setText("")  # the engine's built-in model takes no LoRAs
         dialog.target.setCurrentIndex(dialog.target.findData("resize"))
         dialog.hide()
         activate(app, quick)

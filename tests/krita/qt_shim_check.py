@@ -47,6 +47,15 @@ def main() -> None:
     report["memory_labels"] = [dialog.memory.itemText(i) for i in range(dialog.memory.count())]
     dialog.memory.setCurrentIndex(dialog.memory.findText("Group offload"))
     report["memory_params"] = to_request(dialog.choices()).params
+    # The LoRA field: sent as typed and read by options.parse_loras, shown again from remembered choices.
+    report["loras_tooltip"] = dialog.loras.toolTip()
+    dialog.loras.setText(" detail.safetensors:0.8,\n/loras/up.safetensors ")
+    report["loras_params"] = to_request(dialog.choices()).params
+    kept = dialog.choices()
+    dialog.loras.setText("")
+    report["loras_empty_params"] = to_request(dialog.choices()).params
+    dialog.apply_choices(kept)
+    report["loras_reshown"] = dialog.loras.text()
     dialog.show()
     qt.process_events()
     report["custom_visible"] = dialog.custom_scale.isVisible()

@@ -215,6 +215,10 @@ def test_the_shim_runs_the_dialog_and_cross_thread_signals_under_both_bindings(b
     assert report["request"]["params"] == {"preset": "creative", "seed": 1234, "prompt": "a lighthouse at dusk"}
     assert report["memory_labels"] == [label for label, _, _ in options.MEMORY_ITEMS]  # default first: sends nothing
     assert report["memory_params"]["memory"] == "group-offload"
+    assert report["loras_tooltip"] == options.LORA_HINT
+    assert report["loras_params"]["loras"] == ["detail.safetensors:0.8", "/loras/up.safetensors"]
+    assert "loras" not in report["loras_empty_params"]
+    assert report["loras_reshown"] == " detail.safetensors:0.8,\n/loras/up.safetensors "
     assert report["request"]["target"] == "new_document" and report["request"]["source"] == "visible"
     assert report["idle_status"] == "Uprez engine idle, model unloaded: loading it for this upscale"  # no error
     assert options.PRESETS[2] == "creative"
@@ -228,14 +232,33 @@ PY38 = next((str(p) for p in Path("/root/.pyenv/versions").glob("3.8*/bin/python
 def test_the_pure_parts_run_on_python_38():
     script = ("import sys; sys.path[:0] = sys.argv[1:3]\n"
               "from uprez_krita import form, plan, formats\n"
-              "r = form.to_request(form.Choices(scale='Custom…', custom_scale='150%', selection_only=True))\n"
+              "r = form.to_request(form.Choices(scale='Custom…', custom_scale='150%', selection_only=True,\n"
+              "                                     loras='a.safetensors:0.5, b'))\n"
               "p = plan.make_plan((600, 512), r.scale, r.target, True, (100, 100, 50, 50), r.params)\n"
-              "print(p.placement.crop, p.placement.canvas, formats.pixel_format('RGBA', 'U16'))\n")
+              "print(p.placement.crop, p.placement.canvas, formats.pixel_format('RGBA', 'U16'), r.params['loras'])\n")
     done = subprocess.run([PY38, "-c", script, str(ROOT / "plugin" / "krita"), str(ROOT / "plugin")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Region(x=36, y=36, width=178, height=178, out_x=54, out_y=54, out_width=267, out_height=267)" in done.stdout
     assert "(900, 768)" in done.stdout and "'BGRA', depth=16" in done.stdout
+    assert "['a.safetensors:0.5', 'b']" in done.stdout
+
+
+# -- LoRAs (issue 18): the field's text as the engine's `loras` param ------------------------------------------
+def test_typed_loras_are_sent_as_the_loras_param_and_none_sends_nothing():
+    request = form.to_request(form.Choices(loras="detail.safetensors:0.8, /loras/up.safetensors"))
+    assert request.params == {"preset": "balanced", "seed": 0,
+                              "loras": ["detail.safetensors:0.8", "/loras/up.safetensors"]}
+    assert "loras" not in form.to_request(form.Choices(loras="  , ")).params
+    with pytest.raises(ValueError, match="LoRA weight in 'detail.safetensors:strong' is not a number"):
+        form.to_request(form.Choices(loras="detail.safetensors:strong"))
+
+
+def test_loras_are_remembered_with_the_other_choices():
+    chosen = form.Choices(loras="a.safetensors:0.5, b.safetensors")
+    assert form.choices_from_text(form.choices_to_text(chosen)).loras == "a.safetensors:0.5, b.safetensors"
+    assert form.choices_from_text('{"preset": "creative"}').loras == ""  # saved before the field existed
+    assert form.quick_choices(chosen, has_selection=True).loras == chosen.loras  # the quick action uses them too
 
 
 # -- remembered choices (issue 20): what the dialog keeps per document and the quick action runs ---------------

@@ -69,9 +69,9 @@ def test_the_actions_dialog_memory_quick_action_undo_and_hand_off_in_the_real_kr
                                  "uprez_upscale_selection": "Upscale selection with Uprez",
                                  "uprez_open_in_window": "Open in Uprez window…"}
     # Per document: a new document starts from the last choices; each then keeps its own.
-    assert report["other_starts_from_last"] == ["3×", 77]
-    assert report["probe_again"] == [True, "3×", 77]
-    assert report["other_again"] == [True, "4×", 5]
+    assert report["other_starts_from_last"] == ["3×", 77, "detail.safetensors:0.5"]
+    assert report["probe_again"] == [True, "3×", 77, "detail.safetensors:0.5"]
+    assert report["other_again"] == [True, "4×", 5, ""]
     # The quick action: no dialog, the last settings (2x), the selection only, a new layer in the resized canvas.
     before, after = report["quick_before"], report["quick_after"]
     assert report["quick_dialog_hidden"]

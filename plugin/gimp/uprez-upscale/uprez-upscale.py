@@ -35,7 +35,8 @@ from uprez_client import UprezClientError  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
 TITLE = "Upscale with Uprez"
-DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "memory", "seed", "prompt", "target", "selection-only")
+DIALOG_FIELDS = ("scale", "preset", "model", "upsampler", "memory", "loras", "seed", "prompt", "target",
+                 "selection-only")
 LISTED_FIELDS = ("model", "upsampler")  # one list of the engine's models in the dialog (model_field.py)
 
 
@@ -67,6 +68,8 @@ def add_arguments(procedure: Gimp.Procedure) -> None:
         memory.add(nick, index, label, hint)
     procedure.add_choice_argument("memory", "GPU memor_y", "how the engine places the model in GPU memory",
                                   memory, settings.ENGINE_MEMORY, RW)
+    # Last: scripts pass by position. No mnemonic: l, o, r, a and s are taken (Load, OK, Reset, Scale, Save).
+    procedure.add_string_argument("loras", "LoRAs", settings.LORA_HINT, "", RW)
     procedure.add_layer_return_value("layer", "Layer", "the upscaled layer (in the new image for new-image)",
                                      False, RW)
 
@@ -204,7 +207,7 @@ def upscale(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in
                                     config.get_property("model"), config.get_property("seed"),
                                     config.get_property("prompt"), config.get_property("target"),
                                     config.get_property("selection-only"), config.get_property("upsampler"),
-                                    config.get_property("memory"))
+                                    config.get_property("memory"), config.get_property("loras"))
     bounds = Gimp.Selection.bounds(image)
     selection = (bounds[2], bounds[3], bounds[4], bounds[5]) if bounds[1] else None
     _, offset_x, offset_y = source.get_offsets()

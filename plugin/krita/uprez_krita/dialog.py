@@ -110,6 +110,10 @@ class UpscaleDialog(QtWidgets.QDialog):
         self.prompt = QtWidgets.QLineEdit()
         self.prompt.setPlaceholderText("optional: what the image shows")
 
+        self.loras = QtWidgets.QLineEdit()
+        self.loras.setPlaceholderText("none")
+        self.loras.setToolTip(options.LORA_HINT)
+
         self.source = QtWidgets.QComboBox()
         for key, label in SOURCE_LABELS.items():
             self.source.addItem(label, key)
@@ -128,6 +132,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         settings.addRow("GPU memory", self.memory)
         settings.addRow("Seed", seed_row)
         settings.addRow("Prompt", self.prompt)
+        settings.addRow("LoRAs", self.loras)
         settings.addRow("Upscale", self.source)
         settings.addRow("Result", self.target)
         settings.addRow("", self.selection_only)
@@ -204,6 +209,7 @@ class UpscaleDialog(QtWidgets.QDialog):
         _select_data(self.memory, choices.memory)
         self.seed.setValue(max(0, min(choices.seed, form.SEED_MAX)))
         self.prompt.setText(choices.prompt)
+        self.loras.setText(choices.loras)
         _select_data(self.source, choices.source)
         _select_data(self.target, choices.target)
         self.selection_only.setChecked(choices.selection_only and self.selection_only.isEnabled())
@@ -218,7 +224,7 @@ class UpscaleDialog(QtWidgets.QDialog):
             model=self._model_choice(), seed=self.seed.value(), prompt=self.prompt.text(),
             source=self.source.currentData(), target=self.target.currentData(),
             selection_only=self.selection_only.isChecked() and self.selection_only.isEnabled(),
-            memory=self.memory.currentData() or "")
+            memory=self.memory.currentData() or "", loras=self.loras.text())
 
     def run(self) -> None:
         if self.active_document is not None:  # the person may have switched documents since the dialog opened

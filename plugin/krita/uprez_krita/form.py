@@ -27,6 +27,7 @@ class Choices(NamedTuple):
     target: str = "resize"
     selection_only: bool = False
     memory: str = ""  # "" = the engine's own setting; else a value of options.MEMORY_ITEMS
+    loras: str = ""  # as typed: "a.safetensors:0.8, b" (options.parse_loras); "" = the model as it is
 
 
 class Request(NamedTuple):
@@ -47,7 +48,7 @@ def to_request(choices: Choices) -> Request:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}")
     model, upsampler = options.split_choice(choices.model.strip())
     params = options.job_params(scale, choices.preset, model, choices.seed, choices.prompt, upsampler=upsampler,
-                                memory=choices.memory or None)
+                                memory=choices.memory or None, loras=options.parse_loras(choices.loras) or None)
     params.pop("scale")
     return Request(scale, choices.target, choices.selection_only, choices.source, params)
 

@@ -398,8 +398,8 @@ def dialog_renders():
                 walk(child)
 
     walk(dialog)
-    wanted = ["Upscale model", "Scale", "Preset", "GPU memory", "Seed", "Prompt", "Result", "Selection only", "Cancel",
-              "OK"]
+    wanted = ["Upscale model", "Scale", "Preset", "GPU memory", "LoRAs", "Seed", "Prompt", "Result", "Selection only",
+              "Cancel", "OK"]
     check("G dialog: shows the settings in order, the model as one list, nothing else of the procedure's",
           [label for label in labels if label in wanted] == wanted and "Run mode" not in labels
           and "SR model, then refine with the model" not in labels, labels)
@@ -544,6 +544,9 @@ def refusals_with_no_engine():
         image, layer = new_image(64, 48)
         cases.append(("E empty selection", image, layer, {"selection_only": True}, Gimp.PDBStatusType.CALLING_ERROR,
                       "Nothing is selected"))
+        image, layer = new_image(64, 48)  # the `loras` argument (the last) is read before anything is sent
+        cases.append(("E bad LoRA weight", image, layer, {"loras": "a.safetensors, detail.safetensors:9"},
+                      Gimp.PDBStatusType.CALLING_ERROR, "LoRA weight in 'detail.safetensors:9' must be from -4 to 4"))
         for name, image, layer, extra, expected_status, words in cases:
             before, images_before = snapshot(image), len(Gimp.get_images())
             status, error, _ = upscale(image, layer, **dict({"scale": 2.0, "target": "resize"}, **extra))

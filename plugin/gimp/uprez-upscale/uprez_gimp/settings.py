@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from uprez_client.options import MAX_SCALE, MEMORY_ITEMS, PRESET_HINTS, PRESETS, job_params
+from uprez_client.options import LORA_HINT, MAX_SCALE, MEMORY_ITEMS, PRESET_HINTS, PRESETS, job_params, parse_loras
 
 from .plan import TARGETS, PlanError
 
@@ -41,14 +41,15 @@ class Settings(NamedTuple):
 
 def settings_from(scale: float, preset: str, model: str = "", seed: int = 0, prompt: str = "",
                   target: str = "resize", selection_only: bool = False, upsampler: str = "",
-                  memory: str = ENGINE_MEMORY) -> Settings:
+                  memory: str = ENGINE_MEMORY, loras: str = "") -> Settings:
     """Check the dialog's (or a script's) values; raises PlanError with what to change."""
     if target not in TARGETS:
         raise PlanError(f"the target must be one of {', '.join(TARGETS)}, got {target!r}")
     try:
         params = job_params(scale, preset, (model or "").strip() or None, seed, prompt or "",
                             upsampler=(upsampler or "").strip() or None,
-                            memory=None if memory in ("", ENGINE_MEMORY) else memory)
+                            memory=None if memory in ("", ENGINE_MEMORY) else memory,
+                            loras=parse_loras(loras or "") or None)  # none: the param is not sent
     except ValueError as exc:
         raise PlanError(str(exc)) from None
     return Settings(params, target, bool(selection_only))
@@ -64,6 +65,6 @@ def preset_choices() -> list[tuple[str, str, str]]:
     return [(name, PRESET_LABELS[name], PRESET_HINTS[name]) for name in PRESETS]
 
 
-__all__ = ["DEFAULT_SCALE", "MAX_GIMP_SEED", "MAX_SCALE", "MENU_LABEL", "MENU_PATH", "MIN_SCALE", "MODEL_HINT",
-           "PROCEDURE", "UPSAMPLER_HINT", "ENGINE_MEMORY", "Settings", "memory_choices", "preset_choices",
+__all__ = ["DEFAULT_SCALE", "LORA_HINT", "MAX_GIMP_SEED", "MAX_SCALE", "MENU_LABEL", "MENU_PATH", "MIN_SCALE",
+           "MODEL_HINT", "PROCEDURE", "UPSAMPLER_HINT", "ENGINE_MEMORY", "Settings", "memory_choices", "preset_choices",
            "settings_from"]
