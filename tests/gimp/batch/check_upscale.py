@@ -474,7 +474,7 @@ def preview_during_a_run():
     transfer = formats.transfer_for(image.get_precision().value_nick)
     try:
         _, width, height = job.run_job(Client(), pixels(layer, U8), 192, 128, transfer,
-                                       {"scale": 2.0, "preset": "creative", "seed": 1, "preview_every": 1},
+                                       {"scale": 2.0, "preset": "creative", "steps": 4, "seed": 1, "preview_every": 1},
                                        on_preview=on_preview)
     finally:
         window.close()
