@@ -15,3 +15,10 @@ def start_server(start_server):
         return start_server(**overrides)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def server(start_server):
+    """The server tests' own shared engine, with the tight limits: the root `server` is made once per session by
+    whichever test asks first, maybe outside this folder with the default limits."""
+    return start_server()
