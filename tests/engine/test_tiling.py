@@ -13,6 +13,7 @@ from engine.backends.loader import load_backend
 from engine.builtin.backend import BuiltinBackend
 from engine.pixels import conventional_resize, feather_mask, mask_resize
 from engine.testing.metrics import psnr
+from engine.testing.seams import border_ratio
 from engine.tile_grid import (
     SeparableWeights,
     TileGrid,
@@ -169,20 +170,6 @@ def _vae_errors(backend, pixels, grid):
     return float((tiled_latent - latent).abs().mean()), float((tiled - whole).abs().mean())
 
 
-def _border_ratio(error: torch.Tensor, windows, scale: int) -> float:
-    """Mean error within one latent cell of any inner tile edge, over the mean error everywhere else."""
-    height, width = error.shape
-    border = torch.zeros(height, width, dtype=torch.bool)
-    for window in windows:
-        for edge in (window.top * scale, (window.top + window.height) * scale):
-            if 0 < edge < height:
-                border[max(0, edge - scale):edge + scale, :] = True
-        for edge in (window.left * scale, (window.left + window.width) * scale):
-            if 0 < edge < width:
-                border[:, max(0, edge - scale):edge + scale] = True
-    return float(error[border].mean() / error[~border].mean())
-
-
 def test_tiled_vae_has_no_seam_along_tile_borders(tiny_backend):
     """The mean error alone (0.05 against a latent std of 0.13) hides a seam: bound the error along the tile
     edges relative to the error inside the tiles. With pooled GroupNorm statistics and blended tiles the
@@ -196,8 +183,8 @@ def test_tiled_vae_has_no_seam_along_tile_borders(tiny_backend):
     decode_error = (tiled_decode(backend, latent, grid) - backend.decode(latent)).abs().mean(1)[0]
     windows = grid.vae_windows(*latent.shape[-2:])
     assert len(windows) == 6
-    encode_ratio = _border_ratio(encode_error, windows, 1)
-    decode_ratio = _border_ratio(decode_error, windows, backend.vae_scale)
+    encode_ratio = border_ratio(encode_error, windows, 1)
+    decode_ratio = border_ratio(decode_error, windows, backend.vae_scale)
     assert encode_ratio < 1.25 and decode_ratio < 1.5, (encode_ratio, decode_ratio)
 
 
