@@ -58,6 +58,7 @@ def run():
     try:
         app = Krita.instance()
         from uprez_krita import qt
+        out["platform"] = qt.QApplication.platformName()  # the real windowing system, not Qt's offscreen one
         out["krita"], out["qt"] = app.version(), qt.API
         out["undo_api"] = sorted(name for cls in ("Document", "Node", "Krita") for name in
                                  dir(getattr(__import__("krita"), cls))

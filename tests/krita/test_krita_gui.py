@@ -62,6 +62,7 @@ def test_the_actions_dialog_memory_quick_action_undo_and_hand_off_in_the_real_kr
                                   f"{krita.stderr[-3000:]}"
     report = json.loads(report_file.read_text())
     assert "error" not in report, report["error"]
+    assert report["platform"] == "xcb"  # a real X window system (under Xvfb), as people run Krita
     assert report["front_is_probe"]
     assert report["dialog_visible"] and report["dialog_on_probe"]
     assert report["selection_only_enabled"] is False  # nothing is selected in the probe's document
