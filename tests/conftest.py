@@ -30,6 +30,21 @@ def pytest_runtest_setup(item) -> None:
     check_marks(item)  # a missing Krita, chroot or data package: skip here, fail under CI=true
 
 
+# The tests that run an editor in a Debian chroot, in the order .ci/run builds the chroots in the background
+# (trixie and sid, then experimental). They run last, so that on CI the builds have the whole Python suite's time
+# to finish instead of the suite waiting on their locks half-way through.
+CHROOT_TESTS = ("gimp/test_gimp_in_chroots.py", "krita/test_krita_bridge.py", "krita/test_krita_gui.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by module-scoped fixtures, which this keeps
+def pytest_collection_modifyitems(items) -> None:
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i + 1 for i, tail in enumerate(CHROOT_TESTS) if path.endswith(tail)), 0)
+
+    items.sort(key=rank)  # stable: the order within each group stays as collected
+
+
 # Tiny models gain nothing from threads, and on a busy 2-core machine threads that wait on each other
 # made the suite ten times slower.
 torch.set_num_threads(1)

@@ -1,6 +1,7 @@
 """Under CI=true a test whose editor, tool or data is missing fails instead of skipping (issue 16 item 11).
 
-Runs the real test modules in a child pytest with the tools hidden (an empty PATH, no Python 3.8).
+Runs the real test modules in a child pytest with the tools hidden (an empty PATH, no Python 3.8): one child for
+all the cases under CI=true, one with them allowed, one as on a person's machine.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -21,25 +23,53 @@ CASES = {
 }
 
 
-def _run(node: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, name: str, **env: str) -> tuple[int, dict[str, list[tuple[str, str]]]]:
+    """Every case's node in one child pytest (a child's start-up, imports and collection cost seconds each; one per
+    case and mode made 12), with the tools hidden; returns what -> [(outcome, message)] per test it ran, from the
+    child's JUnit report, so each case is judged on its own tests; and the child's exit status."""
     empty = tmp_path / "empty-path"
     empty.mkdir(exist_ok=True)
+    report = tmp_path / f"{name}.xml"
     environ = {k: v for k, v in os.environ.items() if k not in ("CI", "UPREZ_TEST_ALLOW_MISSING")}
     environ.update(PATH=str(empty), UPREZ_PYTHON38=str(tmp_path / "no-python3.8"), PYENV_ROOT=str(empty), **env)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", node], cwd=ROOT,
-                          env=environ, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs",
+                           f"--junitxml={report}", *CASES.values()], cwd=ROOT, env=environ, capture_output=True,
+                          text=True, timeout=600)
+    assert report.is_file(), done.stdout[-2000:] + done.stderr[-2000:]
+    outcomes: dict[str, list[tuple[str, str]]] = {what: [] for what in CASES}
+    for case in ElementTree.parse(report).iter("testcase"):
+        node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
+        found = [(child.tag, child.get("message", "")) for child in case if child.tag in ("failure", "error",
+                                                                                          "skipped")]
+        for what, wanted in CASES.items():
+            if node == wanted or node.startswith(wanted + "::"):
+                outcomes[what].append(found[0] if found else ("passed", ""))
+    assert all(outcomes.values()), (outcomes, done.stdout[-2000:])
+    return done.returncode, outcomes
+
+
+@pytest.fixture(scope="module")
+def strict_runs(tmp_path_factory) -> dict[str, dict]:
+    tmp_path = tmp_path_factory.mktemp("ci-strict")
+    runs = {"strict": _run(tmp_path, "strict", CI="true"),
+            "relaxed": _run(tmp_path, "relaxed", CI="true", UPREZ_TEST_ALLOW_MISSING=",".join(CASES)),
+            "personal": _run(tmp_path, "personal")}
+    assert [runs[mode][0] for mode in runs] == [1, 0, 0], runs  # failed; nothing failed; nothing failed
+    return {mode: outcomes for mode, (_, outcomes) in runs.items()}
 
 
 @pytest.mark.parametrize("what", sorted(CASES))
-def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(what, tmp_path):
-    strict = _run(CASES[what], tmp_path, CI="true")
-    assert strict.returncode == 1 and (" failed" in strict.stdout or " error" in strict.stdout), strict.stdout[-2000:]
-    assert f"a missing {what} fails" in strict.stdout, strict.stdout[-2000:]
-    relaxed = _run(CASES[what], tmp_path, CI="true", UPREZ_TEST_ALLOW_MISSING=what)
-    assert relaxed.returncode == 0 and " skipped" in relaxed.stdout and "failed" not in relaxed.stdout, \
-        relaxed.stdout[-2000:]
-    personal = _run(CASES[what], tmp_path)
-    assert personal.returncode == 0 and " skipped" in personal.stdout, personal.stdout[-2000:]
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(what, strict_runs):
+    strict = strict_runs["strict"][what]
+    assert all(outcome in ("failure", "error") and f"a missing {what} fails" in message
+               for outcome, message in strict), strict
+    # Allowed, the same check skips instead, for the same reason (the one the strict run named `what` for).
+    relaxed = strict_runs["relaxed"][what]
+    assert [outcome for outcome, _ in relaxed] == ["skipped"] * len(strict), relaxed
+    assert all(reason and reason in failure for (_, reason), (_, failure) in zip(relaxed, strict, strict=True)), \
+        (relaxed, strict)
+    personal = strict_runs["personal"][what]
+    assert [outcome for outcome, _ in personal] == ["skipped"] * len(strict), personal
 
 
 def test_ci_run_does_not_hide_a_failed_apt_get():

@@ -72,9 +72,29 @@ def engine(serve_process, tiny_flux):
 
 
 @pytest.fixture(scope="module")
-def krita(request, engine, tiny_flux, tmp_path_factory):
-    """Every scenario's record, from one kritarunner run per Krita version against the engine."""
+def krita_runs(engine) -> dict:
+    """version -> its run's record getter (or why it failed or was skipped), for the module's engine."""
+    return {}
+
+
+@pytest.fixture
+def krita(request, krita_runs, engine, tiny_flux, tmp_path_factory):
+    """Every scenario's record, from one kritarunner run per Krita version against the engine. Cached here rather
+    than by a module-scoped parametrized fixture: pytest orders these tests by each parametrize's param index, not
+    its value, and started kritarunner again at every change of version (11 runs for 3 versions)."""
     version = getattr(request, "param", "host")
+    if version not in krita_runs:
+        try:
+            krita_runs[version] = _run_scenarios(version, engine, tiny_flux, tmp_path_factory)
+        except (pytest.fail.Exception, pytest.skip.Exception) as outcome:  # the same for every test of this version
+            krita_runs[version] = outcome
+    run = krita_runs[version]
+    if isinstance(run, BaseException):
+        raise run
+    return run
+
+
+def _run_scenarios(version: str, engine, tiny_flux, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"krita-home-{version}")
     krita_home = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
                   "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache"),
