@@ -69,9 +69,9 @@ class RemoteEngine:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.terminate()  # a graceful stop, as `uprez serve` gets from Ctrl-C or systemd
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=5)  # not under test here (tests/server/test_serve_cli.py)
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
