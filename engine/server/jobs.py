@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import math
 import threading
@@ -75,7 +74,7 @@ class Job:
     seq: int = 0
     attempt: int = 0  # 1 on the first run, 2 on the retry after running out of memory
     owner: str = "local"  # the token that submitted it (engine.server.tokens): only it may see or cancel the job
-    result_sha256: str | None = None  # of the whole result: the ETag of ranged downloads, and their check
+    result_sha256: str | None = None  # of the whole result, made at its first download (server/app.py)
 
     @property
     def terminal(self) -> bool:
@@ -160,7 +159,7 @@ class JobQueue:
             job = Job(uuid.uuid4().hex, request, image, mask, created=self.clock(), owner=owner)
             self._jobs[job.id] = job
             self._waiting.append(job)
-            self._emit(job, "queued", position=len(self._waiting))
+            self._emit(job, "queued", position=self._waiting.index(job) + 1)  # its place in the fair order
             self._lock.notify_all()
             return job
 
@@ -299,7 +298,6 @@ class JobQueue:
                 outcome = (JobState.FAILED, self._failure_message(exc), None, None)
             else:
                 self._durations.append(time.monotonic() - began)
-                job.result_sha256 = hashlib.sha256(data).hexdigest()  # here, not under the lock: ~30 ms for 20 MB
                 outcome = (JobState.DONE, "", data, meta)
             with self._lock:
                 self._finish(job, *outcome)
