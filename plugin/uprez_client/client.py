@@ -263,8 +263,8 @@ class Client:
             # Resume from the first missing byte; If-Range makes the engine send the whole if the result changed.
             conn, response = self.open("GET", path, headers={"Range": f"bytes={done}-", "If-Range": etag or ""},
                                        timeout=TRANSFER_TIMEOUT_S)
-            if response.status == 200:
-                done = 0  # not the same result any more: start again
+            if response.status == 200 and response.getheader("Content-Length") == str(len(buffer)):
+                done = 0  # If-Range did not match: the whole again (a changed result fails the digest check)
             elif response.status != 206 or not (response.getheader("Content-Range") or "").startswith(
                     f"bytes {done}-{len(buffer) - 1}/{len(buffer)}"):
                 conn.close()
@@ -292,6 +292,9 @@ class Client:
         if isinstance(exc, socket.timeout):
             return EngineNotRunning(f"the Uprez engine at {self.url} did not answer in time; it may be busy "
                                     "loading a model or stuck (restart it with `uprez serve`)")
+        if self.fingerprint:  # a remote engine: nothing to start here
+            return EngineNotRunning(f"cannot reach the Uprez engine at {self.url} ({exc}); is it running there "
+                                    "(`uprez serve --remote`), and is this computer on its network?")
         return EngineNotRunning(f"no Uprez engine answers at {self.url} ({exc}); start it with `uprez serve`, "
                                 "or set UPREZ_URL to where it runs")
 

@@ -7,16 +7,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import ssl
 import stat
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from needs import PY38_REASON, needs, python38
 from remote_helpers import FAST, BreakingProxy, RemoteEngine
 
 from plugin.uprez_client import Client, RejectedInput, Unauthorized, WrongCertificate
 from plugin.uprez_client.connection import PinnedHTTPSConnection, fingerprint_of, parse
+
+PLUGIN = Path(__file__).resolve().parents[2] / "plugin"
+PY38 = python38()
 
 
 def raw_image(width: int, height: int) -> bytes:
@@ -189,3 +196,33 @@ def test_result_ranges_follow_http(engine, anna, anna_job):
     assert status == 200 and again == whole  # a resume of some other result gets the whole of this one
     status, past, _ = https(engine, "GET", path, anna.token, {"Range": f"bytes={size}-"})
     assert status == 416 and past["content-range"] == f"bytes */{size}"
+
+
+PY38_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from uprez_client import Client, WrongCertificate
+line, job = sys.argv[2], sys.argv[3]
+client = Client(line)
+data, meta = client.result(job)
+wrong = Client(line.split("sha256=")[0] + "sha256=" + "0" * 64)
+try:
+    wrong.jobs()
+    refused = ""
+except WrongCertificate as exc:
+    refused = str(exc)
+print(json.dumps({"version": list(sys.version_info[:2]), "bytes": len(data), "width": meta["width"],
+                  "jobs": len(client.jobs()), "refused": refused}))
+"""
+
+
+@needs(PY38, "python3.8", PY38_REASON)
+def test_the_pinned_client_runs_on_python_3_8(engine, anna_line, anna_job):
+    env = {**os.environ, "PYENV_VERSION": "3.8.18:system"}
+    env.pop("PYTHONPATH", None)  # the editor's Python has nothing of ours but the plug-in folder
+    done = subprocess.run([PY38, "-I", "-c", PY38_SCRIPT, str(PLUGIN), anna_line, anna_job], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["version"] == [3, 8] and report["bytes"] == 192 * 192 * 4 and report["width"] == 192
+    assert report["jobs"] >= 1 and "not the one in the connection string" in report["refused"]
