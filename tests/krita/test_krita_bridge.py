@@ -26,11 +26,12 @@ W, H = 64, 48
 
 SCENARIO_NAMES = ("profiled_linear_u16", "profiled_clay_f32", "resize_u8", "new_document_u8", "resize_u16",
                   "new_document_u16", "selection_resize", "selection_new_document", "cancel", "failure", "refusals",
-                  "close_document", "undo_steps")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
+                  "close_document", "undo_steps",
+                  "remote")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
 # Every scenario runs in the newest Krita (6.0, the PyQt6 one); the others run the SMOKE set, which covers each
 # kind of job (resize and new document, selection only, 8 and 16 bits, cancel, closing the document), to keep the
 # suite's time within CI's limit (docs/krita.md has the times).
-SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure")
+SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure", "remote")
 
 
 def versions_for(scenario: str) -> list:
@@ -72,7 +73,17 @@ def engine(serve_process, tiny_flux):
 
 
 @pytest.fixture(scope="module")
-def krita(request, engine, tiny_flux, tmp_path_factory):
+def tls_engine(tmp_path_factory):
+    """A real engine behind TLS with a self-made certificate: the remote engine of the "remote" scenario."""
+    from tls_engine import start_tls_engine
+
+    engine = start_tls_engine(tmp_path_factory.mktemp("tls-engine"))
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def krita(request, engine, tls_engine, tiny_flux, tmp_path_factory):
     """Every scenario's record, from one kritarunner run per Krita version against the engine."""
     version = getattr(request, "param", "host")
     home = tmp_path_factory.mktemp(f"krita-home-{version}")
@@ -84,7 +95,9 @@ def krita(request, engine, tiny_flux, tmp_path_factory):
     # The bridge finds the engine as in real use: engine.json and the token in the config folder.
     scenarios = [name for name in SCENARIO_NAMES if version == kritas.NEWEST or name in SMOKE]
     env = dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir), UPREZ_KRITA_OUT=str(out),
-               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios))
+               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios),
+               UPREZ_KRITA_REMOTE=tls_engine.connection_string(),
+               UPREZ_KRITA_REMOTE_WRONG_PIN=tls_engine.connection_string(fingerprint="cd" * 32))
     done = run_in_krita("main", env, version, [home, out, engine.config_dir])
     results_file = out / "results.json"
     if not results_file.exists():
@@ -287,6 +300,28 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     assert "uprez serve" in messages["no_engine"]
     assert "more than 1" in messages["bad_scale"]
     assert record["unchanged"]
+
+
+@in_versions("remote")
+def test_connect_to_a_remote_engine_from_the_dialog_runs_the_job_there_and_switches_back(krita, tls_engine):
+    record = krita("remote")
+    port = tls_engine.url.rsplit(":", 1)[1]
+    assert record["label_before"] == "local"
+    refusals = record["refusals"]
+    assert "someone may be in between, or the engine made a new certificate; ask for a new connection string" \
+        in refusals["fingerprint"], refusals
+    assert "does not accept this token (it was revoked" in refusals["token"], refusals
+    assert "starts with uprez://" in refusals["malformed"], refusals
+    assert not record["stored_after_refusals"]
+    assert record["label_connected"] == f"remote: 127.0.0.1:{port}"
+    assert record["mode"] == "0o600" and not record["kritarc_has_token"]
+    # The job ran on the remote engine, and no local engine was started although bridge.json says how.
+    assert record["new_doc"]["size"] == [2 * W, 2 * H] and not record["local_started"]
+    from plugin.uprez_client import Client
+
+    jobs = Client(tls_engine.connection_string()).jobs()
+    assert [job["params"]["client"] for job in jobs if job["state"] == "done"].count("Krita") >= 1
+    assert record["label_after"] == "local" and not record["stored_after_local"]
 
 
 @pytest.mark.parametrize("version", ["host", kritas.NEWEST])
