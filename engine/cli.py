@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.models.cli import add_models_parser
 
     add_models_parser(commands)
+    from engine.server.tokens_cli import add_tokens_parser
+
+    add_tokens_parser(commands)
     gui = commands.add_parser("gui", help="open the desktop window (needs PyQt6: pip install 'uprez[gui]')")
     gui.add_argument("image", nargs="?", help="an image to open")
     return parser
@@ -142,9 +145,17 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                                 description="Run the local engine server (protocol: docs/protocol.md). Limits "
                                 "default to the environment (UPREZ_MAX_UPLOAD_MB, UPREZ_MAX_PIXELS, "
                                 "UPREZ_MAX_OUTPUT_PIXELS, UPREZ_MODEL_DIRS), then to built-in values.")
-    serve.add_argument("--host", default=DEFAULT_HOST,
-                       help=f"address to listen on (default {DEFAULT_HOST}: this machine only); 0.0.0.0 exposes "
-                            "the engine to the network, token still required")
+    serve.add_argument("--host", default=None,
+                       help=f"address to listen on (default {DEFAULT_HOST}: this machine only; with --remote 0.0.0.0); "
+                            "plain HTTP on any other address is refused unless --insecure")
+    serve.add_argument("--remote", action="store_true",
+                       help="serve other machines over HTTPS with named tokens (`uprez tokens add NAME`); see "
+                            "docs/remote.md")
+    serve.add_argument("--cert", type=Path, metavar="PEM", help="with --remote: your own certificate (default: one "
+                       "the engine makes at first start and keeps in its config folder)")
+    serve.add_argument("--key", type=Path, metavar="PEM", help="the private key of --cert (unencrypted PEM)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow plain HTTP on a network address (only behind a TLS proxy or a private link)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 = any free port "
                        "(clients find it in engine.json in the config folder)")
     serve.add_argument("-m", "--model", default=BUILTIN_MODEL,
@@ -181,18 +192,21 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from engine.server import Limits, ServerConfig, serve
     from engine.server.idle import idle_policy
+    from plugin.uprez_client.protocol import DEFAULT_HOST
 
     if args.quantize:  # refuse now, not on every job: bitsandbytes needs CUDA
         from engine.backends.loader import resolve_device
         from engine.backends.quantized import bnb_config
 
         bnb_config(args.quantize, torch_dtype=None, device=resolve_device(args.device))
+    host = args.host or ("0.0.0.0" if args.remote else DEFAULT_HOST)
     config = ServerConfig.from_env(
-        host=args.host, port=args.port, model=args.model, base=args.base, quantize=args.quantize,
+        host=host, port=args.port, model=args.model, base=args.base, quantize=args.quantize,
         device=args.device, dtype=args.dtype, offload=args.offload, memory=args.memory,
         max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
         model_dirs=tuple(args.model_dir), queue_size=args.queue_size, result_ttl=args.result_ttl,
-        allowed_hosts=tuple(args.allow_host),
+        allowed_hosts=tuple(args.allow_host), remote=args.remote, cert_file=args.cert, key_file=args.key,
+        insecure=args.insecure,
     )
     given = {"max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
              "max_pixels": args.max_pixels, "max_output_pixels": args.max_output_pixels}
@@ -206,7 +220,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         serve(replace(config, limits=limits, idle=idle))
     except OSError as exc:  # the port is taken, or the address is not one of this machine's
-        print(f"uprez: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); is another engine "
+        print(f"uprez: cannot listen on {host}:{args.port} ({exc.strerror or exc}); is another engine "
               "running? choose another --port", file=sys.stderr)
         return EXIT_ERROR
     return 0
@@ -398,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
             from engine.models.cli import run_models
 
             return run_models(args)
+        if args.command == "tokens":
+            from engine.server.tokens_cli import run_tokens
+
+            return run_tokens(args)
     except Cancelled:
         print("uprez: cancelled; nothing was written", file=sys.stderr)
         return EXIT_CANCELLED

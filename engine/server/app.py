@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -29,9 +30,11 @@ from engine.server.codec import MEDIA_TYPES, decode_mask, decode_photo, image_si
 from engine.server.config import ServerConfig
 from engine.server.idle import ActivityMiddleware, IdleWatch
 from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, Runner
+from engine.server.ranges import Unsatisfiable, chunks, etag_for, if_range_allows, parse_range
 from engine.server.request import JobRequest, parse_params
 from engine.server.runner import EngineRunner
 from engine.server.security import BodyTooLarge, Guard, HostPolicy, load_or_create_token, token_matches
+from engine.server.tokens import LOCAL_OWNER, TokenStore
 from engine.server.uploads import UploadBudget, UploadsBusy, declared_length
 from engine.stages import output_size
 
@@ -193,6 +196,7 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     runner = runner or EngineRunner(config)
     queue = JobQueue(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
     idle = IdleWatch(config.idle, queue, runner)  # its `exit` is set by whoever runs the server (run.py)
+    named = TokenStore(config.config_dir) if config.remote else None  # `uprez tokens add`: remote engines only
     uploads = UploadBudget(config.limits.max_uploads_in_flight, config.limits.max_upload_bytes_in_flight)
 
     @asynccontextmanager
@@ -207,16 +211,21 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
                   docs_url=None, redoc_url=None, openapi_url=None)  # nothing is served without the token
     app.state.config, app.state.queue, app.state.runner = config, queue, runner
     app.state.idle, app.state.uploads = idle, uploads
-    app.add_middleware(Guard, policy=HostPolicy(config.host, config.allowed_hosts),
+    app.add_middleware(Guard, policy=HostPolicy(config.host, config.allowed_hosts, any_name=config.tls),
                        max_body=config.limits.max_upload_bytes)
     app.add_middleware(ActivityMiddleware, watch=idle)  # outermost: a stopping engine answers 503 to everything
     _install_error_handlers(app)
 
-    def require_token(request: Request) -> None:
-        if not token_matches(request.headers.get("authorization"), token):
-            raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the token from "
-                                f"the file 'token' in the engine's config folder ({config.config_dir})",
-                           {"WWW-Authenticate": "Bearer"})
+    def require_token(request: Request) -> str:
+        """Who is asking: the local token's owner, or a named token's (engine.server.tokens); 401 otherwise."""
+        header = request.headers.get("authorization")
+        if token_matches(header, token):
+            return LOCAL_OWNER
+        if named is not None:
+            return _named_owner(named, header)
+        raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' with the token from "
+                            f"the file 'token' in the engine's config folder ({config.config_dir})",
+                       {"WWW-Authenticate": "Bearer"})
 
     public = APIRouter(prefix="/v1")
     api = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
@@ -225,16 +234,17 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     def health() -> dict[str, Any]:
         running = queue.running
         idle.touch()  # bridges check health right before submitting: no idle exit in between
+        shown = running.id if running and not config.remote else None  # no token here: no one's job ids
         return {"status": "ok", "version": __version__, "device": device,
                 "model": getattr(runner, "loaded", None), "default_model": config.model,
-                "queue": queue.waiting, "running": running.id if running else None, **idle.state()}
+                "queue": queue.waiting, "running": shown, **idle.state()}
 
     @api.get("/models")
     def list_models() -> dict[str, Any]:
         return models.catalogue(config.model, getattr(runner, "loaded", None), config.model_dirs)
 
     @api.post("/jobs", status_code=202)
-    async def submit(request: Request) -> JSONResponse:
+    async def submit(request: Request, owner: str = Depends(require_token)) -> JSONResponse:
         # Refusals that need no body come before a byte of it is read (the Guard already refused an
         # over-limit Content-Length): a full queue, and more uploads in flight than the budget allows.
         queue.check_room()
@@ -242,38 +252,40 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
             params, data, mask_data, profile = await _read_parts(request, max_params=64 * 1024)
             job_request, image, mask = await run_in_threadpool(_prepare, config, params, data, mask_data, profile)
             del params, data, mask_data, profile  # the upload's bytes are decoded: free them before the budget is
-            job = queue.submit(job_request, image, mask)
+            job = queue.submit(job_request, image, mask, owner=owner)
         return JSONResponse(queue.summary(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     @api.get("/jobs")
-    def list_jobs() -> dict[str, Any]:
-        running = queue.running
-        return {"jobs": queue.summaries(), "waiting": queue.waiting, "running": running.id if running else None,
+    def list_jobs(owner: str = Depends(require_token)) -> dict[str, Any]:
+        running = queue.running  # `waiting` counts everyone's (health says as much); the ids are the owner's own
+        return {"jobs": queue.summaries(owner), "waiting": queue.waiting,
+                "running": running.id if running and running.owner == owner else None,
                 **idle.state()}  # a queue view learns "engine idle, model unloaded" without touching the idle clock
 
     @api.get("/jobs/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        return queue.summary(queue.get(job_id))
+    def get_job(job_id: str, owner: str = Depends(require_token)) -> dict[str, Any]:
+        return queue.summary(queue.get(job_id, owner))
 
     @api.delete("/jobs/{job_id}")
-    def cancel_job(job_id: str) -> dict[str, Any]:
-        return queue.summary(queue.cancel(job_id))
+    def cancel_job(job_id: str, owner: str = Depends(require_token)) -> dict[str, Any]:
+        return queue.summary(queue.cancel(job_id, owner))
 
     @api.get("/jobs/{job_id}/result")
-    def result(job_id: str) -> Response:
-        job = queue.get(job_id)
-        data, meta = job.result, job.result_meta  # read once: the sweeper may free them at any moment
+    def result(job_id: str, request: Request, owner: str = Depends(require_token)) -> Response:
+        job = queue.get(job_id, owner)
+        data, meta, digest = job.result, job.result_meta, job.result_sha256  # once: the sweeper may free them
         if job.state is not JobState.DONE or data is None or meta is None:
             hint = {"queued": "wait for its done event", "running": "wait for its done event",
                     "failed": job.message, "cancelled": "it was cancelled"}.get(job.state.value, "")
             raise ApiError(409, f"job {job_id} has no result: it is {job.state.value}; {hint}",
                            state=job.state.value, message=job.message)
         headers = {f"X-Uprez-{key.capitalize()}": str(value) for key, value in meta.items()}
-        return Response(data, media_type=MEDIA_TYPES[str(meta["format"])], headers=headers)
+        return _result_response(data, MEDIA_TYPES[str(meta["format"])], headers, digest, request)
 
     @api.get("/jobs/{job_id}/events")
-    def events(job_id: str, cancel_on_disconnect: bool = True) -> StreamingResponse:
-        job = queue.get(job_id)
+    def events(job_id: str, cancel_on_disconnect: bool = True, owner: str = Depends(require_token),
+               ) -> StreamingResponse:
+        job = queue.get(job_id, owner)
         stream = idle.follow(_stream(queue, job, cancel_on_disconnect))  # an open stream keeps the engine up
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -281,6 +293,51 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
     app.include_router(public)
     app.include_router(api)
     return app
+
+
+def _named_owner(named: TokenStore, authorization: str | None) -> str:
+    """The owner of the named token in `authorization`; 401 for none, an unknown or a revoked one."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    found = named.lookup(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
+    if found is not None and found.revoked is None:
+        named.used(found)
+        return found.owner
+    if found is not None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(found.revoked))
+        message = (f"the token {found.name!r} was revoked ({when}); ask the engine's owner for a new connection "
+                   "string")
+    else:
+        message = ("missing or unknown token: paste the whole connection string the engine's owner made with "
+                   "`uprez tokens add NAME`")
+    raise ApiError(401, message, {"WWW-Authenticate": "Bearer"})
+
+
+def _result_response(data: bytes, media_type: str, headers: dict[str, str], digest: str | None,
+                     request: Request) -> Response:
+    """The result, whole (200) or one byte range of it (206), sent in chunks; 416 for a range past the end."""
+    size = len(data)
+    headers = dict(headers, **{"Accept-Ranges": "bytes"})
+    if digest is not None:  # the client checks that the pieces of a resumed download join to the whole
+        headers["ETag"] = etag_for(digest)
+        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(digest)).decode('ascii')}:"
+    try:
+        wanted = parse_range(request.headers.get("range"), size)
+    except Unsatisfiable:
+        raise ApiError(416, f"the range {request.headers.get('range')!r} starts past the result's {size} bytes; "
+                            "ask for bytes=0- to start again", {"Content-Range": f"bytes */{size}"}) from None
+    if wanted is not None and not if_range_allows(request.headers.get("if-range"), headers.get("ETag", "")):
+        wanted = None  # a resume of another result: the whole of this one
+    first, last = wanted if wanted is not None else (0, size - 1)
+    headers["Content-Length"] = str(last - first + 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+
+    async def body() -> AsyncIterator[memoryview]:  # async: each chunk waits for the socket, no thread hops
+        for chunk in chunks(data, first, last):
+            yield chunk
+
+    return StreamingResponse(body(), status_code=206 if wanted is not None else 200, media_type=media_type,
+                             headers=headers)
 
 
 async def _stream(queue: JobQueue, job: Job, cancel_on_disconnect: bool) -> AsyncIterator[str]:

@@ -76,6 +76,12 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     config_dir: Path = field(default_factory=uprez_config_dir)
     idle: IdlePolicy = field(default_factory=IdlePolicy)  # unload / exit when idle, parent watch (server/idle.py)
+    # A remote engine (docs/remote.md): named tokens, per-token jobs, HTTPS with cert_file/key_file or a
+    # certificate made in config_dir; `insecure` serves it as plain HTTP (refused on a network address without it).
+    remote: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -84,6 +90,11 @@ class ServerConfig:
             raise InvalidInput(f"queue size must be 0 or more, got {self.queue_size}")
         if self.result_ttl <= 0:
             raise InvalidInput(f"result TTL must be more than 0 seconds, got {self.result_ttl}")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the engine serves HTTPS: a remote engine unless --insecure, or any engine given a certificate."""
+        return self.cert_file is not None or (self.remote and not self.insecure)
 
     @classmethod
     def from_env(cls, **given: Any) -> ServerConfig:
@@ -96,7 +107,7 @@ class ServerConfig:
         return cls(**values)
 
 
-def write_engine_file(directory: Path, url: str, pid: int) -> Path:
+def write_engine_file(directory: Path, url: str, pid: int, **extra: Any) -> Path:
     """Tell clients where this server listens (they read `engine.json` when UPREZ_URL is not set).
 
     The pid and its start time let a client tell a live engine from one that crashed and left the file.
@@ -108,7 +119,7 @@ def write_engine_file(directory: Path, url: str, pid: int) -> Path:
     path = directory / ENGINE_FILE
     fd, temp = tempfile.mkstemp(prefix=".engine-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": url, "pid": pid, "started": process_start_time(pid), "version": __version__}, f)
+        json.dump({"url": url, "pid": pid, "started": process_start_time(pid), "version": __version__, **extra}, f)
     os.replace(temp, path)  # atomic: a client never reads half a file
     return path
 

@@ -164,9 +164,11 @@ class HostPolicy:
     Host is also accepted: a rebinding attack needs a name, and remote clients often use the IP.
     """
 
-    def __init__(self, bind_host: str, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, bind_host: str, extra: tuple[str, ...] = (), any_name: bool = False) -> None:
         self.names = set(LOOPBACK_NAMES) | {name.lower().strip("[]") for name in extra}
         self.wildcard = bind_host in WILDCARD_HOSTS
+        # Over TLS a rebinding page gets nowhere: the browser refuses the engine's certificate for its name.
+        self.any_name = any_name
         if not self.wildcard:
             self.names.add(bind_host.lower().strip("[]"))
 
@@ -174,7 +176,7 @@ class HostPolicy:
         name = _host_name(header or "")
         if name is None:
             return False
-        return name in self.names or (self.wildcard and _is_ip_literal(name))
+        return self.any_name or name in self.names or (self.wildcard and _is_ip_literal(name))
 
 
 class BodyTooLarge(Exception):

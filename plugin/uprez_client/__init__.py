@@ -11,11 +11,12 @@ from .errors import (
     RejectedInput,
     Unauthorized,
     UprezClientError,
+    WrongCertificate,
 )
 from .remote_job import JobEvent, RemoteJob, ResultInfo, status_text
 
 __all__ = [
     "DEFAULT_PORT", "DEFAULT_URL", "Client", "EngineError", "EngineNotRunning", "EventStream", "JobCancelled",
     "JobEvent", "JobFailed", "QueueFull", "RejectedInput", "RemoteJob", "ResultInfo", "Unauthorized",
-    "UprezClientError", "config_dir", "engine_url", "read_token", "status_text",
+    "UprezClientError", "WrongCertificate", "config_dir", "engine_url", "read_token", "status_text",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -12,7 +14,9 @@ from typing import Any, Callable, Dict
 from urllib.parse import quote, urlsplit
 
 from . import multipart
-from .discovery import config_dir, engine_url, read_token
+from .connection import Connection, PinMismatch, PinnedHTTPSConnection, normalise_fingerprint
+from .connection import parse as parse_connection
+from .discovery import config_dir, engine_url, read_config_json, read_token
 from .errors import (
     EngineError,
     EngineNotRunning,
@@ -21,8 +25,9 @@ from .errors import (
     QueueFull,
     RejectedInput,
     Unauthorized,
+    WrongCertificate,
 )
-from .protocol import PNG_SIGNATURE, TIFF_SIGNATURES
+from .protocol import ENGINE_FILE, PNG_SIGNATURE, TIFF_SIGNATURES
 from .remote_job import RemoteJob
 
 EventCallback = Callable[[Dict[str, Any]], None]
@@ -30,6 +35,8 @@ TERMINAL_EVENTS = ("done", "failed", "cancelled")
 STREAM_TIMEOUT_S = 60.0  # the engine sends a keep-alive every 10 s, so a silent minute means it is gone
 TRANSFER_TIMEOUT_S = 300.0  # uploads and result downloads of large buffers
 FALLBACK_MESSAGES = {413: "the request is over the engine's size limits (see `uprez serve --help`)"}
+READ_CHUNK = 1024 * 1024  # a result is read into its buffer this much at a time
+RESUME_TRIES = 5  # a result download that breaks is resumed (HTTP Range) this many times before giving up
 
 
 def _file_kind(data: bytes) -> str | None:
@@ -51,10 +58,27 @@ def _read_file(image: Any) -> bytes:
     return data
 
 
-class Client:
-    """Talks to one engine. Finds it (UPREZ_URL, engine.json, the default port) and its token by itself."""
+def _local_pin(url: str) -> str | None:
+    """The fingerprint a remote engine on this machine published in engine.json, for its own URL."""
+    info = read_config_json(ENGINE_FILE)
+    pin = info.get("sha256")
+    return pin if isinstance(pin, str) and str(info.get("url", "")).rstrip("/") == url else None
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
+
+class Client:
+    """Talks to one engine. Finds it (UPREZ_URL, engine.json, the default port) and its token by itself, or takes
+    a remote engine's connection string (`uprez://TOKEN@HOST:PORT/?sha256=…`, or a parsed Connection).
+
+    With a certificate fingerprint every connection is HTTPS pinned to it: a wrong certificate raises
+    WrongCertificate before the token or any pixel is sent.
+    """
+
+    def __init__(self, url: str | Connection | None = None, token: str | None = None, timeout: float = 30.0,
+                 fingerprint: str | None = None) -> None:
+        if isinstance(url, str) and url.strip().lower().startswith("uprez://"):
+            url = parse_connection(url)  # a ValueError says what is wrong with the string
+        if isinstance(url, Connection):
+            url, token, fingerprint = url.url, url.token if token is None else token, fingerprint or url.fingerprint
         self.url = (url or engine_url()).rstrip("/")
         self.token = token if token is not None else read_token()
         self.timeout = timeout
@@ -62,9 +86,18 @@ class Client:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the engine URL must look like http://127.0.0.1:8742, got {self.url!r}")
         self._https = parts.scheme == "https"
+        if fingerprint and not self._https:
+            raise ValueError(f"a certificate fingerprint goes with an https URL, not {self.url!r}")
+        found = fingerprint or (_local_pin(self.url) if self._https else None)
+        self.fingerprint = normalise_fingerprint(found) if found else None
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
+
+    @classmethod
+    def from_connection(cls, connection: str | Connection, timeout: float = 30.0) -> Client:
+        """A client for the remote engine of a connection string (`uprez tokens add` printed it)."""
+        return cls(parse_connection(connection) if isinstance(connection, str) else connection, timeout=timeout)
 
     # -- plain requests -------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -169,9 +202,12 @@ class Client:
         return self.job(job_id)
 
     def result(self, job_id: str) -> tuple[bytes, dict[str, Any]]:
-        """The output bytes and their format: raw (width, height, channels, depth), png or tiff."""
-        status, headers, data = self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}/result",
-                                              timeout=TRANSFER_TIMEOUT_S)
+        """The output bytes and their format: raw (width, height, channels, depth), png or tiff.
+
+        A download that breaks is resumed where it stopped (HTTP Range), and the joined bytes are checked
+        against the engine's digest of the whole.
+        """
+        status, headers, data, _pieces = self.download_result(job_id)
         if status == 409:
             body = _error_body(data)
             state = body.get("state")
@@ -195,8 +231,52 @@ class Client:
         self.wait(job_id, on_event)
         return self.result(job_id)
 
+    def download_result(self, job_id: str, tries: int = RESUME_TRIES) -> tuple[int, dict[str, str], bytes, int]:
+        """GET the result, resuming a broken transfer with `Range` up to `tries` times: (status, headers of the
+        first answer, body, pieces it came in). A body that does not match the engine's digest raises EngineError."""
+        path = f"/v1/jobs/{quote(job_id, safe='')}/result"
+        conn, response = self.open("GET", path, timeout=TRANSFER_TIMEOUT_S)
+        headers = dict(response.getheaders())
+        length = response.getheader("Content-Length")
+        if response.status != 200 or length is None or not length.isdigit():
+            try:  # an error, or no length to resume against: the whole answer as it comes
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                if response.status < 400:
+                    raise self._not_running(exc) from None
+                data = getattr(exc, "partial", b"")  # a refusal may lose its body when the engine hangs up
+            finally:
+                conn.close()
+            return response.status, headers, data, 1
+        buffer = bytearray(int(length))
+        done, pieces, etag = 0, 0, response.getheader("ETag")
+        while True:
+            pieces += 1
+            try:
+                done, broken = _read_into(response, buffer, done)
+            finally:
+                conn.close()
+            if broken is not None and (pieces > tries or etag is None):
+                raise self._not_running(broken)
+            if done == len(buffer):
+                break
+            # Resume from the first missing byte; If-Range makes the engine send the whole if the result changed.
+            conn, response = self.open("GET", path, headers={"Range": f"bytes={done}-", "If-Range": etag or ""},
+                                       timeout=TRANSFER_TIMEOUT_S)
+            if response.status == 200:
+                done = 0  # not the same result any more: start again
+            elif response.status != 206 or not (response.getheader("Content-Range") or "").startswith(
+                    f"bytes {done}-{len(buffer) - 1}/{len(buffer)}"):
+                conn.close()
+                raise EngineError(f"the engine did not resume the download of job {job_id}'s result "
+                                  f"(HTTP {response.status}); fetch it again", response.status)
+        _check_digest(buffer, headers, job_id)
+        return 200, headers, bytes(buffer), pieces
+
     # -- HTTP -----------------------------------------------------------------------------------------
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https and self.fingerprint:
+            return PinnedHTTPSConnection(self._host, self._port, self.fingerprint, timeout)
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
@@ -224,6 +304,9 @@ class Client:
             # No token to /v1/health: it needs none, and it is what a client asks an engine it has not verified yet.
             conn.request(method, self._prefix + path, body=body,
                          headers=self._headers(headers, with_token=path != "/v1/health"))
+        except PinMismatch as exc:  # raised by connect(), before a byte of the request was sent
+            conn.close()
+            raise WrongCertificate(str(exc)) from None
         except (BrokenPipeError, ConnectionResetError) as exc:
             hung_up = exc  # the engine may refuse a large upload (413) before reading it; try to read why
         except (OSError, http.client.HTTPException) as exc:
@@ -276,6 +359,34 @@ class Client:
         if status < 500:
             raise RejectedInput(message, status)
         raise EngineError(message, status)
+
+
+def _read_into(response: http.client.HTTPResponse, buffer: bytearray,
+               done: int) -> tuple[int, BaseException | None]:
+    """Read the response body into `buffer` from offset `done` until it is full; returns the new offset and the
+    error that broke the transfer, if one did (what arrived before it is kept, to resume from)."""
+    with memoryview(buffer) as view:
+        try:
+            while done < len(buffer):
+                count = response.readinto(view[done:done + READ_CHUNK])
+                if not count:
+                    raise http.client.IncompleteRead(b"", len(buffer) - done)
+                done += count
+        except (OSError, http.client.HTTPException) as exc:
+            return done, exc
+    return done, None
+
+
+def _check_digest(data: bytearray, headers: dict[str, str], job_id: str) -> None:
+    """Compare the joined pieces with the engine's `Repr-Digest: sha-256=:…:` of the whole result."""
+    digest = next((v for k, v in headers.items() if k.lower() == "repr-digest"), "")
+    for item in digest.split(","):
+        name, _, value = item.strip().partition("=")
+        if name.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+            if hashlib.sha256(data).digest() != base64.b64decode(value[1:-1]):
+                raise EngineError(f"the result of job {job_id} arrived damaged (its SHA-256 does not match the "
+                                  "engine's); fetch it again")
+            return
 
 
 def _error_body(data: bytes) -> dict[str, Any]:

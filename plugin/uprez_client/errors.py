@@ -20,6 +20,10 @@ class Unauthorized(UprezClientError):
     """The engine refused our token (401) or our Host name (421)."""
 
 
+class WrongCertificate(UprezClientError):
+    """A remote engine showed a certificate other than the one pinned in its connection string (no token was sent)."""
+
+
 class RejectedInput(UprezClientError):
     """The engine refused the request (4xx): bad image, parameters, size or an unknown job."""
 
