@@ -95,7 +95,7 @@ def test_a_wrong_fingerprint_is_refused_before_the_token_is_sent(config, tls_eng
 
 def test_an_unknown_or_revoked_token_is_named(config, tls_engine):
     with pytest.raises(remote_choice.RemoteProblem, match="does not accept this token .it was revoked"):
-        remote_choice.check(tls_engine.connection_string(token="revoked-token"))
+        remote_choice.check(tls_engine.revoked_string())
 
 
 def test_an_unreachable_host_and_a_silent_one_are_told_apart(config):

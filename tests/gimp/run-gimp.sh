@@ -61,7 +61,8 @@ save_tiny_model("flux-dev", Path(sys.argv[1]) / "tiny-flux"); save_tiny_sr(Path(
 (cd "$REPO" && UPREZ_CONFIG_DIR="$WORK/config" exec "$PYTHON" -m engine.cli serve --port 0 --model builtin \
     --model-dir "$WORK/models" --device cpu) >"$WORK/engine.log" 2>&1 &
 ENGINE_PID=$!
-# A second engine behind TLS with a self-made certificate: the remote engine of the "Connect to a remote engine…" check.
+# A second engine, `uprez serve --remote`'s (HTTPS, its own certificate, named tokens): the remote engine of the
+# "Connect to a remote engine…" check.
 (cd "$REPO" && exec "$PYTHON" "$HERE/serve_tls.py" "$WORK/remote") >"$WORK/remote.log" 2>&1 &
 REMOTE_PID=$!
 for _ in $(seq 1200); do  # importing torch on a slow machine can take a while
@@ -98,6 +99,7 @@ cp -r "$WORK/config" "$ROOT/uprez-tests/config"
 cp "$HERE/batch/check_upscale.py" "$ROOT/uprez-tests/"
 cp "$WORK/remote/connection" "$ROOT/uprez-tests/remote-connection"
 cp "$WORK/remote/wrong-pin" "$ROOT/uprez-tests/remote-wrong-pin"
+cp "$WORK/remote/revoked" "$ROOT/uprez-tests/remote-revoked"
 # Elle Stone's ClayRGB profile from Krita's package, for the non-sRGB image check (missing: that check fails)
 CLAY=$(find /usr/share/color/icc /usr/share/krita -name ClayRGB-elle-V2-g22.icc 2>/dev/null | head -n 1 || true)
 if [ -n "$CLAY" ]; then cp "$CLAY" "$ROOT/uprez-tests/"; fi

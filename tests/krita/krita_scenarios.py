@@ -278,7 +278,7 @@ def run_remote(record):
         dialog = row.open_connect()
         refusals = {}
         for name, text in (("fingerprint", os.environ["UPREZ_KRITA_REMOTE_WRONG_PIN"]),
-                           ("token", "uprez://revoked-token@" + good.split("@", 1)[1]),
+                           ("token", os.environ["UPREZ_KRITA_REMOTE_REVOKED"]),
                            ("malformed", "https://" + good.split("@", 1)[1])):
             dialog.field.setText(text)
             dialog.check()

@@ -97,7 +97,8 @@ def krita(request, engine, tls_engine, tiny_flux, tmp_path_factory):
     env = dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir), UPREZ_KRITA_OUT=str(out),
                UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios),
                UPREZ_KRITA_REMOTE=tls_engine.connection_string(),
-               UPREZ_KRITA_REMOTE_WRONG_PIN=tls_engine.connection_string(fingerprint="cd" * 32))
+               UPREZ_KRITA_REMOTE_WRONG_PIN=tls_engine.connection_string(fingerprint="cd" * 32),
+               UPREZ_KRITA_REMOTE_REVOKED=tls_engine.revoked_string(f"former-{version}"))
     done = run_in_krita("main", env, version, [home, out, engine.config_dir])
     results_file = out / "results.json"
     if not results_file.exists():

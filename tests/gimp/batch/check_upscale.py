@@ -582,6 +582,8 @@ def remote_engine():
         good = f.read().strip()
     with open(os.path.join(TESTS, "remote-wrong-pin"), encoding="utf-8") as f:
         wrong_pin = f.read().strip()
+    with open(os.path.join(TESTS, "remote-revoked"), encoding="utf-8") as f:
+        revoked = f.read().strip()
     stored = os.path.join(os.environ["UPREZ_CONFIG_DIR"], "remote-gimp")
     spec = importlib.util.spec_from_file_location("uprez_upscale_plugin", os.path.join(PLUGIN, "uprez-upscale.py"))
     plugin = importlib.util.module_from_spec(spec)
@@ -594,7 +596,7 @@ def remote_engine():
     before = row.uprez_label.get_text()
     connect = row.uprez_open_connect()
     messages = {}
-    for name, text in (("fingerprint", wrong_pin), ("token", "uprez://revoked-token@" + good.split("@", 1)[1])):
+    for name, text in (("fingerprint", wrong_pin), ("token", revoked)):
         connect.entry.set_text(text)
         connect.check()
         pump(lambda: not connect.checking)
