@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from .connection import Connection, PinMismatch, PinnedHTTPSConnection, format_connection, parse
+from .errors import EngineNotRunning
 from .protocol import config_dir
 
 APPS = ("krita", "gimp", "window")
@@ -182,6 +183,11 @@ def connect(app: str, on_starting: Callable[[], None] | None = None, client: Any
 
     client = client or client_for(app)
     if is_remote(client):
-        client.health()  # EngineNotRunning names the remote URL; nothing local is started in its place
+        try:
+            client.health()
+        except EngineNotRunning as exc:  # nothing local is started in its place, and `uprez serve` here is no help
+            raise EngineNotRunning(f"the remote engine at {host_of(client.connection)} did not answer ({exc.message}); "
+                                   "check that it runs and this network reaches it, or go back to the local engine "
+                                   "in the Uprez dialog") from None
         return client
     return launcher.connect(client, on_starting)

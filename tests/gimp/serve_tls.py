@@ -8,7 +8,10 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tls_engine
+# The checkout first (a script's own folder leads sys.path, and tests/engine would pass for the engine package),
+# then tests/ for tls_engine.
+sys.path[:0] = [str(Path(__file__).resolve().parents[2])]
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from tls_engine import start_tls_engine  # noqa: E402
 
 folder = Path(sys.argv[1])

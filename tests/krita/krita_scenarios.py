@@ -285,6 +285,7 @@ def run_remote(record):
             _wait(lambda: dialog.connect_button.isEnabled())
             refusals[name] = dialog.status.text()
         record["refusals"] = refusals
+        dialog.grab().save(os.path.join(OUT, "remote-refused.png"))  # docs/krita-remote.png
         record["stored_after_refusals"] = os.path.exists(os.path.join(folder, "remote-krita"))
         dialog.field.setText(good)
         dialog.check()
@@ -294,6 +295,14 @@ def run_remote(record):
         record["kritarc_has_token"] = good.split("@", 1)[0] in (Krita.instance().readSetting("uprez",
                                                                                              "last_choices", "") or "")
         doc, src = make_document()
+        from uprez_krita.dialog import UpscaleDialog
+
+        shown = UpscaleDialog(doc)  # the engine row in the dialog, connected (docs/krita-remote-dialog.png)
+        shown.show()
+        _wait(lambda: shown.model.count() > 1, 10)
+        record["dialog_engine"] = shown.engine.label.text()
+        shown.grab().save(os.path.join(OUT, "remote-dialog.png"))
+        shown.hide()
         out = uprez_krita.upscale(doc, scale=2.0, target="new_document", node=src)  # start_engine: as the dialog
         record["new_doc"] = state(out)
         record["local_started"] = os.path.exists(marker)

@@ -314,7 +314,11 @@ def test_connect_to_a_remote_engine_from_the_dialog_runs_the_job_there_and_switc
     assert "does not accept this token (it was revoked" in refusals["token"], refusals
     assert "starts with uprez://" in refusals["malformed"], refusals
     assert not record["stored_after_refusals"]
-    assert record["label_connected"] == f"remote: 127.0.0.1:{port}"
+    assert record["label_connected"] == record["dialog_engine"] == f"remote: 127.0.0.1:{port}"
+    shots = os.environ.get("UPREZ_KRITA_REMOTE_SCREENSHOTS")  # a folder: docs/ refreshes krita-remote*.png
+    if shots:
+        for name in ("remote-refused.png", "remote-dialog.png"):
+            (Path(shots) / f"krita-{name}").write_bytes((krita.out / name).read_bytes())
     assert record["mode"] == "0o600" and not record["kritarc_has_token"]
     # The job ran on the remote engine, and no local engine was started although bridge.json says how.
     assert record["new_doc"]["size"] == [2 * W, 2 * H] and not record["local_started"]
