@@ -284,8 +284,10 @@ def run_remote(record):
             dialog.check()
             _wait(lambda: dialog.connect_button.isEnabled())
             refusals[name] = dialog.status.text()
+            if name == "fingerprint":
+                dialog.field.setCursorPosition(0)
+                dialog.grab().save(os.path.join(OUT, "remote-refused.png"))  # docs/krita-remote-refused.png
         record["refusals"] = refusals
-        dialog.grab().save(os.path.join(OUT, "remote-refused.png"))  # docs/krita-remote.png
         record["stored_after_refusals"] = os.path.exists(os.path.join(folder, "remote-krita"))
         dialog.field.setText(good)
         dialog.check()
@@ -299,7 +301,8 @@ def run_remote(record):
 
         shown = UpscaleDialog(doc)  # the engine row in the dialog, connected (docs/krita-remote-dialog.png)
         shown.show()
-        _wait(lambda: shown.model.count() > 1, 10)
+        _wait(lambda: shown.model.count() > 1, 30)  # the remote engine's model list
+        shown.adjustSize()
         record["dialog_engine"] = shown.engine.label.text()
         shown.grab().save(os.path.join(OUT, "remote-dialog.png"))
         shown.hide()

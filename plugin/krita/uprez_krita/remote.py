@@ -101,11 +101,15 @@ class EngineRow(QtWidgets.QWidget):
         self.local_button = QtWidgets.QPushButton("Use the local engine")
         self.connect_button.clicked.connect(self.open_connect)
         self.local_button.clicked.connect(self.use_local)
-        row = QtWidgets.QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.label, 1)
+        # The label on its own line: "remote: a-long-host-name:8743" must not squeeze the buttons.
+        column = QtWidgets.QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.label)
+        row = QtWidgets.QHBoxLayout()
         row.addWidget(self.connect_button)
         row.addWidget(self.local_button)
+        row.addStretch(1)
+        column.addLayout(row)
         self.dialog: ConnectDialog | None = None
         self.refresh()
 
