@@ -286,6 +286,8 @@ def run_remote(record):
             refusals[name] = dialog.status.text()
             if name == "fingerprint":
                 dialog.field.setCursorPosition(0)
+                dialog.resize(620, dialog.heightForWidth(620) if dialog.hasHeightForWidth() else 240)
+                _wait(lambda: False, 0.2)
                 dialog.grab().save(os.path.join(OUT, "remote-refused.png"))  # docs/krita-remote-refused.png
         record["refusals"] = refusals
         record["stored_after_refusals"] = os.path.exists(os.path.join(folder, "remote-krita"))
@@ -302,7 +304,8 @@ def run_remote(record):
         shown = UpscaleDialog(doc)  # the engine row in the dialog, connected (docs/krita-remote-dialog.png)
         shown.show()
         _wait(lambda: shown.model.count() > 1, 30)  # the remote engine's model list
-        shown.adjustSize()
+        shown.resize(620, shown.sizeHint().height())
+        _wait(lambda: False, 0.2)
         record["dialog_engine"] = shown.engine.label.text()
         shown.grab().save(os.path.join(OUT, "remote-dialog.png"))
         shown.hide()
