@@ -16,12 +16,13 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from plugin.uprez_client import Client, EngineNotRunning
+from plugin.uprez_client import Client, EngineNotRunning, remote_choice
 from plugin.uprez_client.launcher import START_TIMEOUT_S
 from ui.background import run_in_background
 from ui.settings_store import config_folder
 
 ACTIVE_STATES = ("queued", "running")
+REMOTE_APP = "window"  # this front end's remote-engine choice (remote_choice; ui/remote_dialog.py)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10.0
@@ -154,6 +155,10 @@ class EngineLink(QObject):
         run_in_background(self._find, self._found, self._failed)
 
     def _find(self) -> tuple[Client, dict, dict]:
+        remote = remote_choice.load(REMOTE_APP)
+        if remote is not None:  # the person's choice wins over engine.json; a remote engine is never started here
+            client = remote_choice.client_for(REMOTE_APP)
+            return client, client.health(), client.models()
         try:
             client = Client()
             # models() needs the token, so a foreign engine that refuses ours fails here and not at Upscale.

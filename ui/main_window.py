@@ -25,14 +25,14 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from plugin.uprez_client import Client, EngineNotRunning, JobEvent, config_dir, status_text
+from plugin.uprez_client import Client, EngineNotRunning, JobEvent, config_dir, remote_choice, status_text
 from plugin.uprez_client.idle import IDLE_STOPPED, idle_note, is_stopping
 from plugin.uprez_client.regions import scaled_size
 from ui.background import run_in_background
 from ui.banner import Banner
 from ui.canvas import Canvas
 from ui.compare import CompareView
-from ui.engine_link import EngineLink
+from ui.engine_link import REMOTE_APP, EngineLink
 from ui.imageio import (
     OPEN_FILTER,
     SAVE_FORMATS,
@@ -47,6 +47,7 @@ from ui.imageio import (
 from ui.jobs import JobRunner
 from ui.messages import Advice, explain
 from ui.queue_panel import QueuePanel
+from ui.remote_dialog import ConnectDialog
 from ui.settings_panel import SettingsPanel
 from ui.settings_store import DesktopSettings, load_settings, save_settings
 
@@ -201,10 +202,39 @@ class MainWindow(QMainWindow):
                                    toolTip="brush diameter in image pixels")
         self.feather = QSpinBox(minimum=0, maximum=200, value=self.settings.feather, suffix=" px",
                                 toolTip="soften the region's edge by this many image pixels")
+        self._build_engine_menu()
         bar.addWidget(QLabel(" Brush "))
         bar.addWidget(self.brush_size)
         bar.addWidget(QLabel(" Feather "))
         bar.addWidget(self.feather)
+
+    def _build_engine_menu(self) -> None:
+        """Engine menu: connect to a remote engine (a pasted connection string), or back to the local one."""
+        menu = self.menuBar().addMenu("&Engine")
+        self.remote_action = QAction("Connect to a remote engine…", self, triggered=self.connect_remote,
+                                     toolTip="use an engine on another machine: paste its connection string")
+        self.local_action = QAction("Use the local engine", self, triggered=self.use_local_engine)
+        menu.addAction(self.remote_action)
+        menu.addAction(self.local_action)
+        self.local_action.setEnabled(remote_choice.load(REMOTE_APP) is not None)
+
+    def connect_remote(self) -> ConnectDialog:
+        """Open the connect dialog (non-modal); once it is accepted, the window reconnects to that engine."""
+        self.remote_dialog = ConnectDialog(self)
+        self.remote_dialog.accepted.connect(self._engine_switched)
+        self.remote_dialog.show()
+        return self.remote_dialog
+
+    def use_local_engine(self) -> None:
+        remote_choice.forget(REMOTE_APP)
+        self._engine_switched()
+
+    def _engine_switched(self) -> None:
+        self.local_action.setEnabled(remote_choice.load(REMOTE_APP) is not None)
+        self.queue.set_client(None)
+        self.link.client = None
+        self.engine_asleep = False
+        self.connect_engine()
 
     def _wire(self) -> None:
         self.run_button.clicked.connect(self.run)
@@ -248,7 +278,9 @@ class MainWindow(QMainWindow):
 
     def _engine_connected(self, client: Client, health: dict[str, Any], models: dict[str, Any]) -> None:
         started = " (started by this window)" if self.link.started is not None else ""
-        self.engine_text = f"Engine: {client.url} · {health.get('device', '?')}{started}"
+        remote = remote_choice.load(REMOTE_APP) if remote_choice.is_remote(client) else None
+        where = remote_choice.label(remote) if remote is not None else client.url
+        self.engine_text = f"Engine: {where} · {health.get('device', '?')}{started}"
         self.engine_asleep = False
         self._engine_idle_state(health)
         if self.banner.kind == "info":
@@ -286,10 +318,17 @@ class MainWindow(QMainWindow):
 
     def _engine_failed(self, exc: BaseException) -> None:
         self._run_when_connected = False
-        self.engine_text = "Engine: not connected"
+        remote = remote_choice.load(REMOTE_APP)
+        self.engine_text = "Engine: not connected" if remote is None else \
+            f"Engine: {remote_choice.label(remote)} · not connected"
         self.engine_label.setText(self.engine_text)
         self.queue.set_client(None)
-        self.banner.show_error(explain(exc, "cannot reach the engine"))
+        if remote is not None:  # not "start it with uprez serve": it runs on another machine
+            self.banner.show_error(Advice(f"The remote engine at {remote_choice.host_of(remote)} did not answer: "
+                                          f"{getattr(exc, 'message', None) or exc}. Press Retry, connect again "
+                                          "(Engine menu), or use the local engine.", retry=True))
+        else:
+            self.banner.show_error(explain(exc, "cannot reach the engine"))
         self._update_actions()
 
     # -- opening --------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def connect(client: Any = None, on_starting: Callable[[], None] | None = None) -
         client.health()
         return client
     except EngineNotRunning:
-        if start_command() is None:
+        # A remote engine (a connection string's) is never replaced by a local one started here.
+        if start_command() is None or getattr(client, "connection", None) is not None:
             raise
     except UprezClientError as exc:  # 503: an idle engine is stopping right now; start the next one after it
         if not is_stopping(exc):

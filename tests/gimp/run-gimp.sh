@@ -35,7 +35,7 @@ if [ "${1:-}" = "--build" ]; then exit 0; fi
 
 # -- a real engine on the host's loopback, with the built-in model ------------------------------------------
 WORK=$(mktemp -d)
-ENGINE_PID="" GIMP_PID="" WATCH_PID=""
+ENGINE_PID="" GIMP_PID="" WATCH_PID="" REMOTE_PID=""
 kill_tree() {  # a process this script started and everything it started (GIMP, its plug-ins, Xvfb)
     local child
     for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
@@ -44,7 +44,7 @@ kill_tree() {  # a process this script started and everything it started (GIMP, 
 CHROOT_DISPLAY=""
 chroot_pick_display || true
 cleanup() {
-    for pid in $GIMP_PID $WATCH_PID $ENGINE_PID; do kill_tree "$pid"; done
+    for pid in $GIMP_PID $WATCH_PID $ENGINE_PID $REMOTE_PID; do kill_tree "$pid"; done
     if [ -n "$CHROOT_DISPLAY" ]; then rm -f "/tmp/.X$CHROOT_DISPLAY-lock"; fi
     wait 2>/dev/null || true
     rm -rf "$WORK" "$ROOT/uprez-tests"
@@ -61,6 +61,10 @@ save_tiny_model("flux-dev", Path(sys.argv[1]) / "tiny-flux"); save_tiny_sr(Path(
 (cd "$REPO" && UPREZ_CONFIG_DIR="$WORK/config" exec "$PYTHON" -m engine.cli serve --port 0 --model builtin \
     --model-dir "$WORK/models" --device cpu) >"$WORK/engine.log" 2>&1 &
 ENGINE_PID=$!
+# A second engine, `uprez serve --remote`'s (HTTPS, its own certificate, named tokens): the remote engine of the
+# "Connect to a remote engine…" check.
+(cd "$REPO" && exec "$PYTHON" "$HERE/serve_tls.py" "$WORK/remote") >"$WORK/remote.log" 2>&1 &
+REMOTE_PID=$!
 for _ in $(seq 1200); do  # importing torch on a slow machine can take a while
     [ -s "$WORK/config/engine.json" ] && break
     kill -0 "$ENGINE_PID" 2>/dev/null || break
@@ -69,6 +73,12 @@ done
 if [ ! -s "$WORK/config/engine.json" ]; then say "the engine did not start:"; cat "$WORK/engine.log" >&2; exit 1; fi
 URL=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["url"])' "$WORK/config/engine.json")
 say "engine at $URL ($(elapsed) s)"
+for _ in $(seq 1200); do
+    [ -s "$WORK/remote/connection" ] && break
+    kill -0 "$REMOTE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [ ! -s "$WORK/remote/connection" ]; then say "the TLS engine did not start:"; cat "$WORK/remote.log" >&2; exit 1; fi
 
 # -- the plug-in as the installer lays it out, in a fresh GIMP profile ------------------------------------
 PROFILE="$ROOT/root/.config/GIMP/$GIMP_SERIES"
@@ -87,6 +97,9 @@ PY
 )
 cp -r "$WORK/config" "$ROOT/uprez-tests/config"
 cp "$HERE/batch/check_upscale.py" "$ROOT/uprez-tests/"
+cp "$WORK/remote/connection" "$ROOT/uprez-tests/remote-connection"
+cp "$WORK/remote/wrong-pin" "$ROOT/uprez-tests/remote-wrong-pin"
+cp "$WORK/remote/revoked" "$ROOT/uprez-tests/remote-revoked"
 # Elle Stone's ClayRGB profile from Krita's package, for the non-sRGB image check (missing: that check fails)
 CLAY=$(find /usr/share/color/icc /usr/share/krita -name ClayRGB-elle-V2-g22.icc 2>/dev/null | head -n 1 || true)
 if [ -n "$CLAY" ]; then cp "$CLAY" "$ROOT/uprez-tests/"; fi
@@ -129,6 +142,9 @@ if [ -n "${UPREZ_GIMP_SCREENSHOT:-}" ] && [ -s "$ROOT/uprez-tests/dialog.png" ];
     fi
     if [ -s "$ROOT/uprez-tests/dialog-models.png" ]; then
         cp "$ROOT/uprez-tests/dialog-models.png" "${UPREZ_GIMP_SCREENSHOT%.png}-models.png"
+    fi
+    if [ -s "$ROOT/uprez-tests/remote.png" ]; then
+        cp "$ROOT/uprez-tests/remote.png" "$(dirname "$UPREZ_GIMP_SCREENSHOT")/gimp-remote.png"
     fi
 fi
 say "GIMP finished ($(elapsed) s); $(grep -o 'seconds per scenario.*' "$WORK/gimp.log" || true)"

@@ -251,6 +251,77 @@ def run_profiled(record, depth, profile):
     record["result"] = layer_record(record["name"], out.rootNode().childNodes()[-1], out)
 
 
+def _wait(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        process_events()
+        time.sleep(0.02)
+
+
+def run_remote(record):
+    """The dialog's engine row: Connect to a remote engine… (a TLS engine; a wrong fingerprint, a revoked token,
+    then the right string), a job that runs there while a bridge.json would start a local engine, then back to
+    local. In a config folder of its own, so the other scenarios keep the local engine."""
+    from uprez_krita.remote import EngineRow
+
+    good = os.environ["UPREZ_KRITA_REMOTE"]
+    folder = os.path.join(OUT, "remote-config")
+    os.makedirs(folder, exist_ok=True)
+    marker = os.path.join(OUT, "local-engine-started")
+    with open(os.path.join(folder, "bridge.json"), "w") as f:  # a local engine start that leaves a mark
+        json.dump({"start_command": ["python3", "-c", f"open({marker!r}, 'w').close()"]}, f)
+    previous = os.environ.get("UPREZ_CONFIG_DIR")
+    os.environ["UPREZ_CONFIG_DIR"] = folder
+    try:
+        row = EngineRow()
+        record["label_before"] = row.label.text()
+        dialog = row.open_connect()
+        refusals = {}
+        for name, text in (("fingerprint", os.environ["UPREZ_KRITA_REMOTE_WRONG_PIN"]),
+                           ("token", os.environ["UPREZ_KRITA_REMOTE_REVOKED"]),
+                           ("malformed", "https://" + good.split("@", 1)[1])):
+            dialog.field.setText(text)
+            dialog.check()
+            _wait(lambda: dialog.connect_button.isEnabled())
+            refusals[name] = dialog.status.text()
+            if name == "fingerprint":
+                dialog.field.setCursorPosition(0)
+                dialog.resize(620, dialog.heightForWidth(620) if dialog.hasHeightForWidth() else 240)
+                _wait(lambda: False, 0.2)
+                dialog.grab().save(os.path.join(OUT, "remote-refused.png"))  # docs/krita-remote-refused.png
+        record["refusals"] = refusals
+        record["stored_after_refusals"] = os.path.exists(os.path.join(folder, "remote-krita"))
+        dialog.field.setText(good)
+        dialog.check()
+        _wait(lambda: not dialog.isVisible())
+        record["label_connected"] = row.label.text()
+        record["mode"] = oct(os.stat(os.path.join(folder, "remote-krita")).st_mode & 0o777)
+        record["kritarc_has_token"] = good.split("@", 1)[0] in (Krita.instance().readSetting("uprez",
+                                                                                             "last_choices", "") or "")
+        doc, src = make_document()
+        from uprez_krita.dialog import UpscaleDialog
+
+        shown = UpscaleDialog(doc)  # the engine row in the dialog, connected (docs/krita-remote-dialog.png)
+        shown.show()
+        _wait(lambda: shown.model.count() > 1, 30)  # the remote engine's model list
+        shown.resize(620, shown.sizeHint().height())
+        _wait(lambda: False, 0.2)
+        record["dialog_engine"] = shown.engine.label.text()
+        shown.grab().save(os.path.join(OUT, "remote-dialog.png"))
+        shown.hide()
+        out = uprez_krita.upscale(doc, scale=2.0, target="new_document", node=src)  # start_engine: as the dialog
+        record["new_doc"] = state(out)
+        record["local_started"] = os.path.exists(marker)
+        row.use_local()
+        record["label_after"] = row.label.text()
+        record["stored_after_local"] = os.path.exists(os.path.join(folder, "remote-krita"))
+    finally:
+        if previous is None:
+            os.environ.pop("UPREZ_CONFIG_DIR", None)
+        else:
+            os.environ["UPREZ_CONFIG_DIR"] = previous
+
+
 SCENARIOS = {
     "profiled_linear_u16": lambda r: run_profiled(r, "U16", "sRGB-elle-V2-g10.icc"),
     "profiled_clay_f32": lambda r: run_profiled(r, "F32", "ClayRGB-elle-V2-g22.icc"),
@@ -264,6 +335,7 @@ SCENARIOS = {
     "failure": run_failure,
     "refusals": run_refusals,
     "close_document": run_close,
+    "remote": run_remote,
 }
 
 

@@ -26,11 +26,12 @@ W, H = 64, 48
 
 SCENARIO_NAMES = ("profiled_linear_u16", "profiled_clay_f32", "resize_u8", "new_document_u8", "resize_u16",
                   "new_document_u16", "selection_resize", "selection_new_document", "cancel", "failure", "refusals",
-                  "close_document", "undo_steps")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
+                  "close_document", "undo_steps",
+                  "remote")  # krita_scenarios.SCENARIOS (which only imports inside Krita)
 # Every scenario runs in the newest Krita (6.0, the PyQt6 one); the others run the SMOKE set, which covers each
 # kind of job (resize and new document, selection only, 8 and 16 bits, cancel, closing the document), to keep the
 # suite's time within CI's limit (docs/krita.md has the times).
-SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure")
+SMOKE = ("resize_u8", "new_document_u16", "selection_resize", "cancel", "close_document", "failure", "remote")
 
 
 def versions_for(scenario: str) -> list:
@@ -72,20 +73,30 @@ def engine(serve_process, tiny_flux):
 
 
 @pytest.fixture(scope="module")
-def krita_runs(engine) -> dict:
+def tls_engine(tmp_path_factory):
+    """A real engine behind TLS with a self-made certificate: the remote engine of the "remote" scenario."""
+    from tls_engine import start_tls_engine
+
+    engine = start_tls_engine(tmp_path_factory.mktemp("tls-engine"))
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def krita_runs(engine, tls_engine) -> dict:
     """version -> its run's record getter (or why it failed or was skipped), for the module's engine."""
     return {}
 
 
 @pytest.fixture
-def krita(request, krita_runs, engine, tiny_flux, tmp_path_factory):
+def krita(request, krita_runs, engine, tls_engine, tiny_flux, tmp_path_factory):
     """Every scenario's record, from one kritarunner run per Krita version against the engine. Cached here rather
     than by a module-scoped parametrized fixture: pytest orders these tests by each parametrize's param index, not
     its value, and started kritarunner again at every change of version (11 runs for 3 versions)."""
     version = getattr(request, "param", "host")
     if version not in krita_runs:
         try:
-            krita_runs[version] = _run_scenarios(version, engine, tiny_flux, tmp_path_factory)
+            krita_runs[version] = _run_scenarios(version, engine, tls_engine, tiny_flux, tmp_path_factory)
         except (pytest.fail.Exception, pytest.skip.Exception) as outcome:  # the same for every test of this version
             krita_runs[version] = outcome
     run = krita_runs[version]
@@ -94,7 +105,7 @@ def krita(request, krita_runs, engine, tiny_flux, tmp_path_factory):
     return run
 
 
-def _run_scenarios(version: str, engine, tiny_flux, tmp_path_factory):
+def _run_scenarios(version: str, engine, tls_engine, tiny_flux, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"krita-home-{version}")
     krita_home = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
                   "XDG_DATA_HOME": str(home / ".local/share"), "XDG_CACHE_HOME": str(home / ".cache"),
@@ -104,7 +115,10 @@ def _run_scenarios(version: str, engine, tiny_flux, tmp_path_factory):
     # The bridge finds the engine as in real use: engine.json and the token in the config folder.
     scenarios = [name for name in SCENARIO_NAMES if version == kritas.NEWEST or name in SMOKE]
     env = dict(krita_home, UPREZ_CONFIG_DIR=str(engine.config_dir), UPREZ_KRITA_OUT=str(out),
-               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios))
+               UPREZ_KRITA_SLOW_MODEL=str(tiny_flux), UPREZ_KRITA_SCENARIOS=",".join(scenarios),
+               UPREZ_KRITA_REMOTE=tls_engine.connection_string(),
+               UPREZ_KRITA_REMOTE_WRONG_PIN=tls_engine.connection_string(fingerprint="cd" * 32),
+               UPREZ_KRITA_REMOTE_REVOKED=tls_engine.revoked_string(f"former-{version}"))
     done = run_in_krita("main", env, version, [home, out, engine.config_dir])
     results_file = out / "results.json"
     if not results_file.exists():
@@ -307,6 +321,32 @@ def test_refused_inputs_get_messages_that_say_what_to_do(krita):
     assert "uprez serve" in messages["no_engine"]
     assert "more than 1" in messages["bad_scale"]
     assert record["unchanged"]
+
+
+@in_versions("remote")
+def test_connect_to_a_remote_engine_from_the_dialog_runs_the_job_there_and_switches_back(krita, tls_engine):
+    record = krita("remote")
+    port = tls_engine.url.rsplit(":", 1)[1]
+    assert record["label_before"] == "local"
+    refusals = record["refusals"]
+    assert "someone may be in between, or the engine made a new certificate; ask for a new connection string" \
+        in refusals["fingerprint"], refusals
+    assert "does not accept this token (it was revoked" in refusals["token"], refusals
+    assert "starts with uprez://" in refusals["malformed"], refusals
+    assert not record["stored_after_refusals"]
+    assert record["label_connected"] == record["dialog_engine"] == f"remote: 127.0.0.1:{port}"
+    shots = os.environ.get("UPREZ_KRITA_REMOTE_SCREENSHOTS")  # a folder: docs/ refreshes krita-remote*.png
+    if shots:
+        for name in ("remote-refused.png", "remote-dialog.png"):
+            (Path(shots) / f"krita-{name}").write_bytes((krita.out / name).read_bytes())
+    assert record["mode"] == "0o600" and not record["kritarc_has_token"]
+    # The job ran on the remote engine, and no local engine was started although bridge.json says how.
+    assert record["new_doc"]["size"] == [2 * W, 2 * H] and not record["local_started"]
+    from plugin.uprez_client import Client
+
+    jobs = Client(tls_engine.connection_string()).jobs()
+    assert [job["params"]["client"] for job in jobs if job["state"] == "done"].count("Krita") >= 1
+    assert record["label_after"] == "local" and not record["stored_after_local"]
 
 
 @pytest.mark.parametrize("version", ["host", kritas.NEWEST])

@@ -92,7 +92,16 @@ def make_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig,
     box.pack_start(row, False, False, 0)
     box.reorder_child(row, 0)
     row.show_all()
+
+    def engine_changed() -> None:  # another engine, other models
+        uprez_gimp_ui.fill_models(combo, *model_field.fetch_choices())
+
+    engine = uprez_gimp_ui.engine_row(engine_changed)
+    box.pack_start(engine, False, False, 0)
+    box.reorder_child(engine, 0)  # above the model: which engine runs it comes first
+    engine.show_all()
     dialog.uprez_model_combo = combo  # for the dialog check
+    dialog.uprez_engine_row = engine
     return dialog
 
 

@@ -33,14 +33,10 @@ def model_row(config: Any, choices: list, note: str | None) -> tuple[Any, Any]:
     from gi.repository import Gtk
 
     combo = Gtk.ComboBoxText.new_with_entry()
-    combo.append("", ENGINE_DEFAULT_LABEL)
-    for label, key in choices:
-        if key:
-            combo.append(key, label)
+    fill_models(combo, choices, note)
     key = current_key(config.get_property("model"), config.get_property("upsampler"))
     if not combo.set_active_id(key):  # a model typed before, or one the engine no longer lists
         combo.get_child().set_text(config.get_property("model") or "")
-    combo.set_tooltip_text(note or "the engine's models; or type a model id, folder or file")
 
     def changed(box: Any) -> None:
         model, upsampler = chosen(box.get_active_id(), box.get_child().get_text()
@@ -56,6 +52,16 @@ def model_row(config: Any, choices: list, note: str | None) -> tuple[Any, Any]:
     row.pack_start(label, False, False, 0)
     row.pack_start(combo, True, True, 0)
     return row, combo
+
+
+def fill_models(combo: Any, choices: list, note: str | None) -> None:
+    """The combo's list: the engine default, then `choices` (label, key); the typed text stays."""
+    combo.remove_all()
+    combo.append("", ENGINE_DEFAULT_LABEL)
+    for label, key in choices:
+        if key:
+            combo.append(key, label)
+    combo.set_tooltip_text(note or "the engine's models; or type a model id, folder or file")
 
 
 class PreviewWindow:
@@ -116,3 +122,149 @@ class PreviewWindow:
         if self.image is not None and self.image.is_valid():
             self.image.delete()
         self.display = self.image = None
+
+
+# -- the engine row: "Engine: local" / "Engine: remote: HOST", and "Connect to a remote engine…" ---------------
+# The connection string is checked at once (a health and a token call over the pinned TLS connection, on a thread
+# so the dialog keeps drawing) and stored by uprez_client.remote_choice in a 0600 file in the Uprez config folder,
+# never in GIMP's plain settings (pluginrc, the procedure's remembered arguments).
+REMOTE_APP = "gimp"
+CONNECT_TITLE = "Connect to a remote engine"
+CONNECT_INTRO = ("Paste the connection string the engine's owner gave you: one line starting with uprez://, printed by "
+                 "`uprez tokens add NAME` on the machine that runs `uprez serve --remote`.")
+
+
+def engine_row(on_changed: Any = None) -> Any:
+    """A row with the engine's label and the Connect… / Use the local engine buttons; `row.uprez_*` for checks."""
+    import gi
+
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    from uprez_client import remote_choice
+
+    label = Gtk.Label()
+    label.set_xalign(0.0)
+    connect = Gtk.Button.new_with_label("Connect to a remote engine…")
+    local = Gtk.Button.new_with_label("Use the local engine")
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+    title = Gtk.Label.new("Engine")
+    title.set_xalign(0.0)
+    row.pack_start(title, False, False, 0)
+    row.pack_start(label, True, True, 0)
+    row.pack_start(connect, False, False, 0)
+    row.pack_start(local, False, False, 0)
+
+    def refresh() -> None:
+        connection = remote_choice.load(REMOTE_APP)
+        label.set_text(remote_choice.label(connection))
+        label.set_tooltip_text(connection.url if connection is not None else
+                               "the engine on this computer, started when needed")
+        local.set_visible(connection is not None)
+        local.set_no_show_all(connection is None)
+
+    def switched() -> None:
+        refresh()
+        if on_changed is not None:
+            on_changed()
+
+    def open_connect(_button: Any = None) -> Any:
+        dialog = ConnectDialog(row.get_toplevel(), switched)
+        dialog.window.show_all()
+        row.uprez_connect_dialog = dialog
+        return dialog
+
+    def use_local(_button: Any = None) -> None:
+        remote_choice.forget(REMOTE_APP)
+        switched()
+
+    connect.connect("clicked", open_connect)
+    local.connect("clicked", use_local)
+    refresh()
+    row.uprez_label, row.uprez_open_connect, row.uprez_use_local = label, open_connect, use_local
+    return row
+
+
+class ConnectDialog:
+    """Paste, Connect: checked on a thread; stored and closed once the engine answered, else one sentence shown."""
+
+    def __init__(self, parent: Any, on_connected: Any) -> None:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        self.on_connected = on_connected
+        self.connection: Any = None
+        self.window = Gtk.Dialog(title=CONNECT_TITLE, transient_for=parent if isinstance(parent, Gtk.Window) else None,
+                                 modal=True)
+        self.window.set_default_size(520, -1)
+        box = self.window.get_content_area()
+        box.set_spacing(8)
+        box.set_border_width(10)
+        intro = Gtk.Label.new(CONNECT_INTRO)
+        intro.set_line_wrap(True)
+        intro.set_max_width_chars(60)
+        intro.set_xalign(0.0)
+        self.entry = Gtk.Entry()
+        self.entry.set_placeholder_text("uprez://TOKEN@HOST:PORT/?sha256=…")
+        self.status = Gtk.Label()
+        self.status.set_line_wrap(True)
+        self.status.set_max_width_chars(60)
+        self.status.set_xalign(0.0)
+        for widget in (intro, self.entry, self.status):
+            box.pack_start(widget, False, False, 0)
+        self.cancel_button = self.window.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+        self.connect_button = self.window.add_button("C_onnect", Gtk.ResponseType.NONE)
+        self.connect_button.connect("clicked", lambda _b: self.check())
+        self.cancel_button.connect("clicked", lambda _b: self.window.destroy())
+        self.checking = False
+
+    def check(self) -> None:
+        import threading
+
+        from gi.repository import GLib
+
+        from uprez_client import remote_choice
+
+        text = self.entry.get_text()
+        self.checking = True
+        self.connect_button.set_sensitive(False)
+        self.status.set_text("Checking the engine…")
+
+        def run() -> None:
+            try:
+                outcome: Any = remote_choice.check(text)
+            except remote_choice.RemoteProblem as exc:
+                outcome = exc
+            except Exception as exc:  # noqa: BLE001 - a bug must still end the check
+                outcome = remote_choice.RemoteProblem(f"The check failed: {type(exc).__name__}: {exc}.")
+            GLib.idle_add(self._checked, outcome)
+
+        threading.Thread(target=run, name="uprez-remote-check", daemon=True).start()
+
+    def _checked(self, outcome: Any) -> bool:
+        from uprez_client import remote_choice
+
+        self.checking = False
+        self.connect_button.set_sensitive(True)
+        if isinstance(outcome, BaseException):
+            self.status.set_markup(f"<span foreground='#b3261e'>{_escape(str(outcome))}</span>")
+            return False
+        connection, _health = outcome
+        try:
+            remote_choice.save(REMOTE_APP, connection)
+        except OSError as exc:
+            self.status.set_text(f"The engine answered, but the choice could not be saved ({exc.strerror or exc}).")
+            return False
+        self.connection = connection
+        self.status.set_text(f"Connected to {remote_choice.label(connection)}.")
+        self.window.destroy()
+        self.on_connected()
+        return False  # GLib.idle_add: run once
+
+
+def _escape(text: str) -> str:
+    from gi.repository import GLib
+
+    return GLib.markup_escape_text(text)

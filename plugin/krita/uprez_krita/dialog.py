@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from . import document as doc_ops
 from . import form, memory
-from .client_import import options, uprez_client
+from .client_import import options, remote_choice, uprez_client
 from .job import UpscaleJob
 from .plan import SOURCE_LABELS, TARGET_LABELS, TARGETS
 from .qt import (
@@ -38,7 +38,7 @@ class _ModelList(QObject):
     def fetch(self) -> None:
         def run() -> None:
             try:
-                listing = uprez_client.Client(timeout=5.0).models()
+                listing = remote_choice.client_for("krita", timeout=5.0).models()
             except (uprez_client.UprezClientError, ValueError, OSError):
                 listing = {}
             # (label, key): the built-in flow model, big flow models, SR models, "SR model, then refine with".
@@ -124,7 +124,13 @@ class UpscaleDialog(QtWidgets.QDialog):
         self.selection_only.setToolTip("Send only the selected region with its soft edge; the new layer holds "
                                        "just that region")
 
+        from .remote import EngineRow
+
+        self.engine = EngineRow()
+        self.engine.changed.connect(lambda: self._models.fetch())  # another engine, other models
+
         settings = QtWidgets.QFormLayout()
+        settings.addRow("Engine", self.engine)
         settings.addRow("Scale", scale_row)
         settings.addRow("Preset", self.preset)
         settings.addRow("", self.preset_hint)

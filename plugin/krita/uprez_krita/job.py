@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from . import document as doc_ops
-from .client_import import idle, launcher, uprez_client
+from .client_import import idle, remote_choice, uprez_client
 from .qt import QObject, Signal, process_events
 
 PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
@@ -125,9 +125,10 @@ class UpscaleJob(QObject):
 
     def _run(self) -> tuple[bytes, dict[str, Any]]:
         JobEvent = uprez_client.JobEvent
-        client = self.client or uprez_client.Client()
+        # The remote engine chosen in the dialog (never started from here), else the local one found as before.
+        client = self.client or remote_choice.client_for("krita")
         if self.start_engine:
-            client = launcher.connect(client, lambda: self.event.emit(JobEvent("starting_engine")))
+            client = remote_choice.connect("krita", lambda: self.event.emit(JobEvent("starting_engine")), client)
         note = idle.idle_note(client.health())  # EngineNotRunning says how to start it by hand
         if note is not None:  # not an error: the job loads the model again
             self.event.emit(JobEvent("engine_idle", message=note))

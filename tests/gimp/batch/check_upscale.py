@@ -560,11 +560,82 @@ def refusals_with_no_engine():
             f.write(original)
 
 
+def remote_engine():
+    """The dialog's engine row against a second, TLS engine (run-gimp.sh started it with a self-made certificate):
+    a wrong fingerprint and a revoked token refused with their sentences, the right string stored 0600, a run
+    that goes to the remote engine (not the local one), then back to the local engine."""
+    import importlib.util
+
+    gi.require_version("GimpUi", "3.0")
+    gi.require_version("Gtk", "3.0")
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk, GimpUi, Gtk
+
+    def pump(until, seconds=30):
+        deadline = time.monotonic() + seconds
+        while not until() and time.monotonic() < deadline:
+            while Gtk.events_pending():
+                Gtk.main_iteration()
+            time.sleep(0.02)
+
+    with open(os.path.join(TESTS, "remote-connection"), encoding="utf-8") as f:
+        good = f.read().strip()
+    with open(os.path.join(TESTS, "remote-wrong-pin"), encoding="utf-8") as f:
+        wrong_pin = f.read().strip()
+    with open(os.path.join(TESTS, "remote-revoked"), encoding="utf-8") as f:
+        revoked = f.read().strip()
+    stored = os.path.join(os.environ["UPREZ_CONFIG_DIR"], "remote-gimp")
+    spec = importlib.util.spec_from_file_location("uprez_upscale_plugin", os.path.join(PLUGIN, "uprez-upscale.py"))
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    GimpUi.init("uprez-remote-check")
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-uprez-upscale")
+    dialog = plugin.make_dialog(procedure, procedure.create_config())
+    dialog.show_all()
+    row = dialog.uprez_engine_row
+    before = row.uprez_label.get_text()
+    connect = row.uprez_open_connect()
+    messages = {}
+    for name, text in (("fingerprint", wrong_pin), ("token", revoked)):
+        connect.entry.set_text(text)
+        connect.check()
+        pump(lambda: not connect.checking)
+        messages[name] = connect.status.get_text()
+    check("K remote: a wrong fingerprint and a revoked token are refused with their sentences, nothing stored",
+          before == "local" and "someone may be in between, or the engine made a new certificate; ask for a new "
+          "connection string" in messages["fingerprint"] and "(it was revoked" in messages["token"]
+          and not os.path.exists(stored), (before, messages))
+    pump(lambda: False, 0.3)
+    window = connect.window.get_window()
+    shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+    shot.savev(os.path.join(TESTS, "remote.png"), "png", [], [])
+    connect.entry.set_text(good)
+    connect.check()
+    pump(lambda: not connect.checking)
+    port = good.split("@", 1)[1].split("/", 1)[0]
+    check("K remote: the right string is stored with mode 0600 and the row says remote: HOST",
+          os.path.exists(stored) and oct(os.stat(stored).st_mode & 0o777) == "0o600"
+          and row.uprez_label.get_text() == "remote: " + port, (row.uprez_label.get_text(), connect.status.get_text()))
+    try:
+        local_jobs = len(Client().jobs())
+        image, layer = new_image(40, 30)
+        status, error, out = upscale(image, layer, scale=2.0, target="resize", preset="faithful")
+        check("K remote: a run goes to the remote engine, not the local one",
+              status == Gimp.PDBStatusType.SUCCESS and out is not None and (image.get_width(), image.get_height())
+              == (80, 60) and len(Client().jobs()) == local_jobs, (status, error))
+        image.delete()
+    finally:
+        row.uprez_use_local()
+    check("K remote: Use the local engine forgets the choice", not os.path.exists(stored)
+          and row.uprez_label.get_text() == "local", row.uprez_label.get_text())
+    dialog.destroy()
+
+
 TIMES = {}
 ONLY = [name for name in os.environ.get("UPREZ_GIMP_ONLY", "").split(",") if name]  # for working on one check
 for scenario in (resize_whole_layer_8bit, new_image_selection_8bit, resize_selection_16bit, new_image_float,
                  non_srgb_image, cancelled_by_killing_the_plug_in, refusals_with_no_engine, dialog_renders,
-                 preview_during_a_run, open_in_window):
+                 preview_during_a_run, open_in_window, remote_engine):
     if ONLY and scenario.__name__ not in ONLY:
         continue
     started = time.monotonic()

@@ -14,7 +14,7 @@ from uprez_client import (
     Unauthorized,
     UprezClientError,
     config_dir,
-    launcher,
+    remote_choice,
     status_text,
 )
 from uprez_client.idle import idle_note
@@ -22,6 +22,7 @@ from uprez_client.idle import idle_note
 from .formats import CHANNELS, Transfer
 from .plan import AGAIN
 
+APP = "gimp"  # this front end's remote-engine choice (uprez_client.remote_choice)
 PREVIEW_EVERY = 2  # a preview every other denoising step: each costs the engine a small VAE decode
 Progress = Callable[[Optional[float], Optional[str]], None]  # (fraction or None, text or None)
 
@@ -35,7 +36,8 @@ def connect(client: Client | None = None, on_progress: Progress | None = None) -
         if on_progress is not None:
             on_progress(None, status_text(event))
 
-    client = launcher.connect(client, lambda: say(JobEvent("starting_engine")))
+    # The remote engine chosen in the dialog (never started from here), else the local one, started as before.
+    client = remote_choice.connect(APP, lambda: say(JobEvent("starting_engine")), client)
     note = idle_note(client.health())
     if note is not None:  # not an error: the job loads the model again
         say(JobEvent("engine_idle", message=note))
@@ -84,6 +86,9 @@ def explain(exc: BaseException) -> str:
     """The message GIMP shows for a failed run: what happened and what to do."""
     if isinstance(exc, EngineNotRunning):
         return f"Uprez: {exc.message}; {AGAIN}."
+    if isinstance(exc, Unauthorized) and remote_choice.load(APP) is not None:
+        return (f"Uprez: the remote engine refused this plug-in's token: {exc.message}. It may have been revoked; "
+                "ask for a new connection string and connect again in the Upscale with Uprez dialog.")
     if isinstance(exc, Unauthorized):
         return (f"Uprez: the engine refused this plug-in: {exc.message}. The plug-in reads the engine's token "
                 f"from {config_dir()}; if GIMP runs in a sandbox (Flatpak, Snap), set UPREZ_CONFIG_DIR or "

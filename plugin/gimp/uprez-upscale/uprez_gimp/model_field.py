@@ -19,10 +19,10 @@ ENGINE_DEFAULT_LABEL = "Engine default"
 
 def fetch_choices(timeout: float = 3.0) -> tuple[list[tuple[str, str]], str | None]:
     """(label, key) pairs from the running engine, and a note when it could not be asked (then only typing)."""
-    from uprez_client import Client, UprezClientError
+    from uprez_client import UprezClientError, remote_choice
 
     try:
-        listing = Client(timeout=timeout).models()
+        listing = remote_choice.client_for("gimp", timeout=timeout).models()
     except (UprezClientError, OSError, ValueError) as exc:
         return [], f"the model list needs the engine ({exc}); type a model, or leave it empty for the default"
     return model_choices(listing if isinstance(listing, dict) else {}), None
