@@ -76,6 +76,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     config_dir: Path = field(default_factory=uprez_config_dir)
     idle: IdlePolicy = field(default_factory=IdlePolicy)  # unload / exit when idle, parent watch (server/idle.py)
+    cluster: str | None = None  # a Ray address, or "auto" for a local Ray: jobs run on its workers (engine/cluster)
+    cluster_workers: int | None = None  # workers to start there (default: one per GPU)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
