@@ -82,8 +82,9 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("UPREZ_CPU_BF16", "0")  # the same network on every worker and machine
-    ray.init(num_cpus=max(counts), include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=512 * 2**20, _node_ip_address="127.0.0.1")
+    from engine.cluster.start import start_local
+
+    start_local(num_cpus=max(counts), object_store_memory=512 * 2**20)
     images = [photo(args.batch_side)] * args.images
     big = photo(args.big_side)
     rows = [run(workers, images, big) for workers in counts]

@@ -44,20 +44,35 @@ def connect(address: str, workers: int | None = None) -> ClusterPlan:
         raise InvalidInput(f"--cluster-workers must be 1 or more, got {workers}")
     ray = import_ray()
     if not ray.is_initialized():
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if address == "auto":
             gpus = _local_gpus()
             cpus = max(workers or 0, os.cpu_count() or 1) if not gpus else None
-            # Loopback only: a local cluster has no business on the network (DESIGN: the engine stays local).
-            ray.init(num_cpus=cpus, num_gpus=gpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     _node_ip_address="127.0.0.1", **options)
+            start_local(num_cpus=cpus, num_gpus=gpus)
         else:
             try:
-                ray.init(address=address, **options)
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise ClusterError(f"cannot join the Ray cluster at {address} ({exc}); is `ray start --head` "
                                    "running there, and is this machine's Ray the same version?") from None
     return plan(ray.cluster_resources(), workers)
+
+
+def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
+                object_store_memory: int = LOCAL_OBJECT_STORE_BYTES) -> None:
+    """A Ray on this machine: loopback only (a local cluster has no business on the network), no dashboard, its
+    workers' logs kept out of ours. Started once more if it does not come up: Ray gives its raylet a fixed 30 s
+    to register, which a busy machine can miss."""
+    ray = import_ray()
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "object_store_memory": object_store_memory,
+               "include_dashboard": False, "log_to_driver": False, "configure_logging": False,
+               "_node_ip_address": "127.0.0.1"}
+    try:
+        ray.init(**options)
+    except Exception as exc:  # Ray raises a bare Exception for this timeout
+        if "timed out during startup" not in str(exc):
+            raise
+        ray.shutdown()
+        ray.init(**options)
 
 
 def plan(resources: dict[str, float], workers: int | None) -> ClusterPlan:

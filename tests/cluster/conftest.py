@@ -23,8 +23,9 @@ def ray_cluster(config_dir, prompt_cache_dir):
         missing("ray", RAY_REASON)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=128 * 2**20, _node_ip_address="127.0.0.1")
+    from engine.cluster.start import start_local
+
+    start_local(num_cpus=2, object_store_memory=128 * 2**20)
     yield ray
     ray.shutdown()
 
@@ -44,3 +45,13 @@ def cluster_server(ray_cluster, config_dir, tiny_flux):
 def single_server(start_server):
     """The same engine without the cluster: the model in the server's own process, one job at a time."""
     return start_server()
+
+
+@pytest.fixture
+def ray_module():
+    """The `ray` module without starting it (a missing Ray: skipped here, failed under CI=true)."""
+    if not HAS_RAY:
+        missing("ray", RAY_REASON)
+    import ray
+
+    return ray
