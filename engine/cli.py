@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write no EXIF, XMP or DPI (the colour profile stays: the pixels need it)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_cluster_flags(up)
     _add_serve(commands)
     from engine.models.cli import add_models_parser
 
@@ -134,6 +135,14 @@ def gui_main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return EXIT_ERROR
     return window_main(argv)
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="ADDRESS", help="run the model on a Ray cluster's workers: its address, "
+                        "or auto for a Ray on this machine with one worker per GPU (needs pip install "
+                        "'uprez[cluster]'; docs/cluster.md)")
+    parser.add_argument("--cluster-workers", type=int, metavar="N", help="with --cluster: this many workers (CPU "
+                        "workers where there is no GPU)")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -185,6 +194,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--exit-after", type=float, metavar="SECONDS",
                        help="exit after this long with no job (default: never; an engine the window or an editor "
                             "started on demand: UPREZ_EXIT_AFTER, exit_after in bridge.json, else 1200)")
+    _add_cluster_flags(serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -206,7 +216,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_memory=int(args.max_memory * 2**30) if args.max_memory is not None else None,
         model_dirs=tuple(args.model_dir), queue_size=args.queue_size, result_ttl=args.result_ttl,
         allowed_hosts=tuple(args.allow_host), remote=args.remote, cert_file=args.cert, key_file=args.key,
-        insecure=args.insecure,
+        insecure=args.insecure, cluster=args.cluster, cluster_workers=args.cluster_workers,
     )
     given = {"max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
              "max_pixels": args.max_pixels, "max_output_pixels": args.max_output_pixels}
@@ -292,6 +302,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
     mask = read_image(args.mask) if args.mask is not None else None
     upscale, backend = flow_upscale, None
     first = read_photo(jobs[0][0], frame=args.frame)  # a bad file should fail before a model load of many seconds
+    if args.cluster is not None:  # the images go to a Ray cluster's model workers (engine/cluster, docs/cluster.md)
+        from engine.cluster.batch import run_from_args
+
+        return run_from_args(args, settings, jobs, mask)
     from engine.sr.find import sr_model_path
 
     sr_path = sr_model_path(args.model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import chain
 
 import torch
@@ -30,6 +31,12 @@ def tile_batches(windows: Sequence[Window], batch: int) -> Iterator[list[Window]
         yield group
 
 
+# Computes a step's tile batches, in order, given (backend, x, sigma, cond, batches, local); `local(batch)` is this
+# process's model call: unset, each batch runs here; a cluster worker sets one that hands some batches to other
+# workers (engine/cluster/spread.py). A context variable, so only the thread (job) that set it spreads its tiles.
+TILE_BATCHES: ContextVar[Callable[..., Iterator[torch.Tensor]] | None] = ContextVar("tile_batches", default=None)
+
+
 def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Conditioning,
                    windows: Sequence[Window], weights: Sequence[torch.Tensor], out: torch.Tensor,
                    batch: int = 1, work: Work | None = None,
@@ -37,16 +44,23 @@ def tiled_velocity(backend: FlowBackend, x: torch.Tensor, sigma: float, cond: Co
     """The velocity field fused from the windows' model calls, `batch` same-sized tiles per call; `out`
     holds what no window covers. Each call is one unit of `work`'s current phase. `between(out, done)` is
     called between calls with the velocity fused so far and the windows it holds (for previews)."""
+    def local(group: list[Window]) -> torch.Tensor:
+        tiles = torch.cat([x[(..., *w.slices)] for w in group])
+        return backend.velocity(tiles, sigma, backend.crop_condition(cond, group))
+
+    groups = list(tile_batches(windows, batch))
+    spread = TILE_BATCHES.get()
+    computed = spread(backend, x, sigma, cond, groups, local) if spread is not None else map(local, groups)
+
     def values() -> Iterator[torch.Tensor]:
         done = 0
-        for group in tile_batches(windows, batch):
+        for group in groups:
             if work is not None:
                 work.check()
             if between is not None and done:
                 between(out, windows[:done])  # fuse_tiles has written every tile handed to it so far
             done += len(group)
-            tiles = torch.cat([x[(..., *w.slices)] for w in group])
-            velocity = backend.velocity(tiles, sigma, backend.crop_condition(cond, group))
+            velocity = next(computed)
             if work is not None:
                 work.unit()
             yield from velocity.split(x.shape[0])

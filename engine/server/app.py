@@ -33,7 +33,7 @@ from engine.server.idle import ActivityMiddleware, IdleWatch
 from engine.server.jobs import Job, JobNotFound, JobQueue, JobState, QueueFull, Runner
 from engine.server.ranges import Unsatisfiable, chunks, etag_for, if_range_allows, parse_range
 from engine.server.request import JobRequest, parse_params
-from engine.server.runner import EngineRunner
+from engine.server.runner import make_runner
 from engine.server.security import BodyTooLarge, Guard, HostPolicy, load_or_create_token, token_matches
 from engine.server.tokens import LOCAL_OWNER, TokenStore
 from engine.server.uploads import UploadBudget, UploadsBusy, declared_length
@@ -194,8 +194,9 @@ def create_app(config: ServerConfig, *, runner: Runner | None = None, token: str
         config = replace(config, model=models.resolve(config.model, None))  # a bad --model fails at start
     device = str(resolve_device(config.device))
     token = token or load_or_create_token(config.config_dir)
-    runner = runner or EngineRunner(config)
-    queue = JobQueue(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
+    runner = runner or make_runner(config)
+    # A cluster runner brings its queue (one worker thread per Ray worker, engine/cluster/queue.py).
+    queue = getattr(runner, "job_queue", JobQueue)(runner, queue_size=config.queue_size, result_ttl=config.result_ttl)
     idle = IdleWatch(config.idle, queue, runner)  # its `exit` is set by whoever runs the server (run.py)
     named = TokenStore(config.config_dir) if config.remote else None  # `uprez tokens add`: remote engines only
     uploads = UploadBudget(config.limits.max_uploads_in_flight, config.limits.max_upload_bytes_in_flight)

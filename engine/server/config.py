@@ -82,6 +82,8 @@ class ServerConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = False
+    cluster: str | None = None  # a Ray address, or "auto" for a local Ray: jobs run on its workers (engine/cluster)
+    cluster_workers: int | None = None  # workers to start there (default: one per GPU)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

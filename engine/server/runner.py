@@ -100,3 +100,12 @@ class EngineRunner:
         # The pixels stay in the image's own colour space (the SR model runs on them as they are), so the
         # profile and metadata go back with them.
         return encode_result(np.asarray(result), request.image, request.photo)
+
+
+def make_runner(config: ServerConfig) -> EngineRunner | Any:
+    """The runner `config` asks for: the model in this process, or on a Ray cluster's workers (engine/cluster)."""
+    if config.cluster is not None:
+        from engine.cluster.runner import ClusterRunner
+
+        return ClusterRunner(config)
+    return EngineRunner(config)
