@@ -17,6 +17,7 @@ import ctypes.util
 import os
 import sys
 from functools import cache
+from pathlib import Path
 
 # mallopt parameter numbers (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -35,6 +36,11 @@ TRIM_THRESHOLD = 128 << 20
 ARENA_MAX = 1
 
 OPT_OUT = "UPREZ_MALLOC"  # "system" leaves glibc's defaults (to measure against, or if a platform misbehaves)
+# torch's own switch (c10/core/alloc_cpu.cpp, read at its first allocation): buffers of 2 MiB and more are
+# madvise(MADV_HUGEPAGE)d, so the kernel faults them in 2 MiB at a time. What remained of the main job's
+# system time was first touches of its ~600 MiB, 4 KiB a fault (issue 21).
+TORCH_THP = "THP_MEM_ALLOC_ENABLE"
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 @cache
@@ -56,15 +62,26 @@ def tune_allocator() -> bool:
     """Keep freed large blocks in the heap for reuse (glibc only; once per process). True if the settings took.
 
     A setting made through glibc's own environment variable (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
-    MALLOC_ARENA_MAX) wins over ours; `UPREZ_MALLOC=system` leaves all of glibc's defaults.
+    MALLOC_ARENA_MAX) wins over ours, as does THP_MEM_ALLOC_ENABLE (torch's huge pages, turned on here where the
+    kernel has them); `UPREZ_MALLOC=system` leaves all of glibc's and torch's defaults.
     """
     libc = _glibc()
     if libc is None or os.environ.get(OPT_OUT) == "system":
         return False
+    if TORCH_THP not in os.environ and _huge_pages_on_request():
+        os.environ[TORCH_THP] = "1"
     settings = [(M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
                 (M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_"),
                 (M_ARENA_MAX, ARENA_MAX, "MALLOC_ARENA_MAX")]
     return all(libc.mallopt(param, value) == 1 for param, value, variable in settings if variable not in os.environ)
+
+
+def _huge_pages_on_request() -> bool:
+    """Whether the kernel gives transparent huge pages to memory that asks (its mode "always" or "madvise")."""
+    try:
+        return "[never]" not in THP_MODE.read_text()
+    except OSError:
+        return False
 
 
 def release_free_memory() -> None:
