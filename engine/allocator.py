@@ -18,7 +18,6 @@ import ctypes.util
 import os
 import sys
 from functools import cache
-from pathlib import Path
 
 # mallopt parameter numbers (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -30,6 +29,9 @@ M_ARENA_MAX = -8
 # at 1.40x its RSS before (1528 MiB against 1095; 1 GiB thresholds); with 64 MiB / 128 MiB, 1.24x (1353 MiB)
 # and still half the system time. Their page faults are small next to the work done on that much memory.
 MMAP_THRESHOLD = 64 << 20
+# Not set: torch's huge pages (THP_MEM_ALLOC_ENABLE=1). They cut the faults of 640 MiB touched once from 202,940
+# to 49,648 but raised its system time from 1.2-2.0 s to 2.8-3.4 s here (the kernel's madvise defrag compacts
+# memory to find 2 MiB pages; issue 21's second round).
 # Free memory kept at the heap's top before it is given back: enough for the next tile to find its buffers.
 TRIM_THRESHOLD = 128 << 20
 # One arena: threads other than the main one (the server's worker, torch's) otherwise get arenas of at most
@@ -37,11 +39,6 @@ TRIM_THRESHOLD = 128 << 20
 ARENA_MAX = 1
 
 OPT_OUT = "UPREZ_MALLOC"  # "system" leaves glibc's defaults (to measure against, or if a platform misbehaves)
-# torch's own switch (c10/core/alloc_cpu.cpp, read at its first allocation): buffers of 2 MiB and more are
-# madvise(MADV_HUGEPAGE)d, so the kernel faults them in 2 MiB at a time. What remained of the main job's
-# system time was first touches of its ~600 MiB, 4 KiB a fault (issue 21).
-TORCH_THP = "THP_MEM_ALLOC_ENABLE"
-THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 @cache
@@ -63,26 +60,15 @@ def tune_allocator() -> bool:
     """Keep freed large blocks in the heap for reuse (glibc only; once per process). True if the settings took.
 
     A setting made through glibc's own environment variable (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
-    MALLOC_ARENA_MAX) wins over ours, as does THP_MEM_ALLOC_ENABLE (torch's huge pages, turned on here where the
-    kernel has them); `UPREZ_MALLOC=system` leaves all of glibc's and torch's defaults.
+    MALLOC_ARENA_MAX) wins over ours; `UPREZ_MALLOC=system` leaves all of glibc's defaults.
     """
     libc = _glibc()
     if libc is None or os.environ.get(OPT_OUT) == "system":
         return False
-    if TORCH_THP not in os.environ and _huge_pages_on_request():
-        os.environ[TORCH_THP] = "1"
     settings = [(M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
                 (M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_"),
                 (M_ARENA_MAX, ARENA_MAX, "MALLOC_ARENA_MAX")]
     return all(libc.mallopt(param, value) == 1 for param, value, variable in settings if variable not in os.environ)
-
-
-def _huge_pages_on_request() -> bool:
-    """Whether the kernel gives transparent huge pages to memory that asks (its mode "always" or "madvise")."""
-    try:
-        return "[never]" not in THP_MODE.read_text()
-    except OSError:
-        return False
 
 
 def release_free_memory() -> None:

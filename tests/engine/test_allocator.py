@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.allocator import _huge_pages_on_request
-
 ROOT = Path(__file__).resolve().parents[2]
 
 # 20 rounds of a 32 MiB tensor made, written and freed; page faults counted around them.
@@ -25,15 +23,12 @@ torch.ones(8 << 20)  # warm-up: the first allocation faults its pages in either 
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
     torch.ones(8 << 20).add_(1.0)
-import os
-print(json.dumps({{"tuned": tuned, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before,
-                  "huge": os.environ.get("THP_MEM_ALLOC_ENABLE")}}))
+print(json.dumps({{"tuned": tuned, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}}))
 """
 
 
 def _churn(mode: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("MALLOC_") and k not in ("UPREZ_MALLOC", "THP_MEM_ALLOC_ENABLE")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "UPREZ_MALLOC"}
     done = subprocess.run([sys.executable, "-c", CHURN.format(root=str(ROOT)), mode], capture_output=True, text=True,
                           env={**clean, **env}, check=True, timeout=120)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -44,14 +39,11 @@ def _churn(mode: str, **env: str) -> dict:
 def test_tuned_process_reuses_freed_buffers() -> None:
     plain, tuned = _churn("plain"), _churn("tuned")
     assert tuned["tuned"] is True
-    # torch's huge pages: on where the kernel gives them on request, off without tune_allocator.
-    assert (tuned["huge"], plain["huge"]) == ("1" if _huge_pages_on_request() else None, None)
     pages = 20 * (32 << 20) // os.sysconf("SC_PAGE_SIZE")
     assert plain["faults"] > pages / 2  # glibc's defaults: every round maps and faults in its 32 MiB again
     assert tuned["faults"] < plain["faults"] / 3, (plain, tuned)  # a few rounds fault their pages in, not all 20
     # The opt-out leaves glibc's defaults.
-    assert _churn("tuned", UPREZ_MALLOC="system") == {"tuned": False, "faults": pytest.approx(plain["faults"], rel=0.2),
-                                                      "huge": None}
+    assert _churn("tuned", UPREZ_MALLOC="system") == {"tuned": False, "faults": pytest.approx(plain["faults"], rel=0.2)}
 
 
 def test_cli_and_window_entry_points_tune_first() -> None:
