@@ -6,8 +6,9 @@ a tile's activations (tens of MB) is therefore faulted in page by page on every 
 model's main job that kernel work was 40 % of the CPU time (issue 21). With large blocks from the heap and a
 high trim threshold, a freed buffer is reused by the next one of its size. The price is a heap that keeps
 its high-water mark while the process lives; `release_free_memory` gives it back (the server calls it when
-its queue runs empty, and at its idle unload). The CLI, the server and the window call `tune_allocator`
-first thing; other C libraries (musl, macOS, Windows) are left as they are.
+its queue runs empty, and at its idle unload; engine.tiled_model at the ends of every tiled VAE pass, whose
+freed tiles otherwise held the 16 MP job's peak 28 % above glibc's defaults). The CLI, the server and the
+window call `tune_allocator` first thing; other C libraries (musl, macOS, Windows) are left as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ M_ARENA_MAX = -8
 # at 1.40x its RSS before (1528 MiB against 1095; 1 GiB thresholds); with 64 MiB / 128 MiB, 1.24x (1353 MiB)
 # and still half the system time. Their page faults are small next to the work done on that much memory.
 MMAP_THRESHOLD = 64 << 20
+# Not set: torch's huge pages (THP_MEM_ALLOC_ENABLE=1). They cut the faults of 640 MiB touched once from 202,940
+# to 49,648 but raised its system time from 1.2-2.0 s to 2.8-3.4 s here (the kernel's madvise defrag compacts
+# memory to find 2 MiB pages; issue 21's second round).
 # Free memory kept at the heap's top before it is given back: enough for the next tile to find its buffers.
 TRIM_THRESHOLD = 128 << 20
 # One arena: threads other than the main one (the server's worker, torch's) otherwise get arenas of at most
