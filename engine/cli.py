@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -233,7 +235,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"uprez: cannot listen on {host}:{args.port} ({exc.strerror or exc}); is another engine "
               "running? choose another --port", file=sys.stderr)
         return EXIT_ERROR
-    return 0
+    # Stopped, and engine.json is gone. What is left is the interpreter's teardown, which garbage-collects every
+    # loaded model and library object (seconds on a busy machine) while the process still looks alive to whoever
+    # waits for it to go (the window's parent watch, a service manager). Nothing is pending: leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _jobs(source: Path, output: Path) -> Iterator[tuple[Path, Path]]:
