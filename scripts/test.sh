@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 VENV=${UPREZ_VENV:-.venv}
 "$VENV/bin/ruff" check .
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# The slowest tests are listed at the end, so the suite's time can be watched from CI's log.
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=25 "$@"
