@@ -23,6 +23,7 @@ import argparse
 import csv
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from engine.builtin import data
 from engine.builtin.backend import WEIGHTS_FILE, save_builtin
+from engine.builtin.cpu import fast_bf16
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.pixels import conventional_resize
 
@@ -40,7 +42,9 @@ SIGMA_ONE_SHARE = 0.5  # half the samples at sigma = 1: the one-step start the m
 # lr 2e-3 spiked to 4.7e5 once and never recovered, so such steps are skipped instead of taken.
 MAX_SANE_LOSS = 1.0
 FLOW_MATCHING_SHARE = 0.2  # batches of plain flow matching at d = 0 (v1's objective): the flow stays a flow
-STEP_LADDER = ((1.0, 0.5), (0.5, 0.25), (0.25, 0.25))  # (jump d, share of the flow-map batches)
+# (jump d, share of the flow-map batches). The one-step jump is what every user gets by default, so it gets
+# most of them (the v2 run of stop 14 had 0.5/0.25/0.25: its 2- and 4-step results matched within 0.13 dB).
+STEP_LADDER = ((1.0, 0.6), (0.5, 0.2), (0.25, 0.2))
 CONSISTENCY_SHARE = 0.5  # of the flow-map batches with d above the ladder's floor: add the two-half-jump target
 
 
@@ -98,6 +102,17 @@ def flow_map_batch(net: FlowSRNet, hr: torch.Tensor, up: torch.Tensor, eps: torc
     return x, sigma, d, target
 
 
+def precision(bf16: bool) -> torch.autocast | nullcontext:
+    """Where the network's convolutions run in bfloat16 (a CPU with AMX or AVX-512 BF16, channels-last
+    tensors): 2.7x faster training steps here (0.41 s against 1.12 s for 16 crops of 96 px). Weights, the
+    optimiser and the loss stay float32; the network's `up +` residual promotes its output to float32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _channels_last(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
+
+
 def _learning_rate(step: int, steps: int, peak: float, warmup: int = WARMUP) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -116,11 +131,11 @@ def initial_weights(net: FlowSRNet, folder: Path) -> None:
 
 def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int, config: NetConfig,
           checkpoint_every: int = 250, images: list[np.ndarray] | None = None, init: Path | None = None,
-          ema_decay: float = 0.999, warmup: int = WARMUP) -> FlowSRNet:
+          ema_decay: float = 0.999, warmup: int = WARMUP, bf16: bool = False) -> FlowSRNet:
     """Train (or resume) into `out`; returns the EMA network, which is what gets exported.
 
     `images` (float (H, W, 3) in [0, 1], or uint8) replaces the training photos, for quick checks of the
-    loop. `init` is a model folder to fine-tune from (a v1 folder for a v2 network).
+    loop. `init` is a model folder to fine-tune from (a v1 folder for a v2 network). `bf16`: see `precision`.
     """
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -128,6 +143,8 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
     if init is not None:
         initial_weights(net, init)
     ema.load_state_dict(net.state_dict())
+    if bf16:
+        net.to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     start, elapsed = 0, 0.0
@@ -156,20 +173,23 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
         for step in bar:
             hr, up = (torch.from_numpy(a) for a in _crops(images, rng, batch, crop))
+            if bf16:
+                hr, up = _channels_last(hr, up)
             eps = torch.randn_like(hr)
-            if config.step_input and rng.random() >= FLOW_MATCHING_SHARE:
-                x, at, d, target = flow_map_batch(net, hr, up, eps, rng)
-                x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d))
-                loss = torch.mean((x0_hat - hr) ** 2)
-                if target is not None:
-                    loss = loss + torch.mean((x0_hat - target) ** 2)
-            else:
-                sigma = torch.rand(batch)
-                sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
-                s = sigma[:, None, None, None]
-                zero = torch.zeros(batch) if config.step_input else None  # d = 0: the instantaneous flow
-                x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero)
-                loss = torch.mean((x0_hat - hr) ** 2)
+            with precision(bf16):
+                if config.step_input and rng.random() >= FLOW_MATCHING_SHARE:
+                    x, at, d, target = flow_map_batch(net, hr, up, eps, rng)
+                    x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d)).float()
+                    loss = torch.mean((x0_hat - hr) ** 2)
+                    if target is not None:
+                        loss = loss + torch.mean((x0_hat - target.float()) ** 2)
+                else:
+                    sigma = torch.rand(batch)
+                    sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
+                    s = sigma[:, None, None, None]
+                    zero = torch.zeros(batch) if config.step_input else None  # d = 0: the instantaneous flow
+                    x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero).float()
+                    loss = torch.mean((x0_hat - hr) ** 2)
             if not torch.isfinite(loss) or loss.item() > MAX_SANE_LOSS:
                 log.writerow([step + 1, f"{loss.item():.6f}", "skipped", f"{time.monotonic() - began:.1f}"])
                 continue
@@ -209,17 +229,20 @@ def main() -> None:
     parser.add_argument("--v1", action="store_true", help="v1's network and objective (no step-size input)")
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--warmup", type=int, default=WARMUP, help="steps of linear learning-rate warm-up")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="bfloat16 convolutions (auto: where the CPU has them in hardware)")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between resumable checkpoints")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = NetConfig(step_input=not args.v1)
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and fast_bf16())
     ema = train(args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                 config=config, init=args.init, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,
-                warmup=args.warmup)
+                warmup=args.warmup, bf16=bf16)
     info = {"default_steps": args.default_steps, "native_size": 512,
             "training": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
                          "seed": args.seed, "photos": len(data.train_photos()), "ema_decay": args.ema_decay,
-                         "warmup": args.warmup,
+                         "warmup": args.warmup, "bf16": bf16,
                          "init": None if args.init is None else "v1 (9000 steps, README model card)"}}
     folder = save_builtin(ema, args.out / "export", info)
     if args.export:

@@ -24,9 +24,10 @@ from tqdm import tqdm
 
 from engine.builtin import data
 from engine.builtin.backend import CONFIG_FILE, WEIGHTS_FILE, save_builtin
+from engine.builtin.cpu import fast_bf16
 from engine.builtin.detail import Discriminator, hinge_d_loss, lora_state, r1_penalty, with_lora
 from engine.builtin.model import FlowSRNet, NetConfig
-from engine.builtin.train import _crops, flow_map_batch
+from engine.builtin.train import _channels_last, _crops, flow_map_batch, precision
 
 ADV_WEIGHT = 0.05
 R1_GAMMA, R1_EVERY = 0.01, 4  # 0.5 held D flat at 0 (R1 read 0, hinge 2.0 for 50 steps)
@@ -44,13 +45,17 @@ def load_net(folder: Path) -> tuple[FlowSRNet, dict]:
 
 def train_detail(base: Path, out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
                  adv_weight: float = ADV_WEIGHT, checkpoint_every: int = 25,
-                 images: list[np.ndarray] | None = None) -> FlowSRNet:
-    """Train (or resume) the LoRA of the network in `base` into `out`; returns the adapted network."""
+                 images: list[np.ndarray] | None = None, bf16: bool = False) -> FlowSRNet:
+    """Train (or resume) the LoRA of the network in `base` into `out`; returns the adapted network. `bf16`:
+    the networks' convolutions in bfloat16 (`train.precision`), except the R1 penalty's double backward."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     net, _ = load_net(base)
     adapted, trainable = with_lora(net)
     discriminator = Discriminator()
+    if bf16:
+        adapted.to(memory_format=torch.channels_last)
+        discriminator.to(memory_format=torch.channels_last)
     g_opt = torch.optim.Adam(trainable, lr=lr, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.0, 0.99))
     rng = np.random.default_rng(seed)
@@ -78,11 +83,14 @@ def train_detail(base: Path, out: Path, *, steps: int, batch: int, crop: int, lr
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="detail", unit="step")
         for step in bar:
             hr, up = (torch.from_numpy(a) for a in _crops(images, rng, batch, crop))
+            if bf16:
+                hr, up = _channels_last(hr, up)
             eps = torch.randn_like(hr)
-            x, sigma, d, _ = flow_map_batch(adapted, hr, up, eps, rng, consistency=False)
-            fake = adapted(x, up, torch.full((batch,), sigma), torch.full((batch,), d))
-            # Discriminator: hinge, and every R1_EVERY steps the R1 penalty (scaled up, as StyleGAN2's lazy R1).
-            d_loss = hinge_d_loss(discriminator(hr, up), discriminator(fake.detach(), up))
+            with precision(bf16):
+                x, sigma, d, _ = flow_map_batch(adapted, hr, up, eps, rng, consistency=False)
+                fake = adapted(x, up, torch.full((batch,), sigma), torch.full((batch,), d)).float()
+                # Discriminator: hinge, and every R1_EVERY steps the R1 penalty (scaled up, as StyleGAN2's lazy R1).
+                d_loss = hinge_d_loss(discriminator(hr, up).float(), discriminator(fake.detach(), up).float())
             r1 = torch.zeros(())
             if step % R1_EVERY == 0:
                 r1 = r1_penalty(discriminator, hr, up)
@@ -92,7 +100,8 @@ def train_detail(base: Path, out: Path, *, steps: int, batch: int, crop: int, lr
             d_opt.step()
             # Generator (the LoRA only): stay near the photo, and fool the discriminator.
             l1 = F.l1_loss(fake, hr)
-            g_adv = -discriminator(fake, up).mean()
+            with precision(bf16):
+                g_adv = -discriminator(fake, up).float().mean()
             g_opt.zero_grad(set_to_none=True)
             (l1 + adv_weight * g_adv).backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -127,13 +136,16 @@ def main() -> None:
     parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="bfloat16 convolutions (auto: where the CPU has them in hardware)")
     parser.add_argument("--export", type=Path, help="also write base + detail weights as a model folder here")
     parser.add_argument("--export-base", type=Path,
                         help="the faithful folder the export carries (default --base): a later fine-tune of it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     adapted = train_detail(args.base, args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                           seed=args.seed, adv_weight=args.adv_weight)
+                           seed=args.seed, adv_weight=args.adv_weight,
+                           bf16=args.bf16 == "on" or (args.bf16 == "auto" and fast_bf16()))
     recipe = {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr, "seed": args.seed,
               "adv_weight": args.adv_weight, "r1_gamma": R1_GAMMA, "rank": 8}
     # The LoRA is a set of weight deltas; trained on one faithful network it carries over to a short fine-tune

@@ -150,11 +150,12 @@ def test_the_backend_asks_the_network_for_the_stages_jump(tmp_path):
     assert not torch.allclose(x - v, net(x, up, torch.tensor([1.0]), torch.tensor([1.0])))
 
 
-def test_training_a_flow_map_from_v1_weights_is_reproducible_and_resumes(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])  # bf16: how the shipped v2 was trained
+def test_training_a_flow_map_from_v1_weights_is_reproducible_and_resumes(tmp_path, bf16):
     config, images = NetConfig(width=8, blocks=1, step_input=True), _smooth_images(3)
     init = save_builtin(FlowSRNet(NetConfig(width=8, blocks=1)), tmp_path / "v1", {})
     kwargs = {"batch": 2, "crop": 32, "lr": 1e-3, "seed": 3, "config": config, "checkpoint_every": 3,
-              "images": images, "init": init}
+              "images": images, "init": init, "bf16": bf16}
     straight = train(tmp_path / "straight", steps=6, **kwargs)
     train(tmp_path / "resumed", steps=3, **kwargs)
     resumed = train(tmp_path / "resumed", steps=6, **kwargs)
@@ -177,10 +178,12 @@ def test_detail_weights_fold_into_a_plain_network_exactly():
     torch.testing.assert_close(merged(net, extra, 0.0)(x, up, sigma), net(x, up, sigma))
 
 
-def test_detail_training_resumes_and_exports_both_modes_in_one_file(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_detail_training_resumes_and_exports_both_modes_in_one_file(tmp_path, bf16):
     base = save_builtin(FlowSRNet(NetConfig(width=8, blocks=1, step_input=True)), tmp_path / "base",
                         {"default_steps": 1})
-    kwargs = {"batch": 2, "crop": 32, "lr": 1e-3, "seed": 2, "checkpoint_every": 2, "images": _smooth_images(3)}
+    kwargs = {"batch": 2, "crop": 32, "lr": 1e-3, "seed": 2, "checkpoint_every": 2, "images": _smooth_images(3),
+              "bf16": bf16}
     straight = train_detail(base, tmp_path / "straight", steps=4, **kwargs)
     train_detail(base, tmp_path / "resumed", steps=2, **kwargs)
     resumed = train_detail(base, tmp_path / "resumed", steps=4, **kwargs)

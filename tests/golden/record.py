@@ -1,4 +1,7 @@
-"""Record the golden matrix's outputs: `python tests/golden/record.py` (only when outputs change on purpose)."""
+"""Record the golden matrix's outputs: `python tests/golden/record.py` (only when outputs change on purpose).
+
+`python tests/golden/record.py builtin` re-records only the jobs of that model (new shipped weights) and keeps
+every other job's recorded bytes as they are."""
 
 from __future__ import annotations
 
@@ -40,10 +43,15 @@ def upsampler(root: Path) -> str:
 
 def main() -> None:
     torch.set_num_threads(1)  # as the suite runs: thread count changes reduction order
+    only = set(sys.argv[1:])
+    outputs = {}
+    if only:
+        with np.load(RECORDED) as recorded:
+            outputs = {name: recorded[name] for name in recorded.files if name != "__capability__"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         get, sr = backends(root), upsampler(root)
-        outputs = {job.name: run_job(job, get, sr) for job in JOBS}
+        outputs.update({job.name: run_job(job, get, sr) for job in JOBS if not only or job.model in only})
     np.savez_compressed(RECORDED, __capability__=np.array(cpu_capability()), **outputs)
     print(f"recorded {len(outputs)} outputs to {RECORDED} ({RECORDED.stat().st_size // 1024} KiB)")
 
