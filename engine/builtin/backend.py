@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from engine.backends.base import Conditioning, FlowBackend
+from engine.builtin import block_grid
 from engine.builtin.cpu import on_cpu
 from engine.builtin.model import FlowSRNet, NetConfig
 from engine.errors import ModelNotFound
@@ -99,7 +100,11 @@ class BuiltinBackend(FlowBackend):
         return Conditioning(positive={}, extra={"detail": float(cfg_scale or 0.0)})
 
     def condition_stage(self, cond: Conditioning, latent: torch.Tensor, sigmas: Sequence[float] = ()) -> Conditioning:
-        return replace(cond, extra={**cond.extra, "image": latent, "sigmas": tuple(float(s) for s in sigmas)})
+        extra = {**cond.extra, "image": latent, "sigmas": tuple(float(s) for s in sigmas)}
+        phase = block_grid.detect(latent) if self.net.config.grid_input else None
+        if phase is not None:  # a spatial input: tiles and views get their part of it (the grid's phase there)
+            extra["grid"] = block_grid.positions(*latent.shape[-2:], phase).to(latent.device)
+        return replace(cond, extra=extra)
 
     @torch.no_grad()
     def velocity(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
@@ -108,7 +113,8 @@ class BuiltinBackend(FlowBackend):
         steps = torch.full((x.shape[0],), step_size(sigma, cond.extra.get("sigmas", ())), device=self.device,
                            dtype=self.dtype)
         net = self.run_net(self.network(float(cond.extra.get("detail", 0.0))))  # engine/builtin/cpu.py
-        x0_hat = net(x.to(self.device, self.dtype), up, sigmas, steps).float()
+        grid = cond.extra.get("grid")
+        x0_hat = net(x.to(self.device, self.dtype), up, sigmas, steps, grid).float()
         return (x.to(x0_hat.device) - x0_hat) / max(sigma, MIN_SIGMA)
 
 

@@ -70,9 +70,10 @@ class CpuRunner:
         self.call: Callable[..., torch.Tensor] = self.net
         fit_threads()
 
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        """The network on `args` (images in channels-last; sigma, step sizes as they are)."""
-        args = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in args)
+    def __call__(self, *args: torch.Tensor | None) -> torch.Tensor:
+        """The network on `args` (images in channels-last; sigma, step sizes and absent inputs as they are)."""
+        args = tuple(t.contiguous(memory_format=torch.channels_last) if t is not None and t.ndim == 4 else t
+                     for t in args)
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with torch.no_grad(), autocast:
             out = self.call(*args)

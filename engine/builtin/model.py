@@ -6,6 +6,9 @@ v2 also takes the step size d of a flow map (seed 004's Shortcut formulation): x
 the clean image implied by a jump from sigma to sigma - d, so a 1-, 2- or 4-step schedule each asks
 for its own jump. d enters as a second embedding added to sigma's; its last layer starts at zero, so
 a v1 network extends to v2 unchanged and fine-tunes from there.
+With `grid_input` it also sees where the input's JPEG block grid lies (`block_grid`: the position inside
+the block, found from the image); the head's weights for those features start at zero, so a network
+without them extends unchanged too.
 Predicting x0 rather than v keeps training well-conditioned at every sigma and makes an untrained
 network equal to Lanczos, so training can only add detail (the seed note's "upsample -> refine" pairs,
 with flow matching as in FlowMapSR).
@@ -20,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.builtin import block_grid
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -30,8 +35,9 @@ class NetConfig:
     unshuffle: int = 2  # work at half resolution on 2x2 pixel patches: 4x cheaper, same receptive field in px
     embed: int = 64  # sigma embedding size
     step_input: bool = False  # v2: a flow map that also takes the step size (v1 folders leave it out)
+    grid_input: bool = False  # v2: the JPEG block position features of `block_grid` (older folders leave it out)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
 
@@ -76,15 +82,16 @@ class FlowSRNet(nn.Module):
                                             nn.Linear(config.embed, config.embed))
             nn.init.zeros_(self.step_embed[2].weight)  # starts ignoring d: fine-tunes from a v1 network
             nn.init.zeros_(self.step_embed[2].bias)
-        self.head = nn.Conv2d(6 * r * r, config.width, 3, padding=1)
+        self.head = nn.Conv2d(6 * r * r + (block_grid.FEATURES if config.grid_input else 0), config.width, 3, padding=1)
         self.blocks = nn.ModuleList(ResBlock(config.width, config.embed) for _ in range(config.blocks))
         self.tail = nn.Conv2d(config.width, 3 * r * r, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # untrained, the model returns its input: Lanczos
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor, up: torch.Tensor, sigma: torch.Tensor,
-                step: torch.Tensor | None = None) -> torch.Tensor:
-        """`step` (B,) is the flow map's jump d in [0, sigma]; None means one jump to the end (d = sigma)."""
+                step: torch.Tensor | None = None, grid: torch.Tensor | None = None) -> torch.Tensor:
+        """`step` (B,) is the flow map's jump d in [0, sigma]; None means one jump to the end (d = sigma).
+        `grid` is `block_grid.positions` cut to these images, None where the input shows no block grid."""
         emb = self.embed(sigma_embedding(sigma, self.config.embed))
         if self.step_embed is not None:
             emb = emb + self.step_embed(sigma_embedding(sigma if step is None else step, self.config.embed))
@@ -92,7 +99,10 @@ class FlowSRNet(nn.Module):
         # start (sigma = 1) see no noise at all, so its output is a deterministic function of the input.
         # A first run without this added noise-dependent grain (PSNR 52-56 dB between seeds).
         x = x * (1.0 - sigma.to(x.dtype))[:, None, None, None]
-        h = self.head(F.pixel_unshuffle(torch.cat([x, up], dim=1), self.config.unshuffle))
+        h = F.pixel_unshuffle(torch.cat([x, up], dim=1), self.config.unshuffle)
+        if self.config.grid_input:
+            h = torch.cat([h, block_grid.features(grid, up, self.config.unshuffle).to(h.dtype)], dim=1)
+        h = self.head(h)
         for block in self.blocks:
             h = block(h, emb)
         return up + F.pixel_shuffle(self.tail(F.silu(h)), self.config.unshuffle)

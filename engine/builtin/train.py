@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.builtin import data
+from engine.builtin import block_grid, data
 from engine.builtin.backend import WEIGHTS_FILE, save_builtin
 from engine.builtin.cpu import fast_bf16
 from engine.builtin.model import FlowSRNet, NetConfig
@@ -69,17 +69,25 @@ def _crops(images: list[np.ndarray], rng: np.random.Generator, batch: int, crop:
     return to_tensor(hrs).astype(np.float32), to_tensor(ups).astype(np.float32)
 
 
+def grid_positions(up: torch.Tensor) -> torch.Tensor:
+    """`block_grid.positions` of each crop in `up` (B, 3, H, W), found as the backend finds them in a stage's
+    input, so the network learns from the detector's misses and false finds as well as its hits."""
+    height, width = up.shape[-2:]
+    return torch.cat([block_grid.positions(height, width, block_grid.detect(one[None])) for one in up])
+
+
 def jump(x: torch.Tensor, x0_hat: torch.Tensor, sigma: float, d: float) -> torch.Tensor:
     """Where the Euler step of the velocity (x - x0_hat) / sigma lands after a jump of d (to sigma - d)."""
     return x - d * (x - x0_hat) / sigma
 
 
 def flow_map_batch(net: FlowSRNet, hr: torch.Tensor, up: torch.Tensor, eps: torch.Tensor,
-                   rng: np.random.Generator, consistency: bool = True,
+                   rng: np.random.Generator, consistency: bool = True, grid: torch.Tensor | None = None,
                    ) -> tuple[torch.Tensor, float, float, torch.Tensor | None]:
     """One Shortcut batch: (state x at sigma, sigma, jump d, self-consistency target or None).
 
-    The state is the model's own trajectory of d-jumps from pure noise, a random number of jumps in."""
+    The state is the model's own trajectory of d-jumps from pure noise, a random number of jumps in.
+    `grid`: the crops' block positions (`grid_positions`) for a network with `grid_input`."""
     steps, shares = zip(*STEP_LADDER, strict=True)
     d = float(steps[rng.choice(len(steps), p=np.array(shares) / sum(shares))])
     jumps = int(rng.integers(round(1.0 / d)))
@@ -87,15 +95,15 @@ def flow_map_batch(net: FlowSRNet, hr: torch.Tensor, up: torch.Tensor, eps: torc
     x, sigma = eps, 1.0
     with torch.no_grad():
         for _ in range(jumps):
-            x0 = net(x, up, torch.full((batch,), sigma), torch.full((batch,), d))
+            x0 = net(x, up, torch.full((batch,), sigma), torch.full((batch,), d), grid)
             x, sigma = jump(x, x0, sigma, d), sigma - d
     target = None
     if consistency and d > min(steps) and rng.random() < CONSISTENCY_SHARE:
         half = d / 2
         with torch.no_grad():
-            x0a = net(x, up, torch.full((batch,), sigma), torch.full((batch,), half))
+            x0a = net(x, up, torch.full((batch,), sigma), torch.full((batch,), half), grid)
             middle = jump(x, x0a, sigma, half)
-            x0b = net(middle, up, torch.full((batch,), sigma - half), torch.full((batch,), half))
+            x0b = net(middle, up, torch.full((batch,), sigma - half), torch.full((batch,), half), grid)
             # The average velocity of the two half jumps, as the x0 the whole jump must imply.
             velocity = ((x - x0a) / sigma + (middle - x0b) / (sigma - half)) / 2
             target = x - sigma * velocity
@@ -121,10 +129,17 @@ def _learning_rate(step: int, steps: int, peak: float, warmup: int = WARMUP) -> 
 
 
 def initial_weights(net: FlowSRNet, folder: Path) -> None:
-    """Load a saved model's weights into `net`; only the v2 step embedding may be missing (v1 -> v2)."""
+    """Load a saved model's weights into `net`; only the v2 step embedding may be missing (v1 -> v2), and a
+    head without the block-grid inputs gets zero weights for them (the network's function is unchanged)."""
     from safetensors.torch import load_file
 
-    missing, unexpected = net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=False)
+    state = {k: v for k, v in load_file(str(folder / WEIGHTS_FILE)).items() if not k.startswith("detail.")}
+    head = net.head.weight
+    if state["head.weight"].shape[1] < head.shape[1]:
+        grown = torch.zeros_like(head)
+        grown[:, : state["head.weight"].shape[1]] = state["head.weight"]
+        state["head.weight"] = grown
+    missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected or any(not key.startswith("step_embed.") for key in missing):
         raise ValueError(f"{folder} does not fit this network: missing {missing}, unexpected {unexpected}")
 
@@ -173,13 +188,14 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
         for step in bar:
             hr, up = (torch.from_numpy(a) for a in _crops(images, rng, batch, crop))
+            grid = grid_positions(up) if config.grid_input else None
             if bf16:
                 hr, up = _channels_last(hr, up)
             eps = torch.randn_like(hr)
             with precision(bf16):
                 if config.step_input and rng.random() >= FLOW_MATCHING_SHARE:
-                    x, at, d, target = flow_map_batch(net, hr, up, eps, rng)
-                    x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d)).float()
+                    x, at, d, target = flow_map_batch(net, hr, up, eps, rng, grid=grid)
+                    x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d), grid).float()
                     loss = torch.mean((x0_hat - hr) ** 2)
                     if target is not None:
                         loss = loss + torch.mean((x0_hat - target.float()) ** 2)
@@ -188,7 +204,7 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
                     sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
                     s = sigma[:, None, None, None]
                     zero = torch.zeros(batch) if config.step_input else None  # d = 0: the instantaneous flow
-                    x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero).float()
+                    x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero, grid).float()
                     loss = torch.mean((x0_hat - hr) ** 2)
             if not torch.isfinite(loss) or loss.item() > MAX_SANE_LOSS:
                 log.writerow([step + 1, f"{loss.item():.6f}", "skipped", f"{time.monotonic() - began:.1f}"])
@@ -227,6 +243,8 @@ def main() -> None:
     parser.add_argument("--default-steps", type=int, default=1, help="sampling steps the exported model defaults to")
     parser.add_argument("--init", type=Path, help="a model folder to fine-tune from (v1's weights for v2)")
     parser.add_argument("--v1", action="store_true", help="v1's network and objective (no step-size input)")
+    parser.add_argument("--no-grid-input", action="store_true",
+                        help="leave out the JPEG block-position input (stop 14's v2 network)")
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--warmup", type=int, default=WARMUP, help="steps of linear learning-rate warm-up")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
@@ -234,7 +252,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between resumable checkpoints")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = NetConfig(step_input=not args.v1)
+    config = NetConfig(step_input=not args.v1, grid_input=not (args.v1 or args.no_grid_input))
     bf16 = args.bf16 == "on" or (args.bf16 == "auto" and fast_bf16())
     ema = train(args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                 config=config, init=args.init, ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every,

@@ -27,7 +27,7 @@ from engine.builtin.backend import CONFIG_FILE, WEIGHTS_FILE, save_builtin
 from engine.builtin.cpu import fast_bf16
 from engine.builtin.detail import Discriminator, hinge_d_loss, lora_state, r1_penalty, with_lora
 from engine.builtin.model import FlowSRNet, NetConfig
-from engine.builtin.train import _channels_last, _crops, flow_map_batch, precision
+from engine.builtin.train import _channels_last, _crops, flow_map_batch, grid_positions, precision
 
 ADV_WEIGHT = 0.05
 R1_GAMMA, R1_EVERY = 0.01, 4  # 0.5 held D flat at 0 (R1 read 0, hinge 2.0 for 50 steps)
@@ -83,12 +83,13 @@ def train_detail(base: Path, out: Path, *, steps: int, batch: int, crop: int, lr
         bar = tqdm(range(start, steps), initial=start, total=steps, desc="detail", unit="step")
         for step in bar:
             hr, up = (torch.from_numpy(a) for a in _crops(images, rng, batch, crop))
+            grid = grid_positions(up) if net.config.grid_input else None
             if bf16:
                 hr, up = _channels_last(hr, up)
             eps = torch.randn_like(hr)
             with precision(bf16):
-                x, sigma, d, _ = flow_map_batch(adapted, hr, up, eps, rng, consistency=False)
-                fake = adapted(x, up, torch.full((batch,), sigma), torch.full((batch,), d)).float()
+                x, sigma, d, _ = flow_map_batch(adapted, hr, up, eps, rng, consistency=False, grid=grid)
+                fake = adapted(x, up, torch.full((batch,), sigma), torch.full((batch,), d), grid).float()
                 # Discriminator: hinge, and every R1_EVERY steps the R1 penalty (scaled up, as StyleGAN2's lazy R1).
                 d_loss = hinge_d_loss(discriminator(hr, up).float(), discriminator(fake.detach(), up).float())
             r1 = torch.zeros(())

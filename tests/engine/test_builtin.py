@@ -11,6 +11,7 @@ from PIL import Image
 
 from engine import upscale
 from engine.backends.loader import load_backend
+from engine.builtin import block_grid
 from engine.builtin.backend import WEIGHTS, WEIGHTS_FILE, BuiltinBackend, save_builtin, step_size
 from engine.builtin.degradations import jpeg
 from engine.builtin.detail import lora_state, merged, with_lora
@@ -100,6 +101,13 @@ def _smooth_images(count: int, size: int = 128) -> list[np.ndarray]:
                       np.cos(y * rng.uniform(2, 9)) * 0.5 + 0.5], axis=2).astype(np.float32) for _ in range(count)]
 
 
+def _jpeg_images(count: int) -> list[np.ndarray]:
+    """Crops of the sample photo (a web JPEG: its block grid is there for the grid detector to find)."""
+    with Image.open(SAMPLE) as image:
+        photo = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return [photo[40 * n : 40 * n + 128, 48 * n : 48 * n + 160] for n in range(count)]
+
+
 def test_training_is_reproducible_and_resumes_where_it_stopped(tmp_path):
     config, images = NetConfig(width=8, blocks=1), _smooth_images(3)
     kwargs = {"batch": 2, "crop": 32, "lr": 1e-3, "seed": 5, "config": config, "checkpoint_every": 2,
@@ -130,12 +138,14 @@ def test_a_v2_network_starts_as_the_v1_network_it_extends(tmp_path):
     for p in v1.parameters():
         torch.nn.init.normal_(p, std=0.1)
     folder = save_builtin(v1, tmp_path / "v1", {})
-    v2 = FlowSRNet(NetConfig(width=8, blocks=2, step_input=True))
+    v2 = FlowSRNet(NetConfig(width=8, blocks=2, step_input=True, grid_input=True))
     initial_weights(v2, folder)
     x, up = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     sigma = torch.tensor([1.0, 0.5])
+    grid = block_grid.positions(8, 8, (3, 6))  # the block-grid input starts with zero weights too
     for step in (None, torch.tensor([1.0, 0.25]), torch.zeros(2)):
         torch.testing.assert_close(v2(x, up, sigma, step), v1(x, up, sigma))
+        torch.testing.assert_close(v2(x, up, sigma, step, grid), v1(x, up, sigma))
 
 
 def test_the_backend_asks_the_network_for_the_stages_jump(tmp_path):
@@ -152,7 +162,7 @@ def test_the_backend_asks_the_network_for_the_stages_jump(tmp_path):
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])  # bf16: how the shipped v2 was trained
 def test_training_a_flow_map_from_v1_weights_is_reproducible_and_resumes(tmp_path, bf16):
-    config, images = NetConfig(width=8, blocks=1, step_input=True), _smooth_images(3)
+    config, images = NetConfig(width=8, blocks=1, step_input=True, grid_input=True), _jpeg_images(3)
     init = save_builtin(FlowSRNet(NetConfig(width=8, blocks=1)), tmp_path / "v1", {})
     kwargs = {"batch": 2, "crop": 32, "lr": 1e-3, "seed": 3, "config": config, "checkpoint_every": 3,
               "images": images, "init": init, "bf16": bf16}
@@ -162,6 +172,7 @@ def test_training_a_flow_map_from_v1_weights_is_reproducible_and_resumes(tmp_pat
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert any(float(p.detach().abs().sum()) > 0 for p in straight.step_embed[2].parameters())  # d is being learnt
+    assert straight.head.weight[:, -block_grid.FEATURES :].abs().sum() > 0  # and so is the block-grid input
 
 
 def test_detail_weights_fold_into_a_plain_network_exactly():
