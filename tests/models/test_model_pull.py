@@ -179,7 +179,11 @@ def test_ctrl_c_during_a_pull_keeps_what_is_done_and_the_next_pull_fetches_the_r
     """A real SIGINT while a file is half-way: the command ends at once (not when the files in flight are done),
     the finished files stay, the half file leaves no litter, and the next pull fetches only what is missing."""
     repo = isolated["cache"] / "models--test-org--slow-flux"
-    with subprocess.Popen([sys.executable, "-m", "engine.cli", "models", "pull", SLOW], env=_environ(isolated, hub.url),
+    # The client must wait out the stall: at huggingface_hub's default read timeout (10 s) it retries with a
+    # range request, which is never held, and the file can complete just as the signal arrives (exit 0 once
+    # in a full run of stop 16, on a loaded machine).
+    slow_network = _environ(isolated, hub.url, HF_HUB_DOWNLOAD_TIMEOUT="300")
+    with subprocess.Popen([sys.executable, "-m", "engine.cli", "models", "pull", SLOW], env=slow_network,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as pulling:
         deadline = time.monotonic() + 120
         while not any(p.stat().st_size >= 10 * 2**20 for p in (repo / "blobs").glob("*.incomplete")):
