@@ -189,7 +189,7 @@ def test_ctrl_c_during_a_pull_keeps_what_is_done_and_the_next_pull_fetches_the_r
     repo = isolated["cache"] / "models--test-org--slow-flux"
     # The client must wait out the stall: at huggingface_hub's default read timeout (10 s) it retries with a
     # range request, which is never held, and the file can complete just as the signal arrives (exit 0 once
-    # in a full run of stop 16, on a loaded machine).
+    # in a full run of stop 16).
     slow_network = _environ(isolated, hub.url, HF_HUB_DOWNLOAD_TIMEOUT="300")
     with subprocess.Popen([sys.executable, "-m", "engine.cli", "models", "pull", SLOW], env=slow_network,
                           preexec_fn=_as_from_a_terminal,
