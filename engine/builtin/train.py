@@ -211,19 +211,19 @@ def train(out: Path, *, steps: int, batch: int, crop: int, lr: float, seed: int,
                 hr, up = _channels_last(hr, up)
             eps = torch.randn_like(hr)
             with precision(bf16):
+                target = None
                 if config.step_input and rng.random() >= FLOW_MATCHING_SHARE:
                     x, at, d, target = flow_map_batch(net, hr, up, eps, rng, grid=grid)
                     x0_hat = net(x, up, torch.full((batch,), at), torch.full((batch,), d), grid).float()
-                    loss = torch.mean((x0_hat - hr) ** 2) + GRID_EDGE_WEIGHT * grid_edge_loss(x0_hat, hr, grid)
-                    if target is not None:
-                        loss = loss + torch.mean((x0_hat - target.float()) ** 2)
                 else:
                     sigma = torch.rand(batch)
                     sigma[torch.rand(batch) < SIGMA_ONE_SHARE] = 1.0
                     s = sigma[:, None, None, None]
                     zero = torch.zeros(batch) if config.step_input else None  # d = 0: the instantaneous flow
                     x0_hat = net((1 - s) * hr + s * eps, up, sigma, zero, grid).float()
-                    loss = torch.mean((x0_hat - hr) ** 2) + GRID_EDGE_WEIGHT * grid_edge_loss(x0_hat, hr, grid)
+                loss = torch.mean((x0_hat - hr) ** 2) + GRID_EDGE_WEIGHT * grid_edge_loss(x0_hat, hr, grid)
+                if target is not None:
+                    loss = loss + torch.mean((x0_hat - target.float()) ** 2)
             if not torch.isfinite(loss) or loss.item() > MAX_SANE_LOSS:
                 log.writerow([step + 1, f"{loss.item():.6f}", "skipped", f"{time.monotonic() - began:.1f}"])
                 continue
